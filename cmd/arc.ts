@@ -1,0 +1,95 @@
+/** `arc connect` and `arc port-forward`: reach an Azure Arc machine through its Arc-managed relay. */
+import { type Command, Option } from "@commander-js/extra-typings";
+import { parseDuration } from "../lib/duration.ts";
+import {
+  DEFAULT_ARM_ENDPOINT,
+  parseArcPort,
+  parseArcRelayUrl,
+  parseArcService,
+  parseArmEndpoint,
+  parseResourceId,
+} from "../lib/arc/config.ts";
+import { runArcConnect } from "../lib/arc/connect.ts";
+import { runArcPortForward } from "../lib/arc/port_forward.ts";
+import type { ArcSessionOptions } from "../lib/arc/session.ts";
+import { stdioStream } from "../lib/sender/stdio.ts";
+import {
+  bindOption,
+  gatewayOption,
+  keepaliveOption,
+  readCaCerts,
+  relayCaCertOption,
+  resolveBind,
+  shutdownSignal,
+} from "./common.ts";
+
+interface ArcFlags {
+  resourceId?: string;
+  port: string;
+  service: string;
+  relayCaCert?: string;
+  armEndpoint?: string;
+}
+
+/** Flags (and the AZTUNNEL_ARC_RELAY_URL override) to session options; throws UsageError. */
+async function sessionOptions(flags: ArcFlags): Promise<ArcSessionOptions> {
+  const relayUrl = Deno.env.get("AZTUNNEL_ARC_RELAY_URL");
+  return {
+    resourceId: parseResourceId(flags.resourceId),
+    port: parseArcPort(flags.port),
+    service: parseArcService(flags.service),
+    armEndpoint: parseArmEndpoint(flags.armEndpoint),
+    relayBase: relayUrl ? parseArcRelayUrl(relayUrl) : undefined,
+    caCerts: await readCaCerts(flags.relayCaCert),
+  };
+}
+
+export function register(program: Command): void {
+  const arc = program
+    .command("arc")
+    .description("connect to an Azure Arc-enabled machine through its Arc-managed relay")
+    .addOption(
+      new Option("--resource-id <id>", "Arc machine resource ID").env("AZTUNNEL_ARC_RESOURCE_ID"),
+    )
+    .addOption(new Option("--port <port>", "port on the machine").default("22"))
+    .addOption(new Option("--service <name>", "Arc service: SSH or WAC").default("SSH"))
+    .addOption(relayCaCertOption())
+    .addOption(
+      new Option("--arm-endpoint <url>", "Azure Resource Manager endpoint (sovereign clouds)")
+        .env("AZTUNNEL_ARM_ENDPOINT")
+        .default(DEFAULT_ARM_ENDPOINT),
+    )
+    .configureHelp({ showGlobalOptions: true });
+
+  arc
+    .command("connect")
+    .description("bridge stdin/stdout to the machine's port (ssh ProxyCommand)")
+    .action(async (_opts, cmd) => {
+      const opts = await sessionOptions(cmd.optsWithGlobals() as ArcFlags);
+      const stop = shutdownSignal();
+      try {
+        await runArcConnect({ ...opts, local: stdioStream(), signal: stop.signal });
+      } finally {
+        stop.dispose();
+      }
+    });
+
+  arc
+    .command("port-forward")
+    .description("listen locally and forward each connection to the machine's port")
+    .addOption(bindOption("127.0.0.1:0"))
+    .addOption(gatewayOption())
+    .addOption(keepaliveOption())
+    .action(async (local, cmd) => {
+      const opts = await sessionOptions(cmd.optsWithGlobals() as ArcFlags);
+      const bind = resolveBind(local.bind, local.gateway);
+      // As in Go for arc: 0 or less sets nothing (no `durationOrDefault` fallback).
+      const keepAlive = parseDuration(local.tcpKeepalive, "--tcp-keepalive") > 0;
+      const stop = shutdownSignal();
+      try {
+        await runArcPortForward({ ...opts, bind, keepAlive, signal: stop.signal });
+      } finally {
+        stop.dispose();
+      }
+    });
+}

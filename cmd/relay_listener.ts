@@ -1,0 +1,70 @@
+/** `relay-listener`: accept tunnels from the relay and dial their targets. */
+import { type Command, Option } from "@commander-js/extra-typings";
+import { parseDuration } from "../lib/duration.ts";
+import { UsageError } from "../lib/errors.ts";
+import { runListener } from "../lib/listener/service.ts";
+import { getLogger } from "../lib/observe/log.ts";
+import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
+import {
+  drainOption,
+  durationOrDefault,
+  keepaliveOption,
+  type RelayFlags,
+  shutdownSignal,
+} from "./common.ts";
+import { addRelayOptions, resolveRelay } from "./relay_sender.ts";
+
+function parseMaxConnections(text: string): number {
+  if (!/^\d+$/.test(text.trim())) {
+    throw new UsageError(`invalid --max-connections "${text}": expected a number >= 0`);
+  }
+  return Number(text);
+}
+
+export function register(program: Command): void {
+  addRelayOptions(
+    program
+      .command("relay-listener")
+      .description("listen on Azure Relay and forward each tunnel to its target")
+      .argument("[hyco]", "hybrid connection name (same as --hyco)"),
+  )
+    .addOption(
+      new Option(
+        "--allow <entries>",
+        "allowed targets: host:port, CIDR:port, CIDR:*, [IPv6]:port or * (repeatable, comma-separated)",
+      ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
+    .addOption(
+      new Option("--max-connections <n>", "max concurrent tunnels (0 = unlimited)").default("0"),
+    )
+    .addOption(
+      new Option("--connect-timeout <duration>", "deadline for the envelope and the target dial")
+        .default("30s"),
+    )
+    .addOption(keepaliveOption())
+    .addOption(drainOption())
+    .action(async (hyco, flags) => {
+      const allowlist = parseAllowlist(flags.allow ?? []);
+      const maxConnections = parseMaxConnections(flags.maxConnections);
+      const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
+      // Any value keeps keepalive on, as in Go (0 means 30 s; negative leaves the OS default).
+      parseDuration(flags.tcpKeepalive, "--tcp-keepalive");
+      const drainTimeoutMs = Math.max(0, parseDuration(flags.drainTimeout, "--drain-timeout"));
+      const relay = await resolveRelay(flags as RelayFlags, hyco);
+      const stop = shutdownSignal();
+      try {
+        await runListener({
+          ...relay,
+          allowlist,
+          maxConnections,
+          connectTimeoutMs,
+          keepAlive: true,
+          drainTimeoutMs,
+          signal: stop.signal,
+          logger: getLogger(),
+        });
+      } finally {
+        stop.dispose();
+      }
+    });
+}

@@ -1,0 +1,89 @@
+/** Builds the CLI from the modules in cmd/ and maps outcomes to exit codes (0 ok, 1 failure, 2 usage). */
+import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { errorMessage, UsageError } from "../lib/errors.ts";
+import { configureLogging, LOG_FORMATS, LOG_LEVELS } from "../lib/observe/log.ts";
+import type { LogFormat, LogLevel } from "../lib/observe/log.ts";
+import { redact } from "../lib/relay/redact.ts";
+import { VERSION } from "../lib/version.ts";
+import { register as registerVersion } from "./version.ts";
+import { register as registerRelayListener } from "./relay_listener.ts";
+import { register as registerRelaySender } from "./relay_sender.ts";
+import { register as registerArc } from "./arc.ts";
+import { register as registerDemo } from "./demo.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("aztunnel")
+    .description(
+      "Tunnel TCP connections through Azure Relay Hybrid Connections over WebSockets.",
+    )
+    .version(VERSION, "--version", "print the version and exit")
+    .addOption(
+      new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info" as const),
+    )
+    .addOption(
+      new Option("--log-format <format>", "log format").choices(LOG_FORMATS).default(
+        "logfmt" as const,
+      ),
+    )
+    .enablePositionalOptions(false)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`aztunnel: ${str.replace(/^error: /, "error: ")}`),
+    });
+  program.hook("preAction", async (_thisCommand, action) => {
+    const g = action.optsWithGlobals() as { logLevel?: LogLevel; logFormat?: LogFormat };
+    await configureLogging({ level: g.logLevel ?? "info", format: g.logFormat ?? "logfmt" });
+  });
+  registerVersion(program);
+  registerRelayListener(program);
+  registerRelaySender(program);
+  registerArc(program);
+  registerDemo(program);
+  for (const cmd of program.commands) applyErrorHandling(cmd);
+  return program;
+}
+
+function applyErrorHandling(
+  cmd: Command<unknown[], Record<string, unknown>, Record<string, unknown>>,
+) {
+  cmd.exitOverride().configureOutput({
+    outputError: (str, write) => write(`aztunnel: ${str}`),
+  });
+  for (const sub of cmd.commands) applyErrorHandling(sub);
+}
+
+/** Runs the CLI and returns the process exit code; never throws. */
+export async function runCli(args: string[]): Promise<number> {
+  const program = buildProgram();
+  if (args.length === 0) {
+    program.outputHelp({ error: true });
+    return 2;
+  }
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
+      // A parent command called without a subcommand: commander printed its help already.
+      if (err.code === "commander.help") return 2;
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      printError(err.message);
+      return 2;
+    }
+    printError(errorMessage(err));
+    return 1;
+  }
+}
+
+function printError(message: string): void {
+  const line = new TextEncoder().encode(`aztunnel: error: ${redact(message)}\n`);
+  try {
+    Deno.stderr.writeSync(line);
+  } catch {
+    // stderr closed: nothing left to tell
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The Microsoft.HybridConnectivity calls (aztunnel-reference.md §6.1): list the relay credentials of
+ * the machine's `default` endpoint, and create that endpoint plus its service configuration.
+ * Failures are explained: which role is missing, a wrong resource id, an unregistered provider.
+ */
+import { AztunnelError } from "../errors.ts";
+import { ARM_API_VERSION, type ArmClient, ArmError } from "./arm.ts";
+import type { ArcService } from "./config.ts";
+
+/** The maximum lifetime ARM grants (3 h). */
+export const CREDENTIAL_LIFETIME_SEC = 10800;
+
+/** The `relay` object of a listCredentials answer. */
+export interface ArcRelayCredentials {
+  readonly namespaceName: string;
+  readonly namespaceNameSuffix: string;
+  readonly hybridConnectionName: string;
+  /** A full `SharedAccessSignature …` string, sent as `Servicebusauthorization`. Secret. */
+  readonly accessKey: string;
+  /** Unix seconds. */
+  readonly expiresOn: number;
+  /** Sent as `Service-Configuration-Token`. Secret. */
+  readonly serviceConfigurationToken: string;
+}
+
+export type ArcOperation =
+  | "list credentials"
+  | "create HybridConnectivity endpoint"
+  | "create service configuration";
+
+/** An ARM failure of one Arc operation, message `<operation>: ARM API error (HTTP n): …[; hint]`. */
+export class ArcArmError extends AztunnelError {
+  readonly operation: ArcOperation;
+  readonly status: number;
+  readonly armCode: string;
+  constructor(operation: ArcOperation, cause: ArmError, hint: string | undefined) {
+    super(
+      cause.status === 401 || cause.status === 403 ? "auth_failed" : "arm_error",
+      `${operation}: ${cause.message}${hint ? `; ${hint}` : ""}`,
+      { cause },
+    );
+    this.name = "ArcArmError";
+    this.operation = operation;
+    this.status = cause.status;
+    this.armCode = cause.armCode;
+  }
+}
+
+const endpointPath = (rid: string) =>
+  `${rid}/providers/Microsoft.HybridConnectivity/endpoints/default`;
+
+export async function listCredentials(
+  arm: ArmClient,
+  resourceId: string,
+  service: ArcService,
+  signal?: AbortSignal,
+): Promise<ArcRelayCredentials> {
+  const path = `${endpointPath(resourceId)}/listCredentials?expiresin=${CREDENTIAL_LIFETIME_SEC}` +
+    `&api-version=${ARM_API_VERSION}`;
+  const body = await call(
+    "list credentials",
+    resourceId,
+    () => arm.request("POST", path, { serviceName: service }, signal),
+  );
+  return parseRelayCredentials(body);
+}
+
+/** PUT the default endpoint, then the service configuration with the port (both idempotent). */
+export async function ensureEndpoint(
+  arm: ArmClient,
+  resourceId: string,
+  service: ArcService,
+  port: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const base = endpointPath(resourceId);
+  await call("create HybridConnectivity endpoint", resourceId, () =>
+    arm.request(
+      "PUT",
+      `${base}?api-version=${ARM_API_VERSION}`,
+      { properties: { type: "default" } },
+      signal,
+    ));
+  await call("create service configuration", resourceId, () =>
+    arm.request(
+      "PUT",
+      `${base}/serviceConfigurations/${service}?api-version=${ARM_API_VERSION}`,
+      { properties: { serviceName: service, port } },
+      signal,
+    ));
+}
+
+async function call<T>(op: ArcOperation, resourceId: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ArmError) {
+      throw new ArcArmError(op, err, explainArmError(op, err, resourceId));
+    }
+    if (err instanceof AztunnelError && err.code !== "auth_unavailable") {
+      throw new AztunnelError(err.code, `${op}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * A 404 that says the machine (or its group or subscription) is missing, as opposed to the
+ * endpoint: no amount of endpoint creation helps then.
+ */
+export function isMachineNotFound(err: ArmError): boolean {
+  if (err.status !== 404) return false;
+  if (/^(ResourceGroupNotFound|SubscriptionNotFound|ParentResourceNotFound)$/.test(err.armCode)) {
+    return true;
+  }
+  // ARM's text for a missing parent: "The Resource 'Microsoft.HybridCompute/machines/x' under …".
+  return /'Microsoft\.HybridCompute\/machines\/[^']*' under resource group/i.test(err.armMessage);
+}
+
+/** The one sentence that tells the user what to change, or undefined when ARM said it all. */
+export function explainArmError(
+  op: ArcOperation,
+  err: ArmError,
+  resourceId: string,
+): string | undefined {
+  if (
+    err.armCode === "MissingSubscriptionRegistration" ||
+    /not registered to use namespace 'Microsoft\.HybridConnectivity'/i.test(err.armMessage)
+  ) {
+    return "the subscription is not registered for the Microsoft.HybridConnectivity resource " +
+      "provider: run `az provider register -n Microsoft.HybridConnectivity` (needs rights on the " +
+      "subscription) and try again";
+  }
+  if (err.status === 401) {
+    return "ARM did not accept the access token: sign in again (`az login`, with `--tenant` for the " +
+      "machine's tenant) or check the managed identity";
+  }
+  if (err.status === 403) {
+    if (op === "list credentials") {
+      return "your identity lacks Microsoft.HybridConnectivity/endpoints/listCredentials/action on " +
+        'the machine: assign it a role that includes it (Owner, Contributor or "Virtual Machine ' +
+        'Local User Login") on the machine or its resource group';
+    }
+    return "creating the connectivity endpoint needs Microsoft.HybridConnectivity/endpoints/write " +
+      "and endpoints/serviceConfigurations/write on the machine (Owner or Contributor): assign " +
+      "such a role, or ask someone who has one to connect once so the endpoint exists";
+  }
+  if (err.status === 404 && (op !== "list credentials" || isMachineNotFound(err))) {
+    return `the machine "${resourceId}" was not found: check --resource-id (` +
+      "/subscriptions/<subscription>/resourceGroups/<group>/providers/Microsoft.HybridCompute/" +
+      "machines/<name>) and that you are signed in to the subscription's tenant";
+  }
+  return undefined;
+}
+
+/** Validates the shape of a listCredentials answer; secrets never reach the error text. */
+export function parseRelayCredentials(body: unknown): ArcRelayCredentials {
+  const relay = (body as { relay?: Record<string, unknown> } | null)?.relay;
+  const str = (k: string) => (typeof relay?.[k] === "string" ? relay[k] as string : "");
+  const creds: ArcRelayCredentials = {
+    namespaceName: str("namespaceName"),
+    namespaceNameSuffix: str("namespaceNameSuffix").replace(/^\.+/, ""),
+    hybridConnectionName: str("hybridConnectionName"),
+    accessKey: str("accessKey"),
+    expiresOn: typeof relay?.expiresOn === "number"
+      ? relay.expiresOn
+      : Number(relay?.expiresOn ?? 0),
+    serviceConfigurationToken: str("serviceConfigurationToken"),
+  };
+  if (!creds.namespaceName || !creds.hybridConnectionName) {
+    throw new AztunnelError("arm_bad_response", "incomplete relay credentials in response");
+  }
+  return creds;
+}

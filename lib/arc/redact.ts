@@ -1,0 +1,30 @@
+/**
+ * Keeps Arc relay secrets (the `accessKey` SAS string and the service configuration token) out of
+ * errors and logs (aztunnel-reference.md §3.9), wherever they show up: as upgrade headers, as JSON
+ * fields of an ARM body, or verbatim.
+ */
+import { redact } from "../relay/redact.ts";
+
+const HEADER_VALUE =
+  /(servicebusauthorization|service-configuration-token)("?\s*[:=]\s*"?)[^"\r\n,}]*/gi;
+const JSON_FIELD = /"(accessKey|serviceConfigurationToken)"(\s*:\s*)"(?:[^"\\]|\\.)*"/g;
+
+/** Secrets shorter than this are not replaced verbatim (they would mangle ordinary text). */
+const MIN_SECRET_LENGTH = 8;
+
+export function redactArc(text: string, secrets: readonly string[] = []): string {
+  let out = redact(text)
+    .replace(HEADER_VALUE, "$1$2REDACTED")
+    .replace(JSON_FIELD, '"$1"$2"REDACTED"');
+  for (const secret of secrets) {
+    if (secret.length >= MIN_SECRET_LENGTH) out = out.replaceAll(secret, "REDACTED");
+  }
+  return out;
+}
+
+/** Log attributes with every string value passed through `redactArc`. */
+export function redactAttrs(attrs: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(attrs)) out[k] = typeof v === "string" ? redactArc(v) : v;
+  return out;
+}

@@ -1,0 +1,163 @@
+/**
+ * One Arc target (machine, service, port) for the life of a command: ARM client, relay credentials
+ * (listCredentials; endpoint creation only when ARM says it is missing) and the relay dial.
+ *
+ * Unlike the Go tool, credentials are cached until 5 minutes before `expiresOn` (one ARM call per
+ * 3 hours instead of one per connection), and only a 404/412 from listCredentials leads to the
+ * endpoint PUTs; every other failure is explained and ends the command, since a PUT on an existing
+ * endpoint disrupts the agent's listener and cannot fix a missing role or a wrong resource id.
+ */
+import { AztunnelError } from "../errors.ts";
+import { getLogger, type Logger } from "../observe/log.ts";
+import { abandonable, type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
+import type { WebSocketConn } from "../ws/conn.ts";
+import { ArmClient, ArmError } from "./arm.ts";
+import { type ArcService, armScope, type RelayBase } from "./config.ts";
+import { type ArcDialOptions, type ArcDialTiming, dialArcRelay } from "./dial.ts";
+import {
+  ArcArmError,
+  type ArcRelayCredentials,
+  ensureEndpoint,
+  isMachineNotFound,
+  listCredentials,
+} from "./hybrid_connectivity.ts";
+
+/** Credentials are replaced this long before ARM says they expire. */
+export const CREDENTIAL_REFRESH_SKEW_MS = 5 * 60_000;
+
+export const ARM_FIX_HINT =
+  "sign in with `az login` (or run with a managed or workload identity) " +
+  "as an identity that may use the machine";
+
+export interface ArcTarget {
+  /** Full machine resource id (validated by parseResourceId). */
+  resourceId: string;
+  port: number;
+  service: ArcService;
+}
+
+export interface ArcSessionOptions extends ArcTarget {
+  armEndpoint: URL;
+  /** AZTUNNEL_ARC_RELAY_URL. */
+  relayBase?: RelayBase;
+  caCerts?: string[];
+  /** For ARM tokens; defaults to the process-wide DefaultAzureCredential. */
+  credential?: CredentialLike;
+  fetch?: typeof fetch;
+  armRetryDelaysMs?: readonly number[];
+  dialTiming?: Partial<ArcDialTiming>;
+  /** Replaces lib/ws's client in tests. */
+  connect?: ArcDialOptions["connect"];
+  logger?: Logger;
+  now?: () => number;
+}
+
+export class ArcSession {
+  readonly target: ArcTarget;
+  readonly #opts: ArcSessionOptions;
+  readonly #arm: ArmClient;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #creds: ArcRelayCredentials | undefined;
+  #inflight: Promise<ArcRelayCredentials> | undefined;
+  /** Set after endpoint creation; the next dial alone explains the agent's registration wait. */
+  #explain = false;
+
+  constructor(opts: ArcSessionOptions) {
+    this.#opts = opts;
+    this.target = { resourceId: opts.resourceId, port: opts.port, service: opts.service };
+    this.#log = opts.logger ?? getLogger();
+    this.#now = opts.now ?? Date.now;
+    const tokens = new EntraTokenCache(armScope(opts.armEndpoint), {
+      credential: opts.credential,
+      fixHint: ARM_FIX_HINT,
+      now: opts.now,
+    });
+    this.#arm = new ArmClient({
+      endpoint: opts.armEndpoint,
+      tokens,
+      fetch: opts.fetch,
+      retryDelaysMs: opts.armRetryDelaysMs,
+      logger: this.#log,
+    });
+  }
+
+  /** The first credential call; creates the endpoint and its service configuration when missing. */
+  async start(signal?: AbortSignal): Promise<void> {
+    const { resourceId, service, port } = this.target;
+    let creds: ArcRelayCredentials;
+    try {
+      creds = await listCredentials(this.#arm, resourceId, service, signal);
+    } catch (err) {
+      if (!isEndpointMissing(err)) throw err;
+      this.#log.info(
+        "creating Arc HybridConnectivity configuration; the Arc agent may need a moment to register a relay listener",
+        { resource: resourceId, service, port },
+      );
+      await ensureEndpoint(this.#arm, resourceId, service, port, signal);
+      creds = await listCredentials(this.#arm, resourceId, service, signal);
+      this.#explain = true;
+    }
+    this.#store(creds);
+  }
+
+  /** Valid relay credentials: cached until 5 minutes before expiry, one ARM call at a time. */
+  credentials(signal?: AbortSignal): Promise<ArcRelayCredentials> {
+    const c = this.#creds;
+    if (c && this.#now() < c.expiresOn * 1000 - CREDENTIAL_REFRESH_SKEW_MS) {
+      return Promise.resolve(c);
+    }
+    this.#inflight ??= listCredentials(
+      this.#arm,
+      this.target.resourceId,
+      this.target.service,
+    ).then((fresh) => this.#store(fresh)).finally(() => {
+      this.#inflight = undefined;
+    });
+    return abandonable(this.#inflight, signal);
+  }
+
+  /** Opens the raw byte tunnel to the machine's port. Throws ArcDialError or an ARM error. */
+  async dial(signal?: AbortSignal, logger: Logger = this.#log): Promise<WebSocketConn> {
+    const creds = await this.credentials(signal);
+    const explain = this.#explain;
+    this.#explain = false;
+    try {
+      return await dialArcRelay({
+        creds,
+        port: this.target.port,
+        relayBase: this.#opts.relayBase,
+        caCerts: this.#opts.caCerts,
+        signal,
+        logger,
+        explain,
+        timing: this.#opts.dialTiming,
+        connect: this.#opts.connect,
+        now: this.#opts.now,
+      });
+    } catch (err) {
+      // Revoked or rotated credentials: the next connection asks ARM again.
+      if (err instanceof AztunnelError && err.code === "auth_failed" && this.#creds === creds) {
+        this.#creds = undefined;
+      }
+      throw err;
+    }
+  }
+
+  #store(creds: ArcRelayCredentials): ArcRelayCredentials {
+    this.#creds = creds;
+    this.#log.debug("arc relay credentials obtained", {
+      namespace: `${creds.namespaceName}.${creds.namespaceNameSuffix}`,
+      expiresOn: new Date(creds.expiresOn * 1000).toISOString(),
+    });
+    return creds;
+  }
+}
+
+/** 404 or 412 for the endpoint itself (not for the machine): the PUTs can fix that. */
+function isEndpointMissing(err: unknown): boolean {
+  if (!(err instanceof ArcArmError)) return false;
+  const cause = err.cause;
+  if (!(cause instanceof ArmError)) return false;
+  return cause.status === 412 || (cause.status === 404 && !isMachineNotFound(cause));
+}

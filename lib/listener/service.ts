@@ -1,0 +1,143 @@
+/**
+ * `relay-listener` as a service: keeps the control channel up and serves each accept (slot →
+ * rendezvous → handler). On stop it closes the control channel, lets open tunnels finish for
+ * `drainTimeoutMs`, then cancels them.
+ */
+import { AztunnelError, errorMessage } from "../errors.ts";
+import { getLogger, type Logger } from "../observe/log.ts";
+import { type AcceptMessage, runControlChannel } from "../relay/control_channel.ts";
+import type { RelayEndpoint } from "../relay/endpoint.ts";
+import { newId } from "../relay/ids.ts";
+import { acceptRendezvous, rejectRendezvous } from "../relay/rendezvous.ts";
+import type { TokenProvider } from "../relay/token.ts";
+import type { Allowlist } from "../tunnel/allowlist.ts";
+import { causeFromAbort } from "../tunnel/bridge.ts";
+import type { TunnelObserver } from "../tunnel/observer.ts";
+import { TaskTracker } from "../tunnel/tracker.ts";
+import { type HandlerConfig, handleTunnel } from "./handler.ts";
+
+export interface ListenerOptions {
+  endpoint: RelayEndpoint;
+  entity: string;
+  tokens: TokenProvider;
+  caCerts?: string[];
+  /** null: every target is permitted (a WARN says so at start). */
+  allowlist: Allowlist | null;
+  /** Concurrent tunnels; 0 = unlimited. Accepts beyond it are refused with 503. */
+  maxConnections?: number;
+  /** Envelope read and target dial deadline; default 30 s. */
+  connectTimeoutMs?: number;
+  keepAlive?: boolean;
+  /** How long open tunnels may finish after `signal` aborts; default 10 s. */
+  drainTimeoutMs?: number;
+  signal: AbortSignal;
+  logger?: Logger;
+  /** Minted when absent. */
+  listenerId?: string;
+  observer?: TunnelObserver;
+  onConnectedChange?(up: boolean): void;
+  /** Test seams. */
+  handler?: Pick<HandlerConfig, "dial" | "features" | "pingIntervalMs">;
+  controlChannel?: { reconnectBaseMs?: number; pingIntervalMs?: number };
+}
+
+export const MAX_CONNECTIONS_STATUS = 503;
+export const MAX_CONNECTIONS_DESCRIPTION = "listener at max connections";
+const REJECT_TIMEOUT_MS = 10_000;
+
+/** Runs until `opts.signal` aborts and every tunnel has ended. */
+export async function runListener(opts: ListenerOptions): Promise<void> {
+  const listenerId = opts.listenerId ?? newId();
+  const log = (opts.logger ?? getLogger()).with({ listener_id: listenerId });
+  if (!opts.allowlist) log.warn("no allowlist configured, all targets will be permitted");
+  const max = opts.maxConnections ?? 0;
+  const cfg: HandlerConfig = {
+    listenerId,
+    allowlist: opts.allowlist,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 30_000,
+    keepAlive: opts.keepAlive ?? true,
+    observer: opts.observer,
+    ...opts.handler,
+  };
+  const tracker = new TaskTracker();
+  let active = 0;
+
+  const onAccept = (
+    accept: AcceptMessage,
+    ctx: { logger: Logger; sessionSignal: AbortSignal },
+  ) => {
+    if (max > 0 && active >= max) {
+      ctx.logger.warn("accept_dropped", { reason: "semaphore_full" });
+      tracker.track(
+        rejectRendezvous(accept.address, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, {
+          caCerts: opts.caCerts,
+          timeoutMs: REJECT_TIMEOUT_MS,
+          signal: tracker.cancelSignal,
+        }).catch((err) => ctx.logger.debug("reject failed", { error: errorMessage(err) })),
+      );
+      return;
+    }
+    active++;
+    ctx.logger.debug("accept acquired");
+    const tunnel = tunnelSignal(ctx.sessionSignal, opts.signal, tracker.cancelSignal);
+    tracker.track((async () => {
+      try {
+        const ws = await acceptRendezvous(accept.address, {
+          caCerts: opts.caCerts,
+          logger: ctx.logger,
+          signal: tunnel.signal,
+        });
+        await handleTunnel(ws, cfg, { logger: ctx.logger, signal: tunnel.signal });
+      } catch {
+        // acceptRendezvous logged accept_dropped; the handler never rejects
+      } finally {
+        tunnel.dispose();
+        active--;
+        ctx.logger.debug("accept released");
+      }
+    })());
+  };
+
+  await runControlChannel({
+    endpoint: opts.endpoint,
+    entity: opts.entity,
+    tokens: opts.tokens,
+    caCerts: opts.caCerts,
+    logger: log,
+    signal: opts.signal,
+    onAccept,
+    onConnectedChange: opts.onConnectedChange,
+    reconnectBaseMs: opts.controlChannel?.reconnectBaseMs,
+    pingIntervalMs: opts.controlChannel?.pingIntervalMs,
+  });
+  await tracker.drain(opts.drainTimeoutMs ?? 10_000);
+}
+
+/**
+ * A tunnel dies with its control session (as in Go), except when the session ends because the
+ * listener is stopping: then the drain decides. The drain deadline cancels it as `user_cancel`.
+ */
+function tunnelSignal(session: AbortSignal, shutdown: AbortSignal, drained: AbortSignal) {
+  const ac = new AbortController();
+  const onSession = () => {
+    if (shutdown.aborted) return;
+    const cause = causeFromAbort(session.reason);
+    ac.abort(
+      cause === "renew_failure" || cause === "control_error"
+        ? session.reason
+        : new AztunnelError("control_error", "control channel session ended"),
+    );
+  };
+  const onDrained = () => ac.abort(drained.reason);
+  session.addEventListener("abort", onSession, { once: true });
+  drained.addEventListener("abort", onDrained, { once: true });
+  if (session.aborted) onSession();
+  if (drained.aborted) onDrained();
+  return {
+    signal: ac.signal,
+    dispose() {
+      session.removeEventListener("abort", onSession);
+      drained.removeEventListener("abort", onDrained);
+    },
+  };
+}

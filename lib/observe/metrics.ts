@@ -1,0 +1,356 @@
+/**
+ * aztunnel's metrics: the Go tool's names, types, labels and buckets (reference §7), the target
+ * cardinality guard, process metrics, and the relay-server's own gauges. One `Metrics` per process,
+ * created by the command and passed down (never a module global, so tests stay independent).
+ */
+import process from "node:process";
+import { type Counter, type Gauge, type Histogram, Registry } from "./prometheus.ts";
+
+export type Role = "listener" | "sender";
+export type ConnectionStatus = "success" | "error";
+export type TokenProviderKind = "sas" | "entra";
+export type TokenResult = "ok" | "error";
+/** `connection_errors_total{reason}` values: failures before bridging. */
+export type ErrorReason =
+  | "dial_failed"
+  | "dial_timeout"
+  | "dns_not_found"
+  | "dns_timeout"
+  | "allowlist_rejected"
+  | "envelope_error"
+  | "relay_failed"
+  | "auth_failed";
+
+/** The label new targets get once `maxTargets` distinct ones were seen. */
+export const OVERFLOW_TARGET = "__other__";
+export const DEFAULT_MAX_TARGETS = 500;
+
+export const CONNECTION_DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600] as const;
+export const DIAL_DURATION_BUCKETS = [
+  0.001,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+] as const;
+export const TOKEN_FETCH_BUCKETS = [
+  0.001,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  15,
+  30,
+  60,
+] as const;
+
+export interface MetricsOptions {
+  /** Distinct target labels kept before new ones become `__other__`; 0 = unlimited. */
+  maxTargets?: number;
+  /** Adds `process_*` and `deno_*` series (default true; tests turn it off for exact output). */
+  processMetrics?: boolean;
+  /** When set, exports `aztunnel_build_info{version} 1`. */
+  version?: string;
+  /** Monotonic milliseconds, for connection durations; tests inject a fake clock. */
+  now?: () => number;
+}
+
+export interface ConnectionEnd {
+  status: ConnectionStatus;
+  /** Local socket → WebSocket. */
+  bytesToRelay: number;
+  /** WebSocket → local socket. */
+  bytesFromRelay: number;
+}
+
+export interface ConnectionHandle {
+  /** The target label actually used (the target itself or `__other__`). */
+  readonly target: string;
+  /** Records the bridge's outcome; later calls are ignored. */
+  end(result: ConnectionEnd): void;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly maxTargets: number;
+  readonly #now: () => number;
+  readonly #targets = new Set<string>();
+
+  readonly #connections: Counter<"role" | "target" | "status">;
+  readonly #errors: Counter<"role" | "reason">;
+  readonly #bytes: Counter<"role" | "target" | "direction">;
+  readonly #active: Gauge<"role" | "target">;
+  readonly #control: Gauge;
+  readonly #duration: Histogram<"role" | "target">;
+  readonly #dial: Histogram<"role">;
+  readonly #tokenSeconds: Histogram<"provider" | "result">;
+  readonly #tokenTotal: Counter<"provider" | "result">;
+
+  /** Throws RangeError (`--metrics-max-targets must be >= 0, got N`) for a negative maxTargets. */
+  constructor(opts: MetricsOptions = {}) {
+    const max = opts.maxTargets ?? DEFAULT_MAX_TARGETS;
+    if (!Number.isInteger(max) || max < 0) {
+      throw new RangeError(`--metrics-max-targets must be >= 0, got ${max}`);
+    }
+    this.maxTargets = max;
+    this.#now = opts.now ?? (() => performance.now());
+    const r = this.registry;
+    this.#connections = r.counter({
+      name: "aztunnel_connections_total",
+      help: "Bridged connections, counted when they end, by outcome.",
+      labelNames: ["role", "target", "status"],
+    });
+    this.#errors = r.counter({
+      name: "aztunnel_connection_errors_total",
+      help: "Connection attempts that failed before bridging, by reason.",
+      labelNames: ["role", "reason"],
+    });
+    this.#bytes = r.counter({
+      name: "aztunnel_bytes_total",
+      help:
+        "Bytes carried by finished bridges (to_relay: local to relay; from_relay: relay to local).",
+      labelNames: ["role", "target", "direction"],
+    });
+    this.#active = r.gauge({
+      name: "aztunnel_active_connections",
+      help: "Bridged connections currently open.",
+      labelNames: ["role", "target"],
+    });
+    this.#control = r.gauge({
+      name: "aztunnel_control_channel_connected",
+      help: "1 while the listener control channel is connected, else 0.",
+    });
+    this.#duration = r.histogram({
+      name: "aztunnel_connection_duration_seconds",
+      help: "Lifetime of finished bridged connections in seconds.",
+      labelNames: ["role", "target"],
+      buckets: CONNECTION_DURATION_BUCKETS,
+    });
+    this.#dial = r.histogram({
+      name: "aztunnel_dial_duration_seconds",
+      help:
+        "Outbound dial time in seconds (listener: target; sender: relay including retries; arc: arc relay).",
+      labelNames: ["role"],
+      buckets: DIAL_DURATION_BUCKETS,
+    });
+    this.#tokenSeconds = r.histogram({
+      name: "aztunnel_token_fetch_seconds",
+      help: "Token provider call latency in seconds, cache hits included.",
+      labelNames: ["provider", "result"],
+      buckets: TOKEN_FETCH_BUCKETS,
+    });
+    this.#tokenTotal = r.counter({
+      name: "aztunnel_token_fetch_total",
+      help: "Token provider calls by outcome.",
+      labelNames: ["provider", "result"],
+    });
+    if (opts.version !== undefined) {
+      r.gauge({
+        name: "aztunnel_build_info",
+        help: "Always 1; the version label identifies the build.",
+        labelNames: ["version"],
+      }).set({ version: opts.version }, 1);
+    }
+    if (opts.processMetrics ?? true) registerProcessMetrics(r);
+  }
+
+  /**
+   * The label for `target` under the cardinality guard: the first `maxTargets` distinct targets
+   * keep their own label, later new ones get `__other__`, known ones always keep theirs.
+   */
+  targetLabel(target: string): string {
+    if (this.maxTargets === 0 || this.#targets.has(target)) return target;
+    if (this.#targets.size >= this.maxTargets) return OVERFLOW_TARGET;
+    this.#targets.add(target);
+    return target;
+  }
+
+  /** Call when a bridge starts; call `end()` on the handle when it finishes. */
+  connectionStarted(role: Role, target: string): ConnectionHandle {
+    const label = this.targetLabel(target);
+    const started = this.#now();
+    this.#active.add({ role, target: label }, 1);
+    let ended = false;
+    return {
+      target: label,
+      end: (res: ConnectionEnd) => {
+        if (ended) return;
+        ended = true;
+        const labels = { role, target: label };
+        this.#active.add(labels, -1);
+        this.#connections.inc({ ...labels, status: res.status });
+        this.#duration.observe(labels, Math.max(0, this.#now() - started) / 1000);
+        this.#bytes.inc({ ...labels, direction: "to_relay" }, res.bytesToRelay);
+        this.#bytes.inc({ ...labels, direction: "from_relay" }, res.bytesFromRelay);
+      },
+    };
+  }
+
+  connectionError(role: Role, reason: ErrorReason): void {
+    this.#errors.inc({ role, reason });
+  }
+
+  dialDuration(role: Role, seconds: number): void {
+    this.#dial.observe({ role }, seconds);
+  }
+
+  /** Records one token-provider call (histogram and counter together, so their counts match). */
+  tokenFetch(provider: TokenProviderKind, result: TokenResult, seconds: number): void {
+    this.#tokenSeconds.observe({ provider, result }, seconds);
+    this.#tokenTotal.inc({ provider, result });
+  }
+
+  /** Runs `fetch`, recording its latency and outcome; the result or error passes through. */
+  async timeTokenFetch<T>(provider: TokenProviderKind, fetch: () => Promise<T>): Promise<T> {
+    const started = this.#now();
+    const seconds = () => Math.max(0, this.#now() - started) / 1000;
+    try {
+      const v = await fetch();
+      this.tokenFetch(provider, "ok", seconds());
+      return v;
+    } catch (err) {
+      this.tokenFetch(provider, "error", seconds());
+      throw err;
+    }
+  }
+
+  setControlConnected(up: boolean): void {
+    this.#control.set(undefined, up ? 1 : 0);
+  }
+
+  render(): string {
+    return this.registry.render();
+  }
+}
+
+/**
+ * Process metrics with the names Prometheus' process collector uses. CPU and memory need no
+ * permission. Deno 2.9 allows reading /proc/self/* only under `--allow-all`, so the fd gauges are
+ * tried when read access looks granted, and dropped for good after the first refusal.
+ */
+export function registerProcessMetrics(r: Registry): void {
+  r.gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    collect: () => Deno.memoryUsage().rss,
+  });
+  r.counter({
+    name: "process_cpu_seconds_total",
+    help: "Total user and system CPU time spent in seconds.",
+    collect: () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1e6;
+    },
+  });
+  const startSeconds = Math.round(performance.timeOrigin) / 1000;
+  r.gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since unix epoch in seconds.",
+    collect: () => startSeconds,
+  });
+  r.gauge({
+    name: "deno_heap_used_bytes",
+    help: "V8 heap in use, in bytes.",
+    collect: () => Deno.memoryUsage().heapUsed,
+  });
+  r.gauge({
+    name: "deno_heap_total_bytes",
+    help: "V8 heap reserved, in bytes.",
+    collect: () => Deno.memoryUsage().heapTotal,
+  });
+  r.gauge({
+    name: "deno_external_memory_bytes",
+    help: "Memory held by JavaScript objects outside the V8 heap (buffers), in bytes.",
+    collect: () => Deno.memoryUsage().external,
+  });
+  const openFds = procReader("/proc/self/fd", (p) => {
+    let n = 0;
+    for (const _ of Deno.readDirSync(p)) n++;
+    return n;
+  });
+  r.gauge({ name: "process_open_fds", help: "Number of open file descriptors.", collect: openFds });
+  const maxFds = procReader("/proc/self/limits", (p) => {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync(p));
+    if (!m) return undefined;
+    return m[1] === "unlimited" ? Infinity : Number(m[1]);
+  });
+  r.gauge({
+    name: "process_max_fds",
+    help: "Maximum number of open file descriptors.",
+    collect: maxFds,
+  });
+}
+
+/** A reader for a Linux /proc file that never prompts and gives up after one failure. */
+function procReader(
+  path: string,
+  read: (path: string) => number | undefined,
+): () => number | undefined {
+  let usable = Deno.build.os === "linux";
+  return () => {
+    if (!usable) return undefined;
+    try {
+      // A "prompt" state would make Deno ask on a terminal in the middle of a scrape.
+      if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+        usable = false;
+        return undefined;
+      }
+      return read(path);
+    } catch {
+      usable = false;
+      return undefined;
+    }
+  };
+}
+
+/** The relay-server's own series, registered next to the client metrics. */
+export interface RelayServerMetrics {
+  /** One sender/listener pair bridged. */
+  bridged(): void;
+  /** Bytes forwarded by the relay, per direction. */
+  bytes(direction: "to_listener" | "to_sender", n: number): void;
+}
+
+export function registerRelayServerMetrics(
+  r: Registry,
+  read: { listeners: () => number; pendingRendezvous: () => number },
+): RelayServerMetrics {
+  r.gauge({
+    name: "aztunnel_relay_listeners",
+    help: "Listener control channels currently registered.",
+    collect: read.listeners,
+  });
+  r.gauge({
+    name: "aztunnel_relay_pending_rendezvous",
+    help: "Senders waiting for a listener to accept.",
+    collect: read.pendingRendezvous,
+  });
+  const bridged = r.counter({
+    name: "aztunnel_relay_bridged_connections_total",
+    help: "Sender/listener pairs bridged.",
+  });
+  const bytes = r.counter({
+    name: "aztunnel_relay_bytes_total",
+    help: "Bytes forwarded between senders and listeners.",
+    labelNames: ["direction"],
+  });
+  return {
+    bridged: () => bridged.inc(),
+    bytes: (direction, n) => bytes.inc({ direction }, n),
+  };
+}

@@ -1,0 +1,267 @@
+/**
+ * The listener control channel (aztunnel-reference.md §3.5): one WebSocket session at a time,
+ * re-established with backoff forever. A session delivers `accept` commands, renews its token
+ * before expiry and pings the relay so a dead channel is noticed within ping + pong time.
+ */
+import { errorMessage } from "../errors.ts";
+import { formatDuration } from "../duration.ts";
+import type { Logger } from "../observe/log.ts";
+import { connectWebSocket } from "../ws/client.ts";
+import type { WebSocketConn } from "../ws/conn.ts";
+import { WsHandshakeError } from "../ws/errors.ts";
+import { backoffDelay } from "./backoff.ts";
+import { type AcceptMessage, parseControlMessage } from "./control_message.ts";
+import { authFailureMessage, describeDialFailure, isAuthStatus } from "./dial_error.ts";
+import type { RelayEndpoint } from "./endpoint.ts";
+import { newId } from "./ids.ts";
+import { renewLoop } from "./renew.ts";
+import { sleep } from "./sleep.ts";
+import type { Token, TokenProvider } from "./token.ts";
+import { listenUrl, relayUrl, resourceUri, withToken } from "./urls.ts";
+
+export type { AcceptMessage } from "./control_message.ts";
+
+export interface AcceptContext {
+  /** Minted for this accept; already on `logger`. */
+  readonly acceptId: string;
+  /** The listener logger plus `control_session_id` and `accept_id`. */
+  readonly logger: Logger;
+  /** Aborts when the control session that delivered the accept ends. */
+  readonly sessionSignal: AbortSignal;
+}
+
+export interface ControlChannelOptions {
+  endpoint: RelayEndpoint;
+  entity: string;
+  tokens: TokenProvider;
+  caCerts?: string[];
+  /** Carries `listener_id`. */
+  logger: Logger;
+  /** Stops the channel: the session closes with 1000 and `runControlChannel` resolves. */
+  signal: AbortSignal;
+  /** Called synchronously per `accept`; dialling the rendezvous is up to the callee. */
+  onAccept(accept: AcceptMessage, ctx: AcceptContext): void;
+  onConnectedChange?(up: boolean): void;
+  /** Default 30 s. */
+  pingIntervalMs?: number;
+  /** Default 10 s. */
+  pongTimeoutMs?: number;
+  /** Renew this long before expiry; default max(5 min, 25 % of the token's lifetime). */
+  renewBeforeMs?: number;
+  /** Waits between renew attempts when fetching a token fails; default [5 s, 10 s]. */
+  renewRetryDelaysMs?: readonly number[];
+  /** Control upgrade deadline; default 30 s. */
+  dialTimeoutMs?: number;
+  /** Reconnect delay: base doubling to max (±20 % jitter); defaults 1 s and 30 s. */
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  /** A session connected at least this long resets the backoff; default 30 s. */
+  reconnectResetMs?: number;
+}
+
+/** `control_ended reason=` values. */
+export type ControlEndReason =
+  | "token_fetch_failed"
+  | "auth_failed"
+  | "dial_failed"
+  | "read_failed"
+  | "ping_failed"
+  | "renew_failed"
+  | "context_cancelled";
+
+interface SessionEnd {
+  readonly reason: ControlEndReason;
+  readonly error?: string;
+}
+
+/** Keeps the listener registered until `opts.signal` aborts. Never rejects. */
+export async function runControlChannel(opts: ControlChannelOptions): Promise<void> {
+  const backoff = {
+    baseMs: opts.reconnectBaseMs ?? 1000,
+    maxMs: opts.reconnectMaxMs ?? 30_000,
+    jitter: 0.2,
+  };
+  const resetMs = opts.reconnectResetMs ?? 30_000;
+  let failures = 0;
+  while (!opts.signal.aborted) {
+    const { end, upMs } = await runSession(opts);
+    if (opts.signal.aborted) return;
+    if (upMs >= resetMs) failures = 0;
+    const delay = backoffDelay(failures++, backoff);
+    opts.logger.warn("control channel disconnected, reconnecting", {
+      error: end.error ?? end.reason,
+      delay: formatDuration(delay),
+    });
+    try {
+      await sleep(delay, opts.signal);
+    } catch {
+      return;
+    }
+  }
+}
+
+/** One control session: token, upgrade, then serve until something ends it. */
+async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEnd; upMs: number }> {
+  const log = opts.logger.with({ control_session_id: newId() });
+  const started = performance.now();
+  const finish = (end: SessionEnd, upMs = 0) => {
+    log.info("control_ended", {
+      reason: end.reason,
+      duration_seconds: Math.round(performance.now() - started) / 1000,
+      error: end.error,
+    });
+    return { end, upMs };
+  };
+  const resUri = resourceUri(opts.endpoint, opts.entity);
+
+  let token: Token;
+  try {
+    token = await opts.tokens.getToken(resUri, opts.signal);
+  } catch (err) {
+    if (opts.signal.aborted) return finish({ reason: "context_cancelled" });
+    return finish({ reason: "token_fetch_failed", error: `get token: ${errorMessage(err)}` });
+  }
+
+  let conn: WebSocketConn;
+  try {
+    conn = await connectWebSocket(withToken(listenUrl(opts.endpoint, opts.entity), token.token), {
+      caCerts: opts.caCerts,
+      signal: opts.signal,
+      timeoutMs: opts.dialTimeoutMs ?? 30_000,
+    });
+  } catch (err) {
+    if (opts.signal.aborted) return finish({ reason: "context_cancelled" });
+    // Azure refuses a 26th listener with 403 too; that is not a credentials problem.
+    const quota = err instanceof WsHandshakeError &&
+      /MaximumListenersPerEndpoint|quota/i.test(err.statusText);
+    if (err instanceof WsHandshakeError && isAuthStatus(err.status) && !quota) {
+      return finish({
+        reason: "auth_failed",
+        error: authFailureMessage(err.status, opts.tokens.kind, "Listener"),
+      });
+    }
+    return finish({ reason: "dial_failed", error: `dial control: ${describeDialFailure(err)}` });
+  }
+
+  const connectedAt = performance.now();
+  log.info("control_started", { relay_url: relayUrl(opts.endpoint), listener_name: opts.entity });
+  opts.onConnectedChange?.(true);
+  try {
+    const end = await serveSession(conn, token, resUri, log, opts);
+    return finish(end, performance.now() - connectedAt);
+  } finally {
+    opts.onConnectedChange?.(false);
+  }
+}
+
+/** Runs the read, ping and renew loops over an open channel; resolves with the first cause. */
+async function serveSession(
+  conn: WebSocketConn,
+  token: Token,
+  resUri: string,
+  log: Logger,
+  opts: ControlChannelOptions,
+): Promise<SessionEnd> {
+  const session = new AbortController();
+  let cause: SessionEnd | undefined;
+  const end = (reason: ControlEndReason, error?: string) => {
+    if (cause) return;
+    cause = { reason, error };
+    session.abort();
+    // Say goodbye properly on shutdown or when the relay closed first; a broken channel is dropped.
+    if (reason === "context_cancelled" || conn.closeInfo !== null) {
+      conn.close(1000).catch(() => conn.closeNow());
+    } else {
+      conn.closeNow();
+    }
+  };
+  const onShutdown = () => end("context_cancelled");
+  opts.signal.addEventListener("abort", onShutdown, { once: true });
+  if (opts.signal.aborted) onShutdown();
+
+  const helpers = [
+    pingLoop(conn, session.signal, opts, end),
+    renewLoop(conn, token, session.signal, log, {
+      tokens: opts.tokens,
+      resourceUri: resUri,
+      renewBeforeMs: opts.renewBeforeMs,
+      retryDelaysMs: opts.renewRetryDelaysMs,
+    }).then((failure) => {
+      if (failure !== null) end("renew_failed", failure);
+    }),
+  ];
+  try {
+    await readLoop(conn, session.signal, log, opts, end);
+  } finally {
+    opts.signal.removeEventListener("abort", onShutdown);
+    end("read_failed", "control session ended");
+    await Promise.all(helpers);
+    await conn.closed;
+  }
+  return cause!;
+}
+
+type End = (reason: ControlEndReason, error?: string) => void;
+
+async function readLoop(
+  conn: WebSocketConn,
+  signal: AbortSignal,
+  log: Logger,
+  opts: ControlChannelOptions,
+  end: End,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  for (;;) {
+    let msg;
+    try {
+      msg = await conn.receive();
+    } catch (err) {
+      end("read_failed", `read control: ${describeDialFailure(err)}`);
+      return;
+    }
+    if (msg === null) {
+      const info = conn.closeInfo;
+      const detail = info ? `${info.code}${info.reason ? ` ${info.reason}` : ""}` : "";
+      end("read_failed", `control channel closed by relay${detail ? ` (${detail})` : ""}`);
+      return;
+    }
+    if (signal.aborted) return;
+    const parsed = parseControlMessage(msg.type === "text" ? msg.data : decoder.decode(msg.data));
+    if (parsed.kind === "invalid") {
+      log.warn("invalid control message", { error: parsed.error });
+      continue;
+    }
+    if (parsed.kind !== "accept") continue;
+    const acceptId = newId();
+    const acceptLog = log.with({ accept_id: acceptId });
+    acceptLog.info("accept_attempted");
+    try {
+      opts.onAccept(parsed.accept, { acceptId, logger: acceptLog, sessionSignal: signal });
+    } catch (err) {
+      acceptLog.error("accept handler failed", { error: errorMessage(err) });
+    }
+  }
+}
+
+async function pingLoop(
+  conn: WebSocketConn,
+  signal: AbortSignal,
+  opts: ControlChannelOptions,
+  end: End,
+): Promise<void> {
+  const interval = opts.pingIntervalMs ?? 30_000;
+  const timeout = opts.pongTimeoutMs ?? 10_000;
+  for (;;) {
+    try {
+      await sleep(interval, signal);
+    } catch {
+      return;
+    }
+    try {
+      await conn.ping(timeout);
+    } catch (err) {
+      if (!signal.aborted) end("ping_failed", `ping: ${errorMessage(err)}`);
+      return;
+    }
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * Entra ID tokens through @azure/identity's DefaultAzureCredential (aztunnel-reference.md §3.3).
+ *
+ * @azure/identity is imported lazily: a static import costs ~180 ms of start-up that SAS users and
+ * every `ssh` ProxyCommand would pay. Only type imports of it are allowed in this file.
+ */
+import { AztunnelError, errorMessage } from "../errors.ts";
+import { getLogger } from "../observe/log.ts";
+import type { Token, TokenProvider } from "./token.ts";
+
+/** The one scope Azure Relay accepts; the resource URI of a dial never changes it. */
+export const RELAY_SCOPE = "https://relay.azure.net/.default";
+
+/** Without a RefreshOn hint, a cached token is replaced this long before it expires. */
+export const REFRESH_SKEW_MS = 5 * 60_000;
+
+/** A refresh failure still serves the cached token while it has at least this much life left. */
+const STALE_GRACE_MS = 60_000;
+
+/** What the cache needs from a credential; @azure/identity's TokenCredential fits. */
+export interface AccessTokenLike {
+  readonly token: string;
+  /** Epoch ms. */
+  readonly expiresOnTimestamp: number;
+  /** Epoch ms; when the identity library suggests refreshing (MSAL's RefreshOn). */
+  readonly refreshAfterTimestamp?: number;
+}
+
+export interface CredentialLike {
+  getToken(
+    scopes: string | string[],
+    options?: { abortSignal?: AbortSignal },
+  ): Promise<AccessTokenLike | null>;
+}
+
+/** Tells the user, after a failure, what to do for this audience (relay vs ARM). */
+export type FixHint = string;
+
+export const RELAY_FIX_HINT: FixHint =
+  "set AZTUNNEL_KEY_NAME and AZTUNNEL_KEY to use a SAS key instead, or sign in with `az login` " +
+  "(or run with a managed or workload identity), and give that identity the " +
+  '"Azure Relay Listener" (relay-listener) or "Azure Relay Sender" (relay-sender) role ' +
+  "on the namespace or hybrid connection";
+
+export interface TokenCacheOptions {
+  /** Defaults to the process-wide DefaultAzureCredential. */
+  credential?: CredentialLike;
+  /** Appended to failures as "to fix: …". */
+  fixHint?: FixHint;
+  /** Clock (epoch ms); tests pin it. */
+  now?: () => number;
+}
+
+let defaultCredential: Promise<CredentialLike> | undefined;
+
+/**
+ * The process-wide DefaultAzureCredential, built on first use. A failed import or construction is
+ * not kept, so a later call can try again.
+ */
+export function defaultAzureCredential(): Promise<CredentialLike> {
+  defaultCredential ??= (async () => {
+    const identity = await import("@azure/identity");
+    return new identity.DefaultAzureCredential();
+  })().catch((err) => {
+    defaultCredential = undefined;
+    throw new AztunnelError(
+      "auth_unavailable",
+      `cannot set up Entra ID authentication (DefaultAzureCredential): ${firstLine(err)}`,
+      { cause: err },
+    );
+  });
+  return defaultCredential;
+}
+
+/**
+ * One cached token for one scope: reused until RefreshOn (else 5 minutes before expiry), refreshed
+ * by a single in-flight request however many callers wait, failures never cached. A caller's signal
+ * only abandons its own wait; the shared fetch keeps going for the others.
+ */
+export class EntraTokenCache {
+  readonly scope: string;
+  readonly #credential: CredentialLike | undefined;
+  readonly #fixHint: FixHint | undefined;
+  readonly #now: () => number;
+  #cached: { token: Token; refreshAt: number } | undefined;
+  #inflight: Promise<Token> | undefined;
+
+  constructor(scope: string, opts: TokenCacheOptions = {}) {
+    this.scope = scope;
+    this.#credential = opts.credential;
+    this.#fixHint = opts.fixHint;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  get(signal?: AbortSignal): Promise<Token> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const cached = this.#cached;
+    if (cached && this.#now() < cached.refreshAt) return Promise.resolve(cached.token);
+    this.#inflight ??= this.#refresh().finally(() => {
+      this.#inflight = undefined;
+    });
+    return abandonable(this.#inflight, signal);
+  }
+
+  async #refresh(): Promise<Token> {
+    const previous = this.#cached;
+    try {
+      const credential = this.#credential ?? await defaultAzureCredential();
+      const access = await credential.getToken(this.scope);
+      if (!access || !access.token) {
+        throw new AztunnelError("auth_unavailable", "the credential returned no token");
+      }
+      const token: Token = { token: access.token, expiresAt: access.expiresOnTimestamp };
+      this.#cached = {
+        token,
+        refreshAt: access.refreshAfterTimestamp ?? access.expiresOnTimestamp - REFRESH_SKEW_MS,
+      };
+      return token;
+    } catch (err) {
+      if (previous && previous.token.expiresAt - STALE_GRACE_MS > this.#now()) {
+        getLogger().warn("entra token refresh failed, using the current token", {
+          scope: this.scope,
+          error: summarizeCredentialError(err),
+        });
+        return previous.token;
+      }
+      throw entraError(err, this.scope, this.#fixHint);
+    }
+  }
+}
+
+/** Waits for `p` unless `signal` aborts first; the listener is removed either way. */
+export function abandonable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The relay TokenProvider: the raw JWT for `sb-hc-token` and `renewToken`. */
+class EntraTokenProvider implements TokenProvider {
+  readonly kind = "entra";
+  readonly #cache: EntraTokenCache;
+  constructor(cache: EntraTokenCache) {
+    this.#cache = cache;
+  }
+  getToken(_resourceUri: string, signal?: AbortSignal): Promise<Token> {
+    return this.#cache.get(signal);
+  }
+}
+
+export interface EntraProviderOptions {
+  /** Tests inject a credential; the default shares one DefaultAzureCredential and one cache. */
+  credential?: CredentialLike;
+  now?: () => number;
+}
+
+let sharedProvider: TokenProvider | undefined;
+
+/**
+ * A TokenProvider (kind "entra") for scope `https://relay.azure.net/.default`. Without an injected
+ * credential, every call returns the same provider, so a process holds a single token cache.
+ */
+export function createEntraTokenProvider(opts: EntraProviderOptions = {}): TokenProvider {
+  if (!opts.credential && !opts.now) {
+    sharedProvider ??= new EntraTokenProvider(
+      new EntraTokenCache(RELAY_SCOPE, { fixHint: RELAY_FIX_HINT }),
+    );
+    return sharedProvider;
+  }
+  return new EntraTokenProvider(
+    new EntraTokenCache(RELAY_SCOPE, {
+      credential: opts.credential,
+      now: opts.now,
+      fixHint: RELAY_FIX_HINT,
+    }),
+  );
+}
+
+/**
+ * One line for a credential failure: `AztunnelError` code `auth_unavailable`, saying what was tried
+ * and how to fix it.
+ */
+export function entraError(
+  err: unknown,
+  scope: string,
+  fixHint?: FixHint,
+): AztunnelError {
+  const hint = fixHint ? `; to fix: ${fixHint}` : "";
+  // Our own failures (library missing, empty answer) already read well.
+  const what = err instanceof AztunnelError
+    ? err.message
+    : `Entra ID authentication failed: no credential could get a token for ${scope} ` +
+      `(${summarizeCredentialError(err)})`;
+  return new AztunnelError("auth_unavailable", `${what}${hint}`, { cause: err });
+}
+
+/** Labels for DefaultAzureCredential's links, matched on the messages the library writes. */
+const LINKS: ReadonlyArray<readonly [RegExp, string]> = [
+  [/EnvironmentCredential/, "environment"],
+  [/WorkloadIdentityCredential/, "workload identity"],
+  [/ManagedIdentityCredential|managed identity/i, "managed identity"],
+  [/Visual Studio Code/i, "VS Code"],
+  [/Azure Developer CLI|azd/i, "Azure Developer CLI"],
+  [/Azure CLI|az login/i, "Azure CLI"],
+  [/PowerShell/i, "Azure PowerShell"],
+  [/Broker/i, "broker"],
+];
+
+/**
+ * Squeezes @azure/identity's multi-line (aggregate) message into `tried: a (why); b (why)` or a
+ * single cause, so the CLI prints one readable line and never a stack.
+ */
+export function summarizeCredentialError(err: unknown): string {
+  const nested = (err as { errors?: unknown })?.errors;
+  if (Array.isArray(nested) && nested.length > 0) {
+    return `tried: ${nested.map(describeLink).join("; ")}`;
+  }
+  return describeLink(err);
+}
+
+function describeLink(err: unknown): string {
+  const message = errorMessage(err);
+  const label = LINKS.find(([re]) => re.test(message))?.[1];
+  const why = shortReason(message, label);
+  return label ? `${label}: ${why}` : why;
+}
+
+function shortReason(message: string, label: string | undefined): string {
+  switch (label) {
+    case "environment":
+      if (/unavailable/i.test(message)) {
+        return "not configured (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)";
+      }
+      break;
+    case "workload identity":
+      if (/unavailable|not set|missing/i.test(message)) return "not configured";
+      break;
+    case "Azure CLI":
+      if (/could not be found|not installed|not found/i.test(message)) return "az not installed";
+      if (/az login/i.test(message)) return "not signed in (run `az login`)";
+      break;
+    case "Azure Developer CLI":
+      if (/couldn't be found|not found|not installed/i.test(message)) return "azd not installed";
+      if (/azd auth login/i.test(message)) return "not signed in (run `azd auth login`)";
+      break;
+    case "Azure PowerShell":
+      if (/Unable to execute|not installed|not found/i.test(message)) return "not installed";
+      break;
+    case "VS Code":
+      return "not available";
+    case "managed identity": {
+      // MSAL's shape: "…Message <code>: … Description: <text> - Correlation ID…\nHttp status code: N…"
+      const status = /Http status code: (\d+)/i.exec(message)?.[1];
+      const statusText = /Http status message: ([^\n]*)/i.exec(message)?.[1]?.trim();
+      if (status) return clip(`HTTP ${status}${statusText ? ` ${statusText}` : ""}`, 100);
+      const code = /Message (\w+):/.exec(message)?.[1];
+      const desc = /Description: (.*?)(?: - Correlation ID|\n|$)/.exec(message)?.[1]?.trim();
+      if (code && desc) return clip(`${code}: ${desc}`, 100);
+      break;
+    }
+  }
+  return clip(firstLine(message).replace(/^\w*Credential:\s*/, ""), 120);
+}
+
+function firstLine(err: unknown): string {
+  const text = typeof err === "string" ? err : errorMessage(err);
+  return text
+    .split("\n")[0]
+    .replace(/\s*To (?:troubleshoot|mitigate)[^]*$/i, "")
+    .replace(/\s*(?:Please )?visit https?:\/\/\S+[^]*$/i, "")
+    .trim();
+}
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}

@@ -1,0 +1,128 @@
+/**
+ * Token renewal on an open control channel (hybrid-connections-protocol.md §3.3). Fire-and-forget:
+ * the relay answers a bad token by closing the channel, which the read loop reports.
+ */
+import { errorCode, errorMessage } from "../errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { MessageSocket } from "../ws/types.ts";
+import { renewTokenMessage } from "./control_message.ts";
+import { sleep } from "./sleep.ts";
+import type { Token, TokenProvider } from "./token.ts";
+
+const MIN_RENEW_DELAY_MS = 30_000;
+const RENEW_MARGIN_MIN_MS = 5 * 60_000;
+
+/**
+ * How long to wait before renewing `token` (obtained at `obtainedAt`, epoch ms): until
+ * expiresAt − max(5 min, 25 % of its lifetime) — 45 min for a 1 h SAS token, as in Go — but never
+ * sooner than 30 s, so a provider handing out nearly expired tokens cannot make us spin.
+ * An explicit `renewBeforeMs` replaces the margin and the floor.
+ */
+export function renewDelay(
+  token: Token,
+  obtainedAt: number,
+  now: number,
+  renewBeforeMs?: number,
+): number {
+  if (renewBeforeMs !== undefined) return Math.max(0, token.expiresAt - renewBeforeMs - now);
+  const margin = Math.max(RENEW_MARGIN_MIN_MS, (token.expiresAt - obtainedAt) / 4);
+  return Math.max(MIN_RENEW_DELAY_MS, token.expiresAt - margin - now);
+}
+
+export interface RenewOptions {
+  tokens: TokenProvider;
+  resourceUri: string;
+  renewBeforeMs?: number;
+  /** Waits before attempts 2, 3…; default [5 s, 10 s] (3 attempts, as in Go). */
+  retryDelaysMs?: readonly number[];
+}
+
+/**
+ * Renews `first` and each successor before it expires until `signal` aborts (resolves null) or a
+ * renewal fails for good (resolves the error text: the session must end).
+ */
+export async function renewLoop(
+  socket: Pick<MessageSocket, "send">,
+  first: Token,
+  signal: AbortSignal,
+  log: Logger,
+  opts: RenewOptions,
+): Promise<string | null> {
+  let current = first;
+  let obtainedAt = Date.now();
+  for (;;) {
+    try {
+      await sleep(renewDelay(current, obtainedAt, Date.now(), opts.renewBeforeMs), signal);
+    } catch {
+      return null;
+    }
+    const next = await renewOnce(socket, current, signal, log, opts);
+    if (next === null || typeof next === "string") return next;
+    current = next;
+    obtainedAt = Date.now();
+  }
+}
+
+/** One renewal: up to 3 token fetches, then `renewToken`. The new token, an error, or null. */
+export async function renewOnce(
+  socket: Pick<MessageSocket, "send">,
+  current: Token,
+  signal: AbortSignal,
+  log: Logger,
+  opts: RenewOptions,
+): Promise<Token | string | null> {
+  const delays = opts.retryDelaysMs ?? [5000, 10_000];
+  let lastError = "";
+  for (let attempt = 1; attempt <= delays.length + 1; attempt++) {
+    if (attempt > 1) {
+      try {
+        await sleep(delays[attempt - 2], signal);
+      } catch {
+        return null;
+      }
+    }
+    const t0 = performance.now();
+    const elapsed = () => Math.round(performance.now() - t0);
+    log.info("renew_attempted", {
+      attempt,
+      expires_in_seconds: Math.round((current.expiresAt - Date.now()) / 1000),
+    });
+    let next: Token;
+    try {
+      next = await opts.tokens.getToken(opts.resourceUri, signal);
+    } catch (err) {
+      if (signal.aborted) {
+        log.warn("renew_failed", {
+          attempt,
+          elapsed_ms: elapsed(),
+          error: "control session ended",
+          code: "context_cancelled",
+        });
+        return null;
+      }
+      lastError = `get token: ${errorMessage(err)}`;
+      log.warn("renew_failed", {
+        attempt,
+        elapsed_ms: elapsed(),
+        error: lastError,
+        code: errorCode(err) === "auth_failed" ? "auth_failed" : "token_fetch_failed",
+      });
+      continue;
+    }
+    try {
+      await socket.send(renewTokenMessage(next.token));
+    } catch (err) {
+      if (signal.aborted) return null;
+      const error = `send renewToken: ${errorMessage(err)}`;
+      log.warn("renew_failed", { attempt, elapsed_ms: elapsed(), error, code: "connection_lost" });
+      return error;
+    }
+    log.info("renew_ok", {
+      attempt,
+      new_expires_in_seconds: Math.round((next.expiresAt - Date.now()) / 1000),
+      elapsed_ms: elapsed(),
+    });
+    return next;
+  }
+  return lastError;
+}

@@ -1,0 +1,81 @@
+/**
+ * Relay credentials behind one interface, so the control channel and the dialers never care whether
+ * a token is a SAS signature or an Entra JWT.
+ */
+import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
+import { createSasToken } from "./sas.ts";
+
+export interface Token {
+  /** What goes into `sb-hc-token` and `renewToken` (SAS string or raw JWT). */
+  readonly token: string;
+  /** Epoch milliseconds. */
+  readonly expiresAt: number;
+}
+
+export interface TokenProvider {
+  readonly kind: "sas" | "entra";
+  getToken(resourceUri: string, signal?: AbortSignal): Promise<Token>;
+}
+
+/** Lifetime of the SAS tokens we mint, as in the Go tool. */
+export const SAS_TOKEN_LIFETIME_MS = 3_600_000;
+
+export interface SasTokenProviderOptions {
+  lifetimeMs?: number;
+  /** Clock (epoch ms); tests pin it. */
+  now?: () => number;
+}
+
+/** Mints a fresh SAS token on every call (no caching, as in Go). */
+export class SasTokenProvider implements TokenProvider {
+  readonly kind = "sas";
+  // Private fields keep the key out of console.log and JSON.stringify.
+  readonly #keyName: string;
+  readonly #key: string;
+  readonly #lifetimeMs: number;
+  readonly #now: () => number;
+
+  constructor(keyName: string, key: string, opts: SasTokenProviderOptions = {}) {
+    if (keyName === "" || key === "") {
+      throw new AztunnelError("sas_invalid", "SAS key name and key must both be non-empty");
+    }
+    this.#keyName = keyName;
+    this.#key = key;
+    this.#lifetimeMs = opts.lifetimeMs ?? SAS_TOKEN_LIFETIME_MS;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  async getToken(resourceUri: string, signal?: AbortSignal): Promise<Token> {
+    signal?.throwIfAborted();
+    const se = Math.floor((this.#now() + this.#lifetimeMs) / 1000);
+    const token = await createSasToken(resourceUri, this.#keyName, this.#key, se);
+    return { token, expiresAt: se * 1000 };
+  }
+}
+
+/** Anything with `get(name)`: `Deno.env`, a `Map`, a test double. */
+export interface EnvReader {
+  get(name: string): string | undefined;
+}
+
+/**
+ * SAS when both AZTUNNEL_KEY_NAME and AZTUNNEL_KEY are non-empty, otherwise Entra
+ * (DefaultAzureCredential), loaded lazily so SAS users never pay for @azure/identity.
+ */
+export async function tokenProviderFromEnv(env: EnvReader): Promise<TokenProvider> {
+  const keyName = env.get("AZTUNNEL_KEY_NAME") ?? "";
+  const key = env.get("AZTUNNEL_KEY") ?? "";
+  if (keyName !== "" && key !== "") return new SasTokenProvider(keyName, key);
+  try {
+    const { createEntraTokenProvider } = await import("./entra.ts");
+    return await createEntraTokenProvider();
+  } catch (err) {
+    throw new AztunnelError(
+      errorCode(err) ?? "entra_failed",
+      `no SAS credentials found (AZTUNNEL_KEY_NAME/AZTUNNEL_KEY) and Entra auth failed: ${
+        errorMessage(err)
+      }`,
+      { cause: err },
+    );
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The sender's half of opening a tunnel: relay rendezvous dial, ConnectEnvelope out, one
+ * ConnectResponse in (reference §2.2). Nothing is read from the local client until this succeeds.
+ */
+import { AztunnelError, errorMessage } from "../errors.ts";
+import type { Logger } from "../observe/log.ts";
+import { dialRelay } from "../relay/dial.ts";
+import { RelayDialError } from "../relay/dial_error.ts";
+import type { RelayEndpoint } from "../relay/endpoint.ts";
+import { newId } from "../relay/ids.ts";
+import type { TokenProvider } from "../relay/token.ts";
+import {
+  type ConnectResponse,
+  decodeResponse,
+  encodeEnvelope,
+  ENVELOPE_VERSION,
+  FEATURES,
+  featuresMetadata,
+  negotiate,
+} from "../tunnel/envelope.ts";
+import type { TunnelObserver } from "../tunnel/observer.ts";
+import type { MessageSocket } from "../ws/types.ts";
+
+/** Where and how to reach the relay; shared by every sender mode. */
+export interface RelayConfig {
+  endpoint: RelayEndpoint;
+  entity: string;
+  tokens: TokenProvider;
+  caCerts?: string[];
+  /** Relay dial budget including retries (default 30 s). */
+  dialBudgetMs?: number;
+  /** First retry delay of the relay dial (default 1 s); tests shorten it. */
+  retryBaseMs?: number;
+}
+
+export interface OpenTunnelOptions {
+  relay: RelayConfig;
+  logger: Logger;
+  signal?: AbortSignal;
+  /** Features to offer (default: all this build implements). `[]` behaves like a Go sender. */
+  features?: readonly string[];
+  observer?: TunnelObserver;
+}
+
+export interface OpenedTunnel {
+  socket: MessageSocket;
+  /** Negotiated features (offered by us and answered by the listener). */
+  features: string[];
+  listenerId?: string;
+  bridgeId: string;
+  /** The caller's logger with `bridge_id`. */
+  logger: Logger;
+}
+
+/** The listener answered `ok:false`. `code` is the listener's machine code or "". */
+export class EnvelopeRejected extends AztunnelError {
+  readonly reason: string;
+  readonly listenerId?: string;
+  constructor(code: string, reason: string, listenerId?: string) {
+    super(
+      code,
+      code ? `connection rejected (${code}): ${reason}` : `connection rejected: ${reason}`,
+    );
+    this.name = "EnvelopeRejected";
+    this.reason = reason;
+    this.listenerId = listenerId;
+  }
+}
+
+/** Writing the envelope or reading/parsing the response failed. */
+export class EnvelopeExchangeError extends AztunnelError {
+  readonly closeCode?: number;
+  constructor(message: string, closeCode?: number, options?: ErrorOptions) {
+    super("envelope_failed", message, options);
+    this.name = "EnvelopeExchangeError";
+    this.closeCode = closeCode;
+  }
+}
+
+/**
+ * Opens a tunnel to `target` (`host:port`). Throws RelayDialError, EnvelopeRejected or
+ * EnvelopeExchangeError; the WebSocket is closed on every failure.
+ */
+export async function openTunnel(target: string, opts: OpenTunnelOptions): Promise<OpenedTunnel> {
+  const bridgeId = newId();
+  const log = opts.logger.with({ bridge_id: bridgeId });
+  log.info("connection requested", { target });
+  const offered = opts.features ?? FEATURES;
+
+  const started = performance.now();
+  let socket: MessageSocket;
+  try {
+    socket = await dialRelay({
+      endpoint: opts.relay.endpoint,
+      entity: opts.relay.entity,
+      tokens: opts.relay.tokens,
+      caCerts: opts.relay.caCerts,
+      signal: opts.signal,
+      logger: log,
+      budgetMs: opts.relay.dialBudgetMs,
+      retryBaseMs: opts.relay.retryBaseMs,
+    });
+  } catch (err) {
+    if (!(err instanceof RelayDialError && err.code === "aborted")) {
+      const timeout = err instanceof RelayDialError && err.code === "dial_timeout";
+      opts.observer?.connectionError?.("sender", timeout ? "dial_timeout" : "relay_failed");
+    }
+    throw err;
+  } finally {
+    opts.observer?.dialDuration?.("sender", performance.now() - started);
+  }
+
+  let listenerId: string | undefined;
+  try {
+    const envelope = encodeEnvelope({
+      version: ENVELOPE_VERSION,
+      target,
+      metadata: featuresMetadata(offered),
+      bridge_id: bridgeId,
+    });
+    const text = await exchange(socket, envelope, opts.signal);
+    let res: ConnectResponse;
+    try {
+      res = decodeResponse(text);
+    } catch (err) {
+      throw new EnvelopeExchangeError(`parse response: ${errorMessage(err)}`);
+    }
+    listenerId = res.listener_id;
+    if (!res.ok) {
+      const rejected = new EnvelopeRejected(res.code ?? "", res.error ?? "", listenerId);
+      log.warn("listener refused connection", {
+        target,
+        error: rejected.message,
+        listener_id: listenerId,
+        code: res.code,
+      });
+      throw rejected;
+    }
+    log.info("listener accepted connection", { target, listener_id: listenerId });
+    return {
+      socket,
+      features: negotiate(offered, res.features ?? []),
+      listenerId,
+      bridgeId,
+      logger: log,
+    };
+  } catch (err) {
+    if (err instanceof EnvelopeExchangeError && !opts.signal?.aborted) {
+      log.warn("envelope exchange failed", {
+        target,
+        error: err.message,
+        listener_id: listenerId,
+        close_code: err.closeCode,
+      });
+    }
+    // An abrupt hang-up, like the Go sender's CloseNow.
+    socket.closeNow();
+    await socket.closed;
+    throw err;
+  }
+}
+
+/** Sends the envelope and returns the response text; bounded only by `signal`, as in Go. */
+async function exchange(
+  ws: MessageSocket,
+  envelope: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(
+        new EnvelopeExchangeError("envelope exchange aborted", undefined, {
+          cause: signal?.reason,
+        }),
+      );
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {});
+  try {
+    try {
+      await Promise.race([ws.send(envelope), aborted]);
+    } catch (err) {
+      if (err instanceof EnvelopeExchangeError) throw err;
+      throw new EnvelopeExchangeError(`write envelope: ${errorMessage(err)}`, undefined, {
+        cause: err,
+      });
+    }
+    let msg;
+    try {
+      msg = await Promise.race([ws.receive(), aborted]);
+    } catch (err) {
+      if (err instanceof EnvelopeExchangeError) throw err;
+      throw new EnvelopeExchangeError(
+        `read response: ${errorMessage(err)}`,
+        ws.closeInfo?.code ?? 1006,
+        { cause: err },
+      );
+    }
+    if (msg === null) {
+      const info = ws.closeInfo;
+      const code = info?.code ?? 1005;
+      throw new EnvelopeExchangeError(
+        `read response: websocket closed with code ${code}${
+          info?.reason ? `: ${info.reason}` : ""
+        }`,
+        code,
+      );
+    }
+    return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
+  } finally {
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
+  }
+}

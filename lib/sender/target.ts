@@ -1,0 +1,21 @@
+/** Validation of a sender's `<host:port>` argument. */
+import { UsageError } from "../errors.ts";
+import { parseIPv6, splitHostPort } from "../tunnel/ip.ts";
+
+function validPort(p: string): boolean {
+  return /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535;
+}
+
+/**
+ * Returns the envelope target for `text`: `host:port` or `[v6]:port` unchanged; an unbracketed
+ * `v6:port` (what ssh's `%h:%p` gives for an IPv6 host) gets brackets. Throws UsageError otherwise.
+ */
+export function normalizeTarget(text: string): string {
+  const hp = splitHostPort(text);
+  if (hp && hp.host !== "" && validPort(hp.port)) return text;
+  const i = text.lastIndexOf(":");
+  if (!hp && i > 0 && validPort(text.slice(i + 1)) && parseIPv6(text.slice(0, i))) {
+    return `[${text.slice(0, i)}]:${text.slice(i + 1)}`;
+  }
+  throw new UsageError(`invalid target "${text}": expected host:port`);
+}

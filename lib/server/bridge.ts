@@ -1,0 +1,271 @@
+/**
+ * Joins a sender leg and a listener leg: each message is forwarded with its type and boundaries,
+ * and Close is forwarded transparently. When one leg's Close arrives, the same code and reason go to
+ * the other leg (whose socket stays readable), and the other direction keeps flowing until that
+ * leg's own Close comes back — so a half-close made with the closing handshake survives the relay.
+ *
+ * Backpressure: with no latency a lane reads the next message only once the previous one has been
+ * written to the other leg. With latency, messages wait in a per-lane pipeline until due, bounded by
+ * a byte budget, so a long delay does not throttle throughput to one message per delay.
+ */
+import type { CloseInfo, MessageSocket, WsMessage } from "../ws/types.ts";
+import { errorCode } from "../errors.ts";
+
+export type Direction = "senderToListener" | "listenerToSender";
+
+export interface BridgeOptions {
+  /** One-way delay added to every forwarded message and Close. */
+  readonly latencyMs: number;
+  /** In-flight byte budget per direction while latency is on. */
+  readonly inFlightBytes: number;
+  /** Aborting drops both legs at once. */
+  readonly signal?: AbortSignal;
+  /** Called for every forwarded message with its payload size. */
+  readonly onForward?: (dir: Direction, bytes: number) => void;
+}
+
+export interface BridgeResult {
+  readonly senderToListener: number;
+  readonly listenerToSender: number;
+  /** What each leg ended with (1006 when it dropped without Close). */
+  readonly senderClose: CloseInfo;
+  readonly listenerClose: CloseInfo;
+}
+
+type Item =
+  | { readonly kind: "data"; readonly data: string | Uint8Array; readonly size: number }
+  | { readonly kind: "close"; readonly code: number; readonly reason: string };
+
+/** Runs until both legs are closed; never rejects. */
+export async function bridgeSockets(
+  sender: MessageSocket,
+  listener: MessageSocket,
+  opts: BridgeOptions,
+): Promise<BridgeResult> {
+  const stop = new AbortController();
+  const dropBoth = () => {
+    stop.abort();
+    sender.closeNow();
+    listener.closeNow();
+  };
+  if (opts.signal?.aborted) dropBoth();
+  opts.signal?.addEventListener("abort", dropBoth);
+  try {
+    const [s2l, l2s] = await Promise.all([
+      pump(sender, listener, "senderToListener", opts, stop.signal),
+      pump(listener, sender, "listenerToSender", opts, stop.signal),
+    ]);
+    return {
+      senderToListener: s2l.bytes,
+      listenerToSender: l2s.bytes,
+      senderClose: s2l.sourceClose,
+      listenerClose: l2s.sourceClose,
+    };
+  } finally {
+    opts.signal?.removeEventListener("abort", dropBoth);
+    stop.abort();
+    sender.closeNow();
+    listener.closeNow();
+    await Promise.all([sender.closed, listener.closed]);
+  }
+}
+
+/** The Close to send on the other leg for what ended `from`. */
+export function forwardedClose(
+  info: CloseInfo | null,
+  err?: unknown,
+): { code: number; reason: string } {
+  const code = errorCode(err);
+  if (code === "protocol_error") return { code: 1011, reason: "peer sent an invalid frame" };
+  if (code === "message_too_big") return { code: 1011, reason: "peer sent a message too big" };
+  if (!info || info.code === 1005 || info.code === 1006) {
+    return { code: 1000, reason: info?.reason ?? "" };
+  }
+  return { code: info.code, reason: info.reason };
+}
+
+async function pump(
+  from: MessageSocket,
+  to: MessageSocket,
+  dir: Direction,
+  opts: BridgeOptions,
+  stop: AbortSignal,
+): Promise<{ bytes: number; sourceClose: CloseInfo }> {
+  let bytes = 0;
+  let toDead = false;
+  const deliver = async (item: Item) => {
+    if (item.kind === "close") {
+      await closeLeg(to, item.code, item.reason);
+      return;
+    }
+    if (toDead) return;
+    try {
+      await to.send(item.data);
+      bytes += item.size;
+      opts.onForward?.(dir, item.size);
+    } catch {
+      // The other leg is gone; its own pump notices and closes us. Keep draining this leg until
+      // its Close so the closing handshake can complete.
+      toDead = true;
+    }
+  };
+  const lane = opts.latencyMs > 0
+    ? new DelayLane(deliver, opts.latencyMs, opts.inFlightBytes, stop)
+    : new DirectLane(deliver);
+  let failure: unknown;
+  for (;;) {
+    let msg: WsMessage | null;
+    try {
+      msg = await from.receive();
+    } catch (err) {
+      failure = err;
+      msg = null;
+    }
+    if (msg === null) break;
+    await lane.push({ kind: "data", data: msg.data, size: payloadSize(msg) });
+    if (stop.aborted) break;
+  }
+  if (!stop.aborted) {
+    await lane.push({ kind: "close", ...forwardedClose(from.closeInfo, failure) });
+    await lane.finish();
+  }
+  return { bytes, sourceClose: from.closeInfo ?? { code: 1006, reason: "" } };
+}
+
+async function closeLeg(leg: MessageSocket, code: number, reason: string): Promise<void> {
+  try {
+    await leg.close(code, reason);
+  } catch {
+    // A code or reason the peer sent but we may not (e.g. 1015): close plainly instead.
+    await leg.close(1000).catch(() => leg.closeNow());
+  }
+}
+
+function payloadSize(msg: WsMessage): number {
+  return msg.type === "binary" ? msg.data.length : utf8Length(msg.data);
+}
+
+/** UTF-8 byte length without encoding the string. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+interface Lane {
+  /** Resolves when the reader may read the next message. */
+  push(item: Item): Promise<void>;
+  /** Resolves once everything pushed has been delivered. */
+  finish(): Promise<void>;
+}
+
+/** Stop-and-wait: the next message is read only after this one was written. */
+class DirectLane implements Lane {
+  readonly #deliver: (item: Item) => Promise<void>;
+  constructor(deliver: (item: Item) => Promise<void>) {
+    this.#deliver = deliver;
+  }
+  push(item: Item): Promise<void> {
+    return this.#deliver(item);
+  }
+  finish(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A pipeline where every item is delivered `delayMs` after it was read, in order. */
+export class DelayLane implements Lane {
+  readonly #deliver: (item: Item) => Promise<void>;
+  readonly #delayMs: number;
+  readonly #budget: number;
+  readonly #stop: AbortSignal;
+  readonly #queue: { item: Item; due: number }[] = [];
+  #queuedBytes = 0;
+  #writer: Promise<void> | null = null;
+  #space: (() => void) | null = null;
+  #work: (() => void) | null = null;
+
+  constructor(
+    deliver: (item: Item) => Promise<void>,
+    delayMs: number,
+    budget: number,
+    stop: AbortSignal,
+  ) {
+    this.#deliver = deliver;
+    this.#delayMs = delayMs;
+    this.#budget = budget;
+    this.#stop = stop;
+    stop.addEventListener("abort", () => this.#wake(), { once: true });
+  }
+
+  async push(item: Item): Promise<void> {
+    const size = item.kind === "data" ? item.size : 0;
+    // A single message bigger than the budget still goes, alone.
+    while (
+      !this.#stop.aborted && this.#queue.length > 0 && this.#queuedBytes + size > this.#budget
+    ) {
+      await new Promise<void>((resolve) => this.#space = resolve);
+    }
+    if (this.#stop.aborted) return;
+    this.#queue.push({ item, due: performance.now() + this.#delayMs });
+    this.#queuedBytes += size;
+    this.#work?.();
+    this.#writer ??= this.#runWriter();
+  }
+
+  finish(): Promise<void> {
+    return this.#writer ?? Promise.resolve();
+  }
+
+  async #runWriter(): Promise<void> {
+    while (!this.#stop.aborted) {
+      const head = this.#queue[0];
+      if (!head) {
+        await new Promise<void>((resolve) => this.#work = resolve);
+        this.#work = null;
+        continue;
+      }
+      const wait = head.due - performance.now();
+      if (wait > 0) {
+        await sleep(wait, this.#stop);
+        continue;
+      }
+      await this.#deliver(head.item);
+      this.#queue.shift();
+      if (head.item.kind === "data") this.#queuedBytes -= head.item.size;
+      this.#space?.();
+      this.#space = null;
+      if (head.item.kind === "close") return;
+    }
+  }
+
+  #wake(): void {
+    this.#space?.();
+    this.#work?.();
+  }
+}
+
+/** Resolves after `ms` or as soon as `signal` aborts, leaving no timer behind. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * `aztunnel relay-server`: a local relay speaking the Azure Relay Hybrid Connections WebSocket
+ * protocol (hybrid-connections-protocol.md §8.5), over ws:// or wss://.
+ */
+import { UsageError } from "../errors.ts";
+import { getLogger } from "../observe/log.ts";
+import { serveHttp } from "../ws/server.ts";
+import {
+  checkInteger,
+  DEFAULT_BIND,
+  DEFAULT_IN_FLIGHT_BYTES,
+  DEFAULT_MAX_LISTENERS,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_RENDEZVOUS_TIMEOUT_MS,
+  DEFAULT_TOKEN_GRACE_MS,
+  formatHostPort,
+  isLoopback,
+  parseBind,
+  parsePublicUrl,
+  type RelayServerOptions,
+} from "./options.ts";
+import { Relay, type RelayStats } from "./relay.ts";
+
+export type { RelayServerOptions } from "./options.ts";
+export type { RelayStats } from "./relay.ts";
+export { parseSasPolicy, resolvePolicies, type Right, type SasPolicy } from "./policy.ts";
+
+export interface RelayServer {
+  /** The address actually bound (port resolved when 0 was asked for). */
+  readonly addr: Deno.NetAddr;
+  /** What clients use as `--relay`: the public URL, else `ws(s)://host:port` of the bind. */
+  readonly url: string;
+  /** Resolves once the server has stopped (after `close()` or the abort signal). */
+  readonly finished: Promise<void>;
+  /** Stops listening, closes control channels (1001), drops everything; resolves when all is released. */
+  close(): Promise<void>;
+  stats(): RelayStats;
+}
+
+/** Starts the relay. Throws UsageError for bad options, Deno errors when it cannot bind. */
+export async function startRelayServer(opts: RelayServerOptions = {}): Promise<RelayServer> {
+  const bindText = opts.bind ?? DEFAULT_BIND;
+  const bind = parseBind(bindText);
+  const publicBase = opts.publicUrl !== undefined ? parsePublicUrl(opts.publicUrl) : undefined;
+  if (!publicBase && !isLoopback(bind.hostname)) {
+    // Without it the accept address would come from a client's Host header: an SSRF lever.
+    throw new UsageError(
+      `--public-url is required when --bind is not a loopback address (${bindText})`,
+    );
+  }
+  const maxListeners = checkInteger(
+    opts.maxListeners ?? DEFAULT_MAX_LISTENERS,
+    "--max-listeners",
+    1,
+  );
+  const maxMessageSize = checkInteger(
+    opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+    "--max-message-size",
+    1,
+  );
+  const rendezvousTimeoutMs = opts.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
+  if (!(rendezvousTimeoutMs > 0)) throw new UsageError("--rendezvous-timeout must be positive");
+  const latencyMs = opts.latencyMs ?? 0;
+  if (!(latencyMs >= 0)) throw new UsageError("--latency must not be negative");
+  const hycos = [...new Set((opts.hycos ?? []).map((h) => h.replace(/^\/+|\/+$/g, "")))];
+  if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
+
+  const log = opts.logger ?? getLogger();
+  const listener = opts.tls
+    ? Deno.listenTls({
+      hostname: bind.hostname,
+      port: bind.port,
+      cert: opts.tls.cert,
+      key: opts.tls.key,
+    })
+    : Deno.listen({ hostname: bind.hostname, port: bind.port });
+  const addr = listener.addr as Deno.NetAddr;
+  const secure = opts.tls !== undefined;
+  // Keep a name the user bound to (a TLS certificate is more likely to carry `localhost`).
+  const urlHost = /^[\d.]+$|:/.test(bind.hostname) ? addr.hostname : bind.hostname;
+  const boundHost = formatHostPort(urlHost, addr.port);
+  const url = publicBase
+    ? `${publicBase.scheme}://${publicBase.host}`
+    : `${secure ? "wss" : "ws"}://${boundHost}`;
+
+  const relay = new Relay({
+    hycos,
+    auth: { policies: opts.policies ?? [], jwtKey: opts.entraJwtKey },
+    maxListeners,
+    rendezvousTimeoutMs,
+    latencyMs,
+    maxMessageSize,
+    inFlightBytes: opts.inFlightBytes ?? DEFAULT_IN_FLIGHT_BYTES,
+    tokenGraceMs: opts.tokenGraceMs ?? DEFAULT_TOKEN_GRACE_MS,
+    publicBase,
+    secure,
+    boundHost,
+    logger: log,
+  });
+  const http = serveHttp({ listener, handler: relay.handle, secure });
+  log.info("relay-server listening", { addr: formatHostPort(addr.hostname, addr.port), url });
+
+  let closing: Promise<void> | null = null;
+  const { promise: finished, resolve: markFinished } = Promise.withResolvers<void>();
+  const close = () => {
+    closing ??= (async () => {
+      opts.signal?.removeEventListener("abort", onAbort);
+      await relay.shutdown();
+      await http.close();
+      await relay.drained();
+      log.info("relay-server stopped");
+      markFinished();
+    })();
+    return closing;
+  };
+  const onAbort = () => void close();
+  if (opts.signal?.aborted) await close();
+  else opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  return { addr, url, finished, close, stats: () => relay.stats() };
+}

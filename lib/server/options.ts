@@ -1,0 +1,99 @@
+/** Options of the local relay, their defaults and validation (shared by the library and the CLI). */
+import { UsageError } from "../errors.ts";
+import type { Logger } from "../observe/log.ts";
+import type { PublicBase } from "./accept_message.ts";
+import type { SasPolicy } from "./policy.ts";
+
+export interface RelayServerOptions {
+  /** `host:port` (`[::1]:8080`, `:8080` = all interfaces); port 0 picks a free one. */
+  readonly bind?: string;
+  /** PEM certificate chain and key: serve `wss://` (Deno.listenTls). */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Scheme and host put into accept addresses (`https://relay.example`); required off loopback. */
+  readonly publicUrl?: string;
+  /** Known hybrid connections; empty or absent = any name is accepted. */
+  readonly hycos?: readonly string[];
+  /** SAS policies; with none, only JWTs (if `entraJwtKey`) get in. */
+  readonly policies?: readonly SasPolicy[];
+  /** HS256 secret for Entra-style JWTs. */
+  readonly entraJwtKey?: string;
+  readonly maxListeners?: number;
+  readonly rendezvousTimeoutMs?: number;
+  /** One-way delay per hop: before each accept message, each rendezvous 101, each forwarded message. */
+  readonly latencyMs?: number;
+  readonly maxMessageSize?: number;
+  /** In-flight bytes per bridge direction while latency is on. */
+  readonly inFlightBytes?: number;
+  /** How long a listener's control channel outlives its token before it is closed with 1008. */
+  readonly tokenGraceMs?: number;
+  /** Aborting closes the server, like `close()`. */
+  readonly signal?: AbortSignal;
+  readonly logger?: Logger;
+}
+
+export const DEFAULT_BIND = "127.0.0.1:8080";
+export const DEFAULT_MAX_LISTENERS = 25;
+export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+/** Real Azure pushes back on a non-reading peer at about 14–16 MiB (aztunnel's mock calibration). */
+export const DEFAULT_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
+/** hyco-ws renews at the very second its token expires; Azure's own grace is unknown. */
+export const DEFAULT_TOKEN_GRACE_MS = 60_000;
+
+export interface BindAddress {
+  readonly hostname: string;
+  readonly port: number;
+}
+
+/** Parses `--bind`. */
+export function parseBind(text: string): BindAddress {
+  const fail = () => new UsageError(`invalid --bind "${text}": expected host:port`);
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
+  if (!m) throw fail();
+  const port = Number(m[3]);
+  if (port > 65535) throw fail();
+  const hostname = m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]);
+  return { hostname, port };
+}
+
+/** Loopback names and addresses: the only binds that may go without `--public-url`. */
+export function isLoopback(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127(?:\.\d{1,3}){3}$/.test(h) ||
+    h === "::ffff:127.0.0.1";
+}
+
+/** Parses `--public-url`: http/https/ws/wss, a host, nothing after it but `/`. */
+export function parsePublicUrl(text: string): PublicBase {
+  const fail = (why: string) => new UsageError(`invalid --public-url "${text}": ${why}`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw fail("not a URL");
+  }
+  const scheme = { "http:": "ws", "ws:": "ws", "https:": "wss", "wss:": "wss" }[url.protocol] as
+    | "ws"
+    | "wss"
+    | undefined;
+  if (!scheme) throw fail("the scheme must be http, https, ws or wss");
+  if (url.host === "") throw fail("missing host");
+  if (url.username || url.password) throw fail("user info is not allowed");
+  if (url.pathname !== "/" && url.pathname !== "" || url.search || url.hash) {
+    throw fail("only scheme and host[:port] are allowed");
+  }
+  return { scheme, host: url.host };
+}
+
+/** `host:port` with IPv6 in brackets. */
+export function formatHostPort(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/** Numbers that must be integers ≥ `min`. */
+export function checkInteger(value: number, flag: string, min: number): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`invalid ${flag} "${value}": expected an integer >= ${min}`);
+  }
+  return value;
+}

@@ -1,0 +1,93 @@
+/**
+ * The listener's `--allow` list, matched like the Go tool (reference §4.1): `host:port`, `CIDR:port`,
+ * `CIDR:*`, `*`; hosts compared literally (no DNS), ports compared as strings. Two deliberate
+ * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match, and malformed entries are a
+ * startup error instead of being skipped.
+ */
+import { UsageError } from "../errors.ts";
+import { cidrContains, parseCidr, parseIP, splitHostPort } from "./ip.ts";
+import type { Cidr } from "./ip.ts";
+
+type HostRule = { kind: "name"; name: string } | { kind: "cidr"; net: Cidr };
+
+interface Rule {
+  readonly any: boolean;
+  readonly host?: HostRule;
+  /** `*` or the literal port text. */
+  readonly port?: string;
+}
+
+export class Allowlist {
+  readonly entries: readonly string[];
+  readonly #rules: readonly Rule[];
+
+  constructor(entries: readonly string[], rules: readonly Rule[]) {
+    this.entries = entries;
+    this.#rules = rules;
+  }
+
+  /** True when the envelope target may be dialled. A target that does not split is always denied. */
+  allows(target: string): boolean {
+    const hp = splitHostPort(target);
+    if (!hp) return false;
+    const ip = parseIP(hp.host);
+    for (const r of this.#rules) {
+      if (r.any) return true;
+      if (r.port !== "*" && r.port !== hp.port) continue;
+      const h = r.host!;
+      if (h.kind === "name" && h.name === hp.host) return true;
+      if (h.kind === "cidr" && ip && cidrContains(h.net, ip)) return true;
+    }
+    return false;
+  }
+}
+
+/**
+ * Splits each value on commas (as Kong does for repeated `--allow`) and validates every entry.
+ * Returns null for an empty list: everything is permitted.
+ */
+export function parseAllowlist(values: readonly string[]): Allowlist | null {
+  const entries = values.flatMap((v) => v.split(",")).map((e) => e.trim());
+  if (entries.length === 0) return null;
+  return new Allowlist(entries, entries.map(parseRule));
+}
+
+function parseRule(entry: string): Rule {
+  const bad = (why: string) => new UsageError(`invalid --allow entry "${entry}": ${why}`);
+  if (entry === "") throw bad("empty entry");
+  if (entry === "*") return { any: true };
+  let hostText: string;
+  let port: string;
+  let host: HostRule;
+  if (entry.startsWith("[")) {
+    const end = entry.indexOf("]");
+    if (end < 0 || entry[end + 1] !== ":") throw bad("expected [IPv6]:port");
+    hostText = entry.slice(1, end);
+    port = entry.slice(end + 2);
+    // A bracketed address is a one-address network, so `[::1]` also matches `0:0::1`.
+    const net = hostText.includes(":")
+      ? parseCidr(hostText.includes("/") ? hostText : `${hostText}/128`)
+      : null;
+    if (!net) throw bad("brackets must hold an IPv6 address or CIDR");
+    host = { kind: "cidr", net };
+  } else {
+    const i = entry.lastIndexOf(":");
+    if (i < 0) throw bad("missing port (use host:port, CIDR:port, CIDR:* or *)");
+    hostText = entry.slice(0, i);
+    port = entry.slice(i + 1);
+    if (hostText === "") throw bad("missing host");
+    if (hostText.includes("/")) {
+      const net = parseCidr(hostText);
+      if (!net) throw bad(`invalid CIDR "${hostText}"`);
+      host = { kind: "cidr", net };
+    } else {
+      host = { kind: "name", name: hostText };
+    }
+  }
+  if (port !== "*") {
+    if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+      throw bad(`port must be * or a number 1-65535, got "${port}"`);
+    }
+  }
+  return { any: false, host, port };
+}

@@ -1,0 +1,97 @@
+/**
+ * The listener's target dial and the classification of its failures into ConnectResponse codes
+ * (reference §2.3): deadline first, then DNS, then other timeouts, then errno-based codes.
+ */
+import { AztunnelError, errorMessage } from "../errors.ts";
+import type { RejectCode } from "./envelope.ts";
+import { splitHostPort } from "./ip.ts";
+
+export type DialCode = Exclude<RejectCode, "not_allowed">;
+
+/** A failed target dial; `dialCode` is "" when unclassified (the listener then logs `code=""`). */
+export class TargetDialError extends AztunnelError {
+  readonly dialCode: DialCode | "";
+  constructor(dialCode: DialCode | "", message: string, options?: ErrorOptions) {
+    super("target_dial_failed", message, options);
+    this.name = "TargetDialError";
+    this.dialCode = dialCode;
+  }
+}
+
+export interface DialTargetOptions {
+  /** Bounds the whole dial (DNS + connect); expiry is code `timeout`. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Enables SO_KEEPALIVE (Deno takes no interval; the OS default applies). */
+  keepAlive?: boolean;
+}
+
+/** Dials `host:port` (IPv6 in brackets). Rejects with TargetDialError. */
+export async function dialTarget(target: string, opts: DialTargetOptions): Promise<Deno.TcpConn> {
+  const hp = splitHostPort(target);
+  const port = hp && /^\d{1,5}$/.test(hp.port) ? Number(hp.port) : NaN;
+  if (!hp || hp.host === "" || !(port >= 1 && port <= 65535)) {
+    throw new TargetDialError("", `dial tcp ${target}: invalid address`);
+  }
+  const ac = new AbortController();
+  const timedOut = new DOMException("dial timed out", "TimeoutError");
+  const timer = setTimeout(() => ac.abort(timedOut), opts.timeoutMs);
+  const onAbort = () => ac.abort(opts.signal?.reason);
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const conn = await Deno.connect({ hostname: hp.host, port, signal: ac.signal });
+    try {
+      conn.setNoDelay(true);
+      if (opts.keepAlive) conn.setKeepAlive(true);
+    } catch {
+      // the socket died between connect and setsockopt: the bridge will see it
+    }
+    return conn;
+  } catch (err) {
+    const deadline = ac.signal.aborted && ac.signal.reason === timedOut;
+    const code = deadline ? "timeout" : classifyDialError(err);
+    const why = deadline ? "i/o timeout" : errorMessage(err);
+    throw new TargetDialError(code, `dial tcp ${target}: ${why}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+const REFUSED = new Set(["ECONNREFUSED", "WSAECONNREFUSED"]);
+const HOST_UNREACH = new Set(["EHOSTUNREACH", "WSAEHOSTUNREACH"]);
+const NET_UNREACH = new Set(["ENETUNREACH", "WSAENETUNREACH"]);
+const TIMEDOUT = new Set(["ETIMEDOUT", "WSAETIMEDOUT"]);
+
+/** Maps a Deno connect error to a code; "" when it fits none. */
+export function classifyDialError(err: unknown): DialCode | "" {
+  if (err instanceof DOMException && err.name === "TimeoutError") return "timeout";
+  const msg = errorMessage(err);
+  // getaddrinfo failures carry no errno code, only this prefix.
+  if (/failed to lookup address|dns error|name resolution/i.test(msg)) {
+    // glibc reports a resolver that never answered as EAI_AGAIN ("Temporary failure");
+    // Go's own resolver would call that a timeout.
+    return /temporary failure|timed out|timeout/i.test(msg) ? "dns_timeout" : "dns_not_found";
+  }
+  const code = err && typeof err === "object" && "code" in err ? String(err.code) : "";
+  if (
+    err instanceof Deno.errors.TimedOut || TIMEDOUT.has(code) || /os error (110|10060)\)/.test(msg)
+  ) {
+    return "timeout";
+  }
+  if (
+    err instanceof Deno.errors.ConnectionRefused || REFUSED.has(code) ||
+    /os error (111|10061)\)/.test(msg)
+  ) {
+    return "connection_refused";
+  }
+  if (HOST_UNREACH.has(code) || /os error (113|10065)\)/.test(msg)) return "host_unreachable";
+  if (
+    err instanceof Deno.errors.NetworkUnreachable || NET_UNREACH.has(code) ||
+    /os error (101|10051)\)/.test(msg)
+  ) {
+    return "network_unreachable";
+  }
+  return "";
+}

@@ -1,0 +1,172 @@
+/**
+ * IP address and CIDR handling with Go's `net` semantics (the allowlist and the SOCKS5 address
+ * printer must agree with the Go tool): strict dotted IPv4 (no leading zeros), RFC 4291 IPv6 text
+ * with an optional trailing dotted quad, no zones, and IPv4-mapped IPv6 treated as IPv4.
+ */
+
+/** 4 bytes for an IPv4 literal, 16 for IPv6. */
+export type IP = Uint8Array;
+
+export function parseIPv4(s: string): IP | null {
+  const parts = s.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i];
+    if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p[0] === "0")) return null;
+    const n = Number(p);
+    if (n > 255) return null;
+    out[i] = n;
+  }
+  return out;
+}
+
+export function parseIPv6(s: string): IP | null {
+  if (s.includes("%")) return null; // zones never match an address
+  const out = new Uint8Array(16);
+  let head = s;
+  let tail = "";
+  const dbl = s.indexOf("::");
+  if (dbl >= 0) {
+    if (s.indexOf("::", dbl + 1) >= 0) return null;
+    head = s.slice(0, dbl);
+    tail = s.slice(dbl + 2);
+  }
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = tail === "" ? [] : tail.split(":");
+  const words: number[] = [];
+  const all = [...headGroups, ...tailGroups];
+  // A trailing dotted quad fills the last 32 bits.
+  let v4: IP | null = null;
+  if (all.length > 0 && all[all.length - 1].includes(".")) {
+    v4 = parseIPv4(all[all.length - 1]);
+    if (!v4) return null;
+    if (tailGroups.length > 0) tailGroups.pop();
+    else if (dbl >= 0) return null; // "1.2.3.4::": the quad must come last
+    else headGroups.pop();
+  }
+  for (const g of [...headGroups, ...tailGroups]) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    words.push(parseInt(g, 16));
+  }
+  const used = words.length + (v4 ? 2 : 0);
+  if (dbl < 0 ? used !== 8 : used > 7) return null;
+  const headWords = headGroups.length;
+  const tailWords = words.length - headWords;
+  for (let i = 0; i < headWords; i++) {
+    out[2 * i] = words[i] >> 8;
+    out[2 * i + 1] = words[i] & 0xff;
+  }
+  const tailStart = 8 - (v4 ? 2 : 0) - tailWords;
+  for (let i = 0; i < tailWords; i++) {
+    out[2 * (tailStart + i)] = words[headWords + i] >> 8;
+    out[2 * (tailStart + i) + 1] = words[headWords + i] & 0xff;
+  }
+  if (v4) out.set(v4, 12);
+  return out;
+}
+
+/** Like Go's net.ParseIP: IPv4 or IPv6 text, else null. */
+export function parseIP(s: string): IP | null {
+  if (s.includes(":")) return parseIPv6(s);
+  return parseIPv4(s);
+}
+
+/** The 4-byte form of an IPv4 or IPv4-mapped IPv6 address (Go's IP.To4), else null. */
+export function to4(ip: IP): IP | null {
+  if (ip.length === 4) return ip;
+  for (let i = 0; i < 10; i++) if (ip[i] !== 0) return null;
+  if (ip[10] !== 0xff || ip[11] !== 0xff) return null;
+  return ip.subarray(12);
+}
+
+/** Go's IP.String: dotted IPv4 (also for IPv4-mapped IPv6), otherwise RFC 5952 compressed IPv6. */
+export function formatIP(ip: IP): string {
+  const v4 = to4(ip);
+  if (v4) return Array.from(v4).join(".");
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((ip[i] << 8) | ip[i + 1]);
+  // Longest run of ≥ 2 zero words, leftmost on a tie.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+}
+
+/** A network as Go's net.IPNet after ParseCIDR: masked address and mask of the same family. */
+export interface Cidr {
+  readonly ip: IP;
+  readonly mask: Uint8Array;
+}
+
+/** Go's net.ParseCIDR (network part only); null when `s` is not `addr/prefix`. */
+export function parseCidr(s: string): Cidr | null {
+  const slash = s.indexOf("/");
+  if (slash < 0) return null;
+  const addrText = s.slice(0, slash);
+  const bitsText = s.slice(slash + 1);
+  const ip = addrText.includes(":") ? parseIPv6(addrText) : parseIPv4(addrText);
+  if (!ip || !/^\d+$/.test(bitsText)) return null;
+  const bits = Number(bitsText);
+  const total = ip.length * 8;
+  if (bits > total) return null;
+  const mask = new Uint8Array(ip.length);
+  for (let i = 0; i < ip.length; i++) {
+    const b = Math.max(0, Math.min(8, bits - i * 8));
+    mask[i] = b === 0 ? 0 : (0xff << (8 - b)) & 0xff;
+  }
+  return { ip: ip.map((b, i) => b & mask[i]), mask };
+}
+
+/** Go's IPNet.Contains, including its IPv4-mapped quirks (`::/0` does not contain IPv4). */
+export function cidrContains(net: Cidr, ip: IP): boolean {
+  const nn = to4(net.ip) ?? net.ip;
+  const m = net.mask.length === 16 && nn.length === 4 ? net.mask.subarray(12) : net.mask;
+  const x = to4(ip) ?? ip;
+  if (x.length !== nn.length) return false;
+  for (let i = 0; i < x.length; i++) {
+    if ((nn[i] & m[i]) !== (x[i] & m[i])) return false;
+  }
+  return true;
+}
+
+/** Go's net.SplitHostPort: `host:port` or `[host]:port`; the port is not validated. */
+export function splitHostPort(hostport: string): { host: string; port: string } | null {
+  const i = hostport.lastIndexOf(":");
+  if (i < 0) return null;
+  let host: string;
+  let j = 0;
+  let k = 0;
+  if (hostport[0] === "[") {
+    const end = hostport.indexOf("]");
+    if (end < 0 || end + 1 !== i) return null;
+    host = hostport.slice(1, end);
+    j = 1;
+    k = end + 1;
+  } else {
+    host = hostport.slice(0, i);
+    if (host.includes(":")) return null;
+  }
+  if (hostport.slice(j).includes("[")) return null;
+  if (hostport.slice(k).includes("]")) return null;
+  return { host, port: hostport.slice(i + 1) };
+}
+
+/** Go's net.JoinHostPort: brackets hosts that contain a colon. */
+export function joinHostPort(host: string, port: string | number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,509 @@
+/**
+ * The WebSocket connection state machine over a BufferedConn.
+ *
+ * Reading is pull-based: frames are read from the socket only while a `receive()` (or a closing
+ * handshake started by `close()`) is waiting, so a slow consumer slows the peer down through TCP
+ * and memory stays bounded by the read buffer plus one message. Control frames are handled as they
+ * are read: a Ping is answered with a Pong, a Pong settles pending `ping()` calls. A pending
+ * `ping()` also reads by itself when nobody is receiving, parking at most one data message for the
+ * next `receive()`; a peer that keeps sending while the application does not read therefore makes
+ * `ping()` time out, which is the truth about that path.
+ *
+ * Closing, the half-closed states:
+ * - We call `close()`: our Close is queued after the data already being sent; no more sends. We keep
+ *   reading (and `receive()` keeps returning data) until the peer's Close, then drop the socket. If
+ *   nobody is calling `receive()`, `close()` reads by itself and discards data messages.
+ * - The peer's Close arrives first: `receive()` resolves `null` and `closeInfo` is set, but we do NOT
+ *   answer with Close automatically. The application may keep sending, then calls `close()` (any
+ *   code, e.g. the peer's own to forward it transparently), which sends our Close and drops the
+ *   socket. An application that never calls `close()` or `closeNow()` leaks the socket.
+ * - A protocol violation by the peer sends Close 1002/1007/1009 and drops the socket; `receive()`
+ *   rejects with WsError "protocol_error" or "message_too_big".
+ */
+
+import {
+  applyMask,
+  decodeUtf8,
+  encodeClosePayload,
+  encodeFrameHeader,
+  FrameError,
+  frameHeaderSize,
+  newFrameHeader,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_CONTINUATION,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  parseClosePayload,
+  parseFrameHeader,
+} from "./frame.ts";
+import { type BufferedConn, UnexpectedEofError } from "./io.ts";
+import { WsError } from "./errors.ts";
+import type { CloseInfo, MessageSocket, WsMessage } from "./types.ts";
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/** How long a failing connection waits for its Close frame to drain before dropping the socket. */
+const FAIL_LINGER_MS = 1_000;
+/** Payloads up to this size are copied next to their header and sent in one write. */
+const COALESCE_MAX = 64 * 1024;
+/** Payload offset in the scratch buffer: 4-byte aligned with room for the largest header. */
+const SCRATCH_PAYLOAD_OFFSET = 16;
+
+export interface WebSocketConnInit {
+  io: BufferedConn;
+  role: "client" | "server";
+  protocol: string;
+  headers: Headers;
+  remoteAddr: Deno.NetAddr;
+  maxMessageSize?: number;
+  closeTimeoutMs?: number;
+}
+
+interface Waiter {
+  resolve(msg: WsMessage | null): void;
+  reject(err: unknown): void;
+}
+
+interface PendingPing {
+  resolve(): void;
+  reject(err: unknown): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const encoder = new TextEncoder();
+const CONTROL = Symbol("control frame");
+const noop = () => {};
+
+export class WebSocketConn implements MessageSocket {
+  /** The negotiated subprotocol ("" when none). */
+  readonly protocol: string;
+  /** Response headers on a client, request headers on a server. */
+  readonly headers: Headers;
+  readonly remoteAddr: Deno.NetAddr;
+  readonly closed: Promise<void>;
+
+  readonly #io: BufferedConn;
+  readonly #client: boolean;
+  readonly #maxMessageSize: number;
+  readonly #closeTimeoutMs: number;
+  readonly #header = newFrameHeader();
+  #resolveClosed: () => void = noop;
+
+  // Receive side.
+  #waiters: Waiter[] = [];
+  #pump: Promise<void> = Promise.resolve();
+  #pumping = false;
+  #draining = false;
+  /** A data message read on behalf of ping() while nobody was receiving. */
+  #parked: WsMessage | null = null;
+  #fragments: Uint8Array[] | null = null;
+  #fragmentOpcode = 0;
+  #fragmentSize = 0;
+  #closeInfo: CloseInfo | null = null;
+  #failure: WsError | null = null;
+  #readEnded: () => void = noop;
+  readonly #readEndedPromise: Promise<void>;
+
+  // Send side.
+  #writeTail: Promise<void> = Promise.resolve();
+  /** Frames queued or being written; 0 means a new frame may be written at once. */
+  #writesQueued = 0;
+  #scratch: Uint8Array | null = null;
+  #maskPool = new Uint8Array(0);
+  #maskPos = 0;
+  #pongPayload: Uint8Array | null = null;
+  #pings = new Set<PendingPing>();
+  #closeSent = false;
+  #closing: Promise<void> | null = null;
+  #dropped = false;
+
+  constructor(init: WebSocketConnInit) {
+    this.#io = init.io;
+    this.#client = init.role === "client";
+    this.protocol = init.protocol;
+    this.headers = init.headers;
+    this.remoteAddr = init.remoteAddr;
+    this.#maxMessageSize = init.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#closeTimeoutMs = init.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#readEndedPromise = new Promise((resolve) => this.#readEnded = resolve);
+  }
+
+  get closeInfo(): CloseInfo | null {
+    return this.#closeInfo;
+  }
+
+  get closeSent(): boolean {
+    return this.#closeSent;
+  }
+
+  receive(): Promise<WsMessage | null> {
+    const parked = this.#parked;
+    if (parked) {
+      this.#parked = null;
+      return Promise.resolve(parked);
+    }
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closeInfo) return Promise.resolve(null);
+    if (this.#dropped) return Promise.reject(new WsError("closed", "connection closed"));
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+      this.#startPump();
+    });
+  }
+
+  send(data: Uint8Array | string): Promise<void> {
+    if (this.#closeSent) {
+      return Promise.reject(new WsError("closed", "send after close"));
+    }
+    if (typeof data === "string") return this.#enqueue(OP_TEXT, encoder.encode(data));
+    return this.#enqueue(OP_BINARY, data);
+  }
+
+  ping(timeoutMs: number): Promise<void> {
+    if (this.#closeSent || this.#closeInfo || this.#failure) {
+      return Promise.reject(new WsError("closed", "ping after close"));
+    }
+    return new Promise((resolve, reject) => {
+      const entry: PendingPing = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.#pings.delete(entry);
+          reject(new WsError("ping_timeout", `no pong within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.#pings.add(entry);
+      this.#enqueue(OP_PING, new Uint8Array(0)).catch((err) => {
+        if (this.#pings.delete(entry)) {
+          clearTimeout(entry.timer);
+          reject(err);
+        }
+      });
+      this.#startPump();
+    });
+  }
+
+  close(code = 1000, reason = ""): Promise<void> {
+    let payload: Uint8Array;
+    try {
+      payload = encodeClosePayload(code, reason);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#closing) return this.#closing;
+    if (this.#closeSent) return this.closed;
+    this.#closeSent = true;
+    this.#closing = this.#closeHandshake(payload);
+    return this.#closing;
+  }
+
+  closeNow(): void {
+    this.#drop();
+  }
+
+  async #closeHandshake(payload: Uint8Array): Promise<void> {
+    const timer = setTimeout(() => this.#drop(), this.#closeTimeoutMs);
+    try {
+      await this.#enqueue(OP_CLOSE, payload);
+      if (!this.#closeInfo && !this.#failure) {
+        this.#draining = true;
+        this.#startPump();
+        await this.#readEndedPromise;
+      }
+    } catch {
+      // The socket is gone already: nothing left to hand-shake with.
+    } finally {
+      clearTimeout(timer);
+      this.#drop();
+    }
+    await this.closed;
+  }
+
+  // ---- receive side ----
+
+  #startPump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    this.#pump = this.#runPump();
+  }
+
+  async #runPump(): Promise<void> {
+    try {
+      while (this.#wantsRead() && !this.#closeInfo && !this.#failure) {
+        const msg = await this.#readMessage();
+        if (msg === null) break;
+        if (msg === CONTROL) continue;
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter.resolve(msg);
+        // Draining for close() with nobody receiving: the message is dropped on purpose.
+        else if (!this.#draining) this.#parked = msg;
+      }
+      if (this.#closeInfo && !this.#failure) {
+        for (const w of this.#waiters.splice(0)) w.resolve(null);
+      }
+    } catch (err) {
+      await this.#onReadError(err);
+    } finally {
+      // Cleared synchronously with the loop exit so a receive() made right after cannot be missed.
+      this.#pumping = false;
+    }
+  }
+
+  #wantsRead(): boolean {
+    return this.#waiters.length > 0 || this.#draining ||
+      (this.#pings.size > 0 && this.#parked === null);
+  }
+
+  /** The next data message, null at the peer's Close, CONTROL after a Ping or Pong. */
+  async #readMessage(): Promise<WsMessage | null | typeof CONTROL> {
+    const io = this.#io;
+    const h = this.#header;
+    for (;;) {
+      while (!parseFrameHeader(io.buf, io.start, io.end, !this.#client, h)) {
+        if (!(await io.fill())) {
+          throw new UnexpectedEofError(
+            io.buffered > 0 ? "inside a frame" : "without a Close frame",
+          );
+        }
+      }
+      io.start += h.headerLength;
+      const opcode = h.opcode;
+      const length = h.payloadLength;
+      if (opcode >= OP_CLOSE) {
+        const pending = this.#readPayload(length);
+        const payload = pending instanceof Promise ? await pending : pending;
+        if (opcode === OP_PING) this.#answerPing(payload);
+        else if (opcode === OP_PONG) this.#settlePings(null);
+        else {
+          this.#closeInfo = parseClosePayload(payload);
+          // No Pong follows a Close.
+          this.#settlePings(new WsError("closed", "peer closed before answering the ping"));
+          this.#readEnded();
+          return null;
+        }
+        return CONTROL;
+      }
+      if (opcode === OP_CONTINUATION) {
+        if (!this.#fragments) throw new FrameError(1002, "continuation frame without a message");
+      } else if (this.#fragments) {
+        throw new FrameError(1002, "new message inside a fragmented message");
+      }
+      if (this.#fragmentSize + length > this.#maxMessageSize) {
+        throw new FrameError(1009, `message larger than ${this.#maxMessageSize} bytes`);
+      }
+      const pending = this.#readPayload(length);
+      const payload = pending instanceof Promise ? await pending : pending;
+      if (h.fin && !this.#fragments) return toMessage(opcode, payload);
+      if (!this.#fragments) {
+        this.#fragments = [];
+        this.#fragmentOpcode = opcode;
+        this.#fragmentSize = 0;
+      }
+      // Empty fragments are skipped so a flood of them cannot grow the list.
+      if (length > 0) this.#fragments.push(payload);
+      this.#fragmentSize += length;
+      if (h.fin) {
+        const data = concat(this.#fragments, this.#fragmentSize);
+        const op = this.#fragmentOpcode;
+        this.#fragments = null;
+        this.#fragmentSize = 0;
+        return toMessage(op, data);
+      }
+    }
+  }
+
+  /** The payload of the current frame; synchronous when it is already buffered (the common case). */
+  #readPayload(length: number): Uint8Array | Promise<Uint8Array> {
+    const io = this.#io;
+    if (io.buffered >= length) {
+      const payload = io.buf.slice(io.start, io.start + length);
+      io.start += length;
+      if (this.#header.masked) applyMask(payload, this.#header.mask);
+      return payload;
+    }
+    return this.#readPayloadSlow(length);
+  }
+
+  async #readPayloadSlow(length: number): Promise<Uint8Array> {
+    const payload = new Uint8Array(length);
+    await this.#io.readInto(payload);
+    if (this.#header.masked) applyMask(payload, this.#header.mask);
+    return payload;
+  }
+
+  async #onReadError(err: unknown): Promise<void> {
+    if (err instanceof FrameError) {
+      const code = err.closeCode === 1009 ? "message_too_big" : "protocol_error";
+      this.#fail(new WsError(code, `WebSocket ${code.replace("_", " ")}: ${err.message}`));
+      await this.#failClose(err.closeCode, err.message);
+      return;
+    }
+    if (this.#dropped) {
+      this.#fail(new WsError("closed", "connection closed"));
+      return;
+    }
+    this.#closeInfo ??= { code: 1006, reason: "" };
+    const detail = err instanceof Error ? err.message : String(err);
+    this.#fail(new WsError("connection_lost", `connection lost: ${detail}`, { cause: err }));
+    this.#drop();
+  }
+
+  #fail(err: WsError): void {
+    this.#failure ??= err;
+    for (const w of this.#waiters.splice(0)) w.reject(this.#failure);
+    this.#readEnded();
+  }
+
+  /** Sends our Close with the error code, half-closes, and drains until the peer hangs up. */
+  async #failClose(code: number, reason: string): Promise<void> {
+    if (this.#closeSent) {
+      this.#drop();
+      return;
+    }
+    this.#closeSent = true;
+    const timer = setTimeout(() => this.#drop(), FAIL_LINGER_MS);
+    try {
+      const short = reason.length > 100 ? reason.slice(0, 100) : reason;
+      await this.#enqueue(OP_CLOSE, encodeClosePayload(code, short));
+      // Closing with unread input makes the kernel send RST, which can destroy our Close frame
+      // before the peer reads it; so read until the peer closes (bounded by the timer).
+      await this.#io.conn.closeWrite();
+      while (await this.#io.conn.read(this.#io.buf) !== null) { /* discard */ }
+    } catch {
+      // Dropped by the timer or by the peer: either way we are done.
+    } finally {
+      clearTimeout(timer);
+      this.#drop();
+    }
+  }
+
+  // ---- send side ----
+
+  #enqueue(opcode: number, payload: Uint8Array): Promise<void> {
+    return this.#enqueueTask(() => this.#writeFrame(opcode, payload));
+  }
+
+  /** Runs frame writes one at a time, in call order; the first one starts synchronously. */
+  #enqueueTask(task: () => Promise<void>): Promise<void> {
+    const run = () => task().finally(() => this.#writesQueued--);
+    const p = this.#writesQueued++ === 0 ? run() : this.#writeTail.then(run);
+    this.#writeTail = p.then(noop, noop);
+    return p;
+  }
+
+  #answerPing(payload: Uint8Array): void {
+    if (this.#closeSent) return;
+    // Only the latest Ping needs a Pong (RFC 6455 §5.5.3): a Ping flood cannot queue Pongs.
+    const scheduled = this.#pongPayload !== null;
+    this.#pongPayload = payload;
+    if (scheduled) return;
+    this.#enqueueTask(() => {
+      const body = this.#pongPayload ?? new Uint8Array(0);
+      this.#pongPayload = null;
+      return this.#writeFrame(OP_PONG, body);
+    }).catch(noop);
+  }
+
+  #settlePings(err: WsError | null): void {
+    for (const p of this.#pings) {
+      clearTimeout(p.timer);
+      if (err) p.reject(err);
+      else p.resolve();
+    }
+    this.#pings.clear();
+  }
+
+  async #writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
+    if (this.#dropped) throw new WsError("closed", "connection closed");
+    const length = payload.length;
+    const mask = this.#client ? this.#nextMask() : null;
+    const headerSize = frameHeaderSize(length, mask !== null);
+    try {
+      if (length <= COALESCE_MAX) {
+        const scratch = this.#scratch ??= new Uint8Array(SCRATCH_PAYLOAD_OFFSET + COALESCE_MAX);
+        const start = SCRATCH_PAYLOAD_OFFSET - headerSize;
+        encodeFrameHeader(scratch, start, opcode, true, length, mask);
+        const body = scratch.subarray(SCRATCH_PAYLOAD_OFFSET, SCRATCH_PAYLOAD_OFFSET + length);
+        body.set(payload);
+        if (mask) applyMask(body, mask);
+        await this.#io.writeAll(scratch.subarray(start, SCRATCH_PAYLOAD_OFFSET + length));
+      } else if (mask) {
+        // Masking needs a copy anyway (the caller's buffer is never modified): one buffer, one write.
+        const frame = new Uint8Array(SCRATCH_PAYLOAD_OFFSET + length);
+        const start = SCRATCH_PAYLOAD_OFFSET - headerSize;
+        encodeFrameHeader(frame, start, opcode, true, length, mask);
+        const body = frame.subarray(SCRATCH_PAYLOAD_OFFSET);
+        body.set(payload);
+        applyMask(body, mask);
+        await this.#io.writeAll(frame.subarray(start));
+      } else {
+        const header = new Uint8Array(headerSize);
+        encodeFrameHeader(header, 0, opcode, true, length, null);
+        await this.#io.writeAll(header);
+        await this.#io.writeAll(payload);
+      }
+    } catch (err) {
+      if (this.#dropped) throw new WsError("closed", "connection closed", { cause: err });
+      const detail = err instanceof Error ? err.message : String(err);
+      const lost = new WsError("connection_lost", `connection lost: ${detail}`, { cause: err });
+      this.#drop();
+      throw lost;
+    }
+  }
+
+  #nextMask(): Uint8Array {
+    if (this.#maskPos + 4 > this.#maskPool.length) {
+      this.#maskPool = crypto.getRandomValues(new Uint8Array(1024));
+      this.#maskPos = 0;
+    }
+    const mask = this.#maskPool.subarray(this.#maskPos, this.#maskPos + 4);
+    this.#maskPos += 4;
+    return mask;
+  }
+
+  // ---- teardown ----
+
+  /** Drops the socket once; `closed` resolves after the reader and writer have settled. */
+  #drop(): void {
+    if (this.#dropped) return;
+    this.#dropped = true;
+    this.#closeSent = true;
+    try {
+      this.#io.conn.close();
+    } catch {
+      // Already closed by the runtime.
+    }
+    const gone = new WsError("closed", "connection closed");
+    this.#settlePings(gone);
+    if (!this.#pumping) {
+      for (const w of this.#waiters.splice(0)) w.reject(this.#failure ?? gone);
+    }
+    this.#readEnded();
+    const settle = async () => {
+      while (this.#pumping) await this.#pump;
+      await this.#writeTail;
+    };
+    settle().then(() => this.#resolveClosed());
+  }
+}
+
+function toMessage(opcode: number, data: Uint8Array): WsMessage {
+  if (opcode === OP_BINARY) return { type: "binary", data };
+  const text = decodeUtf8(data);
+  if (text === null) throw new FrameError(1007, "text message is not valid UTF-8");
+  return { type: "text", data: text };
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

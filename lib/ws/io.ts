@@ -1,0 +1,119 @@
+/**
+ * A Deno.Conn with one bounded, reused read buffer. The same buffer carries the HTTP head and then
+ * the frames, so bytes that arrive in the same read as the head are never lost. Never uses
+ * conn.readable/conn.writable: they close the whole socket at EOF and break half-close.
+ */
+
+/** Default read buffer: big enough for a 64 KiB message plus its header in one read. */
+export const READ_BUFFER_SIZE = 64 * 1024 + 64;
+
+/** Reads of at least this many bytes go straight into the destination, skipping the buffer copy. */
+const DIRECT_READ_MIN = 16 * 1024;
+
+export class HeadTooLargeError extends Error {
+  constructor(limit: number) {
+    super(`HTTP head larger than ${limit} bytes`);
+    this.name = "HeadTooLargeError";
+  }
+}
+
+export class UnexpectedEofError extends Error {
+  constructor(what: string) {
+    super(`connection closed ${what}`);
+    this.name = "UnexpectedEofError";
+  }
+}
+
+export class BufferedConn {
+  readonly conn: Deno.Conn;
+  readonly buf: Uint8Array;
+  /** Unconsumed bytes are buf[start..end). */
+  start = 0;
+  end = 0;
+
+  constructor(conn: Deno.Conn, size = READ_BUFFER_SIZE) {
+    this.conn = conn;
+    this.buf = new Uint8Array(size);
+  }
+
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /** Reads more bytes into the buffer (compacting first when needed). False at EOF. */
+  async fill(): Promise<boolean> {
+    if (this.start === this.end) {
+      this.start = 0;
+      this.end = 0;
+    } else if (this.end === this.buf.length) {
+      if (this.start === 0) throw new Error("read buffer full");
+      this.buf.copyWithin(0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+    }
+    const n = await this.conn.read(this.buf.subarray(this.end));
+    if (n === null) return false;
+    this.end += n;
+    return true;
+  }
+
+  /** Fills `dst` completely: buffered bytes first, then large remainders read straight into it. */
+  async readInto(dst: Uint8Array): Promise<void> {
+    let off = Math.min(this.buffered, dst.length);
+    if (off > 0) {
+      dst.set(this.buf.subarray(this.start, this.start + off));
+      this.start += off;
+    }
+    while (off < dst.length) {
+      const missing = dst.length - off;
+      if (missing >= DIRECT_READ_MIN) {
+        const n = await this.conn.read(dst.subarray(off));
+        if (n === null) throw new UnexpectedEofError("inside a frame");
+        off += n;
+      } else {
+        if (!(await this.fill())) throw new UnexpectedEofError("inside a frame");
+        const take = Math.min(this.buffered, missing);
+        dst.set(this.buf.subarray(this.start, this.start + take), off);
+        this.start += take;
+        off += take;
+      }
+    }
+  }
+
+  /**
+   * Reads an HTTP head up to and including the blank line; returns it without the final CRLFCRLF.
+   * Null when the peer closed before sending a byte. Bytes after the head stay buffered.
+   */
+  async readHead(limit: number): Promise<Uint8Array | null> {
+    let scanned = this.start;
+    for (;;) {
+      const found = findHeadEnd(this.buf, scanned, this.end);
+      if (found >= 0) {
+        if (found - this.start > limit) throw new HeadTooLargeError(limit);
+        const head = this.buf.slice(this.start, found);
+        this.start = found + 4;
+        return head;
+      }
+      if (this.buffered > limit) throw new HeadTooLargeError(limit);
+      scanned = Math.max(this.start, this.end - 3);
+      const before = this.start;
+      if (!(await this.fill())) {
+        if (this.buffered === 0) return null;
+        throw new UnexpectedEofError("inside the HTTP head");
+      }
+      scanned -= before - this.start;
+    }
+  }
+
+  async writeAll(data: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < data.length) off += await this.conn.write(data.subarray(off));
+  }
+}
+
+function findHeadEnd(buf: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}

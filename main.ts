@@ -1,0 +1,3 @@
+import { runCli } from "./cmd/root.ts";
+
+Deno.exit(await runCli(Deno.args));

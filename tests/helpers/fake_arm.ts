@@ -1,0 +1,252 @@
+/**
+ * A fake Azure Resource Manager for one Arc machine: the three Microsoft.HybridConnectivity calls of
+ * aztunnel-reference.md §6.1 with the documented JSON shapes. listCredentials answers with a real SAS
+ * `accessKey` signed with the local relay-server's policy key, so the relay accepts the Arc dial.
+ * Bearer tokens are checked when `jwtKey` is given (HS256 from the fake token endpoint, audience =
+ * this server's origin).
+ */
+import { createSasToken } from "../../lib/relay/sas.ts";
+
+export const API_VERSION = "2023-03-15";
+
+export type ArmOp = "list" | "putEndpoint" | "putServiceConfig";
+
+export interface InjectedFailure {
+  status: number;
+  code: string;
+  message: string;
+  /** How many calls fail before the op works again; default: all of them. */
+  times?: number;
+}
+
+export interface FakeArmOptions {
+  /** The machine; any other resource id gets ARM's "machine not found" 404. */
+  resourceId: string;
+  relay: {
+    namespaceName: string;
+    namespaceNameSuffix: string;
+    hybridConnectionName: string;
+    /** The relay-server policy that signs `accessKey`. */
+    keyName: string;
+    key: string;
+  };
+  /** Service configuration token handed out with the credentials. */
+  serviceConfigurationToken?: string;
+  /** The default endpoint and this service's configuration exist from the start (default true). */
+  endpointExists?: boolean;
+  /** Lifetime of the issued credentials (`expiresOn`); default: the `expiresin` asked for. */
+  credentialLifetimeSec?: number;
+  /** Verify `Authorization: Bearer` HS256 JWTs with this key. */
+  jwtKey?: string;
+  failures?: Partial<Record<ArmOp, InjectedFailure>>;
+}
+
+export interface ArmCall {
+  readonly op: ArmOp | "unknown";
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly body: unknown;
+}
+
+export interface FakeArm {
+  /** `http://127.0.0.1:PORT`, for `--arm-endpoint`. */
+  readonly url: string;
+  readonly calls: ArmCall[];
+  count(op: ArmOp): number;
+  /** Ports stored by service configuration PUTs, by service name. */
+  readonly serviceConfigs: Map<string, number>;
+  readonly serviceConfigurationToken: string;
+  /** Resolves once `op` has been called `n` times. */
+  waitFor(op: ArmOp, n?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+function armError(status: number, code: string, message: string): Response {
+  return Response.json({ error: { code, message } }, { status });
+}
+
+async function verifyJwt(token: string, key: string, audience: string): Promise<string | null> {
+  const parts = token.split(".");
+  if (parts.length !== 3) return "malformed token";
+  const b64 = (s: string) =>
+    Uint8Array.from(
+      atob(s.replaceAll("-", "+").replaceAll("_", "/") + "=".repeat((4 - s.length % 4) % 4)),
+      (c) => c.charCodeAt(0),
+    );
+  const cryptoKey = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(key),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
+  );
+  const ok = await crypto.subtle.verify(
+    "HMAC",
+    cryptoKey,
+    b64(parts[2]),
+    encoder.encode(`${parts[0]}.${parts[1]}`),
+  );
+  if (!ok) return "bad signature";
+  const claims = JSON.parse(new TextDecoder().decode(b64(parts[1]))) as {
+    aud?: string;
+    exp?: number;
+  };
+  if (typeof claims.exp !== "number" || claims.exp * 1000 <= Date.now()) return "token expired";
+  if (claims.aud?.replace(/\/$/, "") !== audience) return `wrong audience ${claims.aud}`;
+  return null;
+}
+
+export function startFakeArm(opts: FakeArmOptions): FakeArm {
+  const prefix = `${opts.resourceId}/providers/Microsoft.HybridConnectivity/endpoints/default`;
+  const scToken = opts.serviceConfigurationToken ?? `sct-${crypto.randomUUID()}`;
+  const calls: ArmCall[] = [];
+  const serviceConfigs = new Map<string, number>();
+  let endpointExists = opts.endpointExists ?? true;
+  if (endpointExists) serviceConfigs.set("SSH", 22);
+  const failures = new Map(Object.entries(opts.failures ?? {})) as Map<ArmOp, InjectedFailure>;
+  const waiters = new Set<() => void>();
+  const count = (op: ArmOp) => calls.filter((c) => c.op === op).length;
+  let origin = "";
+
+  const injected = (op: ArmOp): Response | undefined => {
+    const f = failures.get(op);
+    if (!f) return undefined;
+    if (f.times !== undefined) {
+      if (f.times <= 0) return undefined;
+      f.times--;
+    }
+    return armError(f.status, f.code, f.message);
+  };
+
+  const handle = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    const path = decodeURIComponent(url.pathname);
+    const text = await req.text();
+    let body: unknown = undefined;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      return armError(400, "InvalidRequestContent", "body is not JSON");
+    }
+    const op: ArmOp | "unknown" = req.method === "POST" && path === `${prefix}/listCredentials`
+      ? "list"
+      : req.method === "PUT" && path === prefix
+      ? "putEndpoint"
+      : req.method === "PUT" && path.startsWith(`${prefix}/serviceConfigurations/`)
+      ? "putServiceConfig"
+      : "unknown";
+    calls.push({ op, method: req.method, path, query: url.searchParams, body });
+    for (const w of [...waiters]) w();
+
+    if (opts.jwtKey) {
+      const auth = req.headers.get("authorization") ?? "";
+      const why = auth.startsWith("Bearer ")
+        ? await verifyJwt(auth.slice(7), opts.jwtKey, origin)
+        : "missing bearer token";
+      if (why) {
+        return armError(401, "InvalidAuthenticationToken", `The access token is invalid: ${why}.`);
+      }
+    }
+    if (!path.startsWith(opts.resourceId + "/") && path !== opts.resourceId) {
+      const name = path.split("/providers/")[1]?.split("/").slice(0, 3).join("/") ?? path;
+      const group = /resourceGroups\/([^/]+)/i.exec(path)?.[1] ?? "?";
+      return armError(
+        404,
+        "ResourceNotFound",
+        `The Resource '${name}' under resource group '${group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix`,
+      );
+    }
+    if (url.searchParams.get("api-version") !== API_VERSION) {
+      return armError(400, "InvalidApiVersionParameter", "unsupported api-version");
+    }
+    if (op === "unknown") return armError(404, "NotFound", `no route for ${req.method} ${path}`);
+    const failure = injected(op);
+    if (failure) return failure;
+
+    if (op === "putEndpoint") {
+      endpointExists = true;
+      return Response.json({
+        id: prefix,
+        name: "default",
+        type: "Microsoft.HybridConnectivity/endpoints",
+        properties: { type: "default", provisioningState: "Succeeded" },
+      });
+    }
+    if (op === "putServiceConfig") {
+      const service = path.slice(path.lastIndexOf("/") + 1);
+      const props = (body as { properties?: { serviceName?: string; port?: number } })?.properties;
+      if (!endpointExists) return armError(404, "ResourceNotFound", "endpoint default not found");
+      if (props?.serviceName !== service || typeof props.port !== "number") {
+        return armError(400, "InvalidRequestContent", "serviceName/port missing");
+      }
+      serviceConfigs.set(service, props.port);
+      return Response.json({
+        id: `${prefix}/serviceConfigurations/${service}`,
+        name: service,
+        type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
+        properties: { serviceName: service, port: props.port, provisioningState: "Succeeded" },
+      });
+    }
+    // listCredentials
+    const service = (body as { serviceName?: string })?.serviceName;
+    const expiresIn = Number(url.searchParams.get("expiresin"));
+    if (!service || !(expiresIn > 0 && expiresIn <= 10800)) {
+      return armError(400, "InvalidRequestContent", "serviceName and expiresin are required");
+    }
+    if (!endpointExists) {
+      return armError(
+        404,
+        "ResourceNotFound",
+        "The Resource 'Microsoft.HybridConnectivity/endpoints/default' was not found.",
+      );
+    }
+    if (!serviceConfigs.has(service)) {
+      return armError(412, "PreconditionFailed", `service configuration ${service} not found`);
+    }
+    const expiresOn = Math.floor(Date.now() / 1000) + (opts.credentialLifetimeSec ?? expiresIn);
+    const r = opts.relay;
+    const accessKey = await createSasToken(
+      `https://${r.namespaceName}.${r.namespaceNameSuffix}/${r.hybridConnectionName}`,
+      r.keyName,
+      r.key,
+      expiresOn,
+    );
+    return Response.json({
+      relay: {
+        namespaceName: r.namespaceName,
+        namespaceNameSuffix: r.namespaceNameSuffix,
+        hybridConnectionName: r.hybridConnectionName,
+        accessKey,
+        expiresOn,
+        serviceConfigurationToken: scToken,
+      },
+    });
+  };
+
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
+  origin = `http://127.0.0.1:${server.addr.port}`;
+  return {
+    url: origin,
+    calls,
+    count,
+    serviceConfigs,
+    serviceConfigurationToken: scToken,
+    async waitFor(op, n = 1) {
+      while (count(op) < n) {
+        await new Promise<void>((resolve) => {
+          const w = () => {
+            waiters.delete(w);
+            resolve();
+          };
+          waiters.add(w);
+        });
+      }
+    },
+    async close() {
+      await server.shutdown();
+    },
+  };
+}

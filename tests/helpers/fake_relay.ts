@@ -1,0 +1,158 @@
+/**
+ * Test kit for lib/relay: a scriptable fake relay on loopback (each test decides what every
+ * request gets), a log collector, and event-driven waits with deadlines (no sleeps).
+ */
+import { type HttpServer, type IncomingRequest, serveHttp } from "../../lib/ws/server.ts";
+import type { RelayEndpoint } from "../../lib/relay/endpoint.ts";
+import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
+
+/** Resolves when `check()` holds; re-checked whenever `subscribe`'s notifier fires. */
+class Waiters {
+  #waiters = new Set<() => void>();
+  notify(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+  until<T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const test = () => {
+        const v = check();
+        if (v === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(test);
+        resolve(v);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(test);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.#waiters.add(test);
+      test();
+    });
+  }
+}
+
+export interface SeenRequest {
+  readonly req: IncomingRequest;
+  readonly action: string | null;
+  readonly token: string | null;
+  readonly path: string;
+  readonly at: number;
+}
+
+export interface FakeRelay extends AsyncDisposable {
+  readonly endpoint: RelayEndpoint;
+  readonly port: number;
+  readonly requests: SeenRequest[];
+  /** Resolves once at least `n` requests have arrived. */
+  waitForRequests(n: number, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type RelayHandler = (
+  req: IncomingRequest,
+  seen: SeenRequest,
+  index: number,
+) => Promise<void>;
+
+/** A ws:// relay on 127.0.0.1 (`port` 0 = ephemeral) that hands every request to `handler`. */
+export function startFakeRelay(handler: RelayHandler, port = 0): FakeRelay {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const requests: SeenRequest[] = [];
+  const waiters = new Waiters();
+  const server: HttpServer = serveHttp({
+    listener,
+    handler: (req) => {
+      const seen: SeenRequest = {
+        req,
+        action: req.url.searchParams.get("sb-hc-action"),
+        token: req.url.searchParams.get("sb-hc-token"),
+        path: req.target.split("?")[0],
+        at: performance.now(),
+      };
+      const index = requests.push(seen) - 1;
+      waiters.notify();
+      return handler(req, seen, index);
+    },
+  });
+  const addr = listener.addr as Deno.NetAddr;
+  const relay: FakeRelay = {
+    endpoint: { scheme: "ws", host: `127.0.0.1:${addr.port}` },
+    port: addr.port,
+    requests,
+    waitForRequests: (n, timeoutMs = 5000) =>
+      waiters.until(() => requests.length >= n || undefined, timeoutMs, `${n} relay requests`)
+        .then(() => {}),
+    close: () => server.close(),
+    [Symbol.asyncDispose]: () => server.close(),
+  };
+  return relay;
+}
+
+/** Collects log lines at debug level until `stop()`. */
+export interface LogCapture extends AsyncDisposable {
+  readonly lines: string[];
+  /** The `nth` (default first) line matching every pattern (waits for it). */
+  waitFor(patterns: RegExp | RegExp[], timeoutMs?: number, nth?: number): Promise<string>;
+  /** How many lines match every pattern. */
+  count(patterns: RegExp | RegExp[]): number;
+  stop(): Promise<void>;
+}
+
+export async function captureLogs(): Promise<LogCapture> {
+  const lines: string[] = [];
+  const waiters = new Waiters();
+  await configureLogging({
+    level: "debug",
+    write: (l) => {
+      lines.push(l);
+      waiters.notify();
+    },
+  });
+  const matches = (patterns: RegExp | RegExp[]) => {
+    const list = Array.isArray(patterns) ? patterns : [patterns];
+    return (l: string) => list.every((p) => p.test(l));
+  };
+  return {
+    lines,
+    waitFor: (patterns, timeoutMs = 5000, nth = 1) =>
+      waiters.until(
+        () => lines.filter(matches(patterns))[nth - 1],
+        timeoutMs,
+        `log #${nth} ${String(patterns)}`,
+      ),
+    count: (patterns) => lines.filter(matches(patterns)).length,
+    stop: () => resetLogging(),
+    [Symbol.asyncDispose]: () => resetLogging(),
+  };
+}
+
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Rejects if `p` has not settled within `ms`. */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { getLogger } from "../../lib/observe/log.ts";
+import { runPortForward } from "../../lib/sender/port_forward.ts";
+import {
+  dec,
+  echo,
+  enc,
+  readAll,
+  readExact,
+  startStack,
+  startTarget,
+  upperEcho,
+  writeAll,
+} from "./tunnel_harness_test.ts";
+
+async function startForward(
+  relay: Parameters<typeof runPortForward>[0]["relay"],
+  target: string,
+  extra: Partial<Parameters<typeof runPortForward>[0]> = {},
+) {
+  const ac = new AbortController();
+  const bound = Promise.withResolvers<Deno.NetAddr>();
+  const running = runPortForward({
+    relay,
+    target,
+    bind: { hostname: "127.0.0.1", port: 0 },
+    keepAlive: true,
+    drainTimeoutMs: 5000,
+    signal: ac.signal,
+    logger: getLogger({ side: "sender" }),
+    onListening: (a) => bound.resolve(a),
+    ...extra,
+  });
+  const addr = await bound.promise;
+  return {
+    port: addr.port,
+    connect: () => Deno.connect({ hostname: "127.0.0.1", port: addr.port }),
+    stop: () => {
+      ac.abort(new DOMException("shutdown requested", "AbortError"));
+      return running;
+    },
+  };
+}
+
+Deno.test("port-forward: round trip with half-close (request, FIN, response)", async () => {
+  const stack = await startStack({ allowlist: null });
+  const target = startTarget(upperEcho);
+  const fwd = await startForward(stack.relay, target.addr);
+  try {
+    await stack.logs.waitFor(
+      /msg="port-forward listening" side=sender bind=127\.0\.0\.1:\d+ target=/,
+    );
+    const client = await fwd.connect();
+    await writeAll(client, enc.encode("hello through the relay"));
+    await client.closeWrite();
+    // The response arrives after our FIN: half-close was negotiated end to end.
+    assert.equal(dec.decode(await readAll(client)), "HELLO THROUGH THE RELAY<end>");
+    client.close();
+    const senderLine = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
+    assert.match(senderLine, /cause=local_close/);
+    assert.doesNotMatch(senderLine, /_err=/);
+    const listenerLine = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
+    assert.match(listenerLine, /bridge_id=[A-Z2-7]{16}/);
+    assert.match(listenerLine, /tcp_to_ws=28 ws_to_tcp=23/);
+    assert.ok(
+      stack.logs.lines.some((l) =>
+        /msg="listener accepted connection" side=sender bridge_id=[A-Z2-7]{16} target=127\.0\.0\.1:\d+ listener_id=[A-Z2-7]{16}/
+          .test(l)
+      ),
+    );
+  } finally {
+    await fwd.stop();
+    await stack.close();
+    await target.close();
+  }
+});
+
+Deno.test("port-forward: a Go-like sender (no features) gets v1 and bulk data intact", async () => {
+  const stack = await startStack({ allowlist: null });
+  const target = startTarget(echo);
+  const fwd = await startForward(stack.relay, target.addr, { features: [] });
+  try {
+    const client = await fwd.connect();
+    const data = new Uint8Array(1_000_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 10)) & 0xff;
+    const [, back] = await Promise.all([writeAll(client, data), readExact(client, data.length)]);
+    assert.deepEqual(back, data);
+    client.close();
+    const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
+    assert.match(line, /cause=peer_close/);
+    assert.match(line, /tcp_to_ws=1000000 ws_to_tcp=1000000/);
+    assert.ok(!stack.logs.lines.some((l) => l.includes("x-aztunnel-features")));
+  } finally {
+    await fwd.stop();
+    await stack.close();
+    await target.close();
+  }
+});
+
+Deno.test("port-forward: shutdown stops accepting and drains the open tunnel", async () => {
+  const stack = await startStack({ allowlist: null });
+  const target = startTarget(echo);
+  const fwd = await startForward(stack.relay, target.addr);
+  try {
+    const client = await fwd.connect();
+    await writeAll(client, enc.encode("ping"));
+    assert.equal(dec.decode(await readExact(client, 4)), "ping");
+    const stopped = fwd.stop();
+    // New connections fail once the listener socket is closed (refused, or reset/EOF from the
+    // backlog)…
+    const late = await fwd.connect().catch(() => null);
+    if (late) {
+      assert.equal(await late.read(new Uint8Array(1)).catch(() => null), null);
+      late.close();
+    }
+    // …while the open tunnel keeps working until its client is done.
+    await writeAll(client, enc.encode("pong"));
+    assert.equal(dec.decode(await readExact(client, 4)), "pong");
+    client.close();
+    await stopped;
+  } finally {
+    await fwd.stop();
+    await stack.close();
+    await target.close();
+  }
+});

@@ -1,0 +1,345 @@
+import assert from "node:assert/strict";
+import {
+  bridge,
+  bridgeLogAttrs,
+  type BridgeOptions,
+  type BridgeResult,
+  type ByteStream,
+  causeFromAbort,
+  EOF_MESSAGE,
+} from "../../lib/tunnel/bridge.ts";
+import { AztunnelError } from "../../lib/errors.ts";
+import { type FakeSocket, fakeSocketPair } from "./tunnel_fake_socket_test.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Deterministic filler: crypto.getRandomValues caps at 64 KiB per call. */
+function pattern(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
+  return out;
+}
+
+async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [a, b] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
+    l.accept(),
+  ]);
+  l.close();
+  return [a, b];
+}
+
+async function readToEnd(c: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    const n = await c.read(buf);
+    if (n === null) break;
+    parts.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+async function readN(c: Deno.Conn, n: number): Promise<string> {
+  const buf = new Uint8Array(n);
+  let off = 0;
+  while (off < n) {
+    const r = await c.read(buf.subarray(off));
+    assert.notEqual(r, null, "unexpected EOF");
+    off += r!;
+  }
+  return dec.decode(buf);
+}
+
+async function writeAll(c: Deno.Conn, data: Uint8Array) {
+  let off = 0;
+  while (off < data.length) off += await c.write(data.subarray(off));
+}
+
+/** A bridge between a real TCP pair (client end returned) and a fake socket (peer end returned). */
+async function setup(opts: Partial<BridgeOptions> = {}) {
+  const [client, local] = await tcpPair();
+  const [ws, peer] = fakeSocketPair();
+  const done = bridge(local, ws, { halfClose: false, pingIntervalMs: 0, ...opts });
+  return { client, peer, ws, done };
+}
+
+/** Answers the bridge's Close and waits for its result. */
+async function finishPeer(peer: FakeSocket, done: Promise<BridgeResult>): Promise<BridgeResult> {
+  while ((await peer.receive()) !== null) { /* drain */ }
+  await peer.close(1000, "");
+  return await done;
+}
+
+Deno.test("bridge v1: data both ways, local EOF ends the tunnel with local_close", async () => {
+  const { client, peer, done } = await setup();
+  await writeAll(client, enc.encode("hello"));
+  assert.deepEqual(await peer.receive(), { type: "binary", data: enc.encode("hello") });
+  await peer.send(enc.encode("world"));
+  assert.equal(await readN(client, 5), "world");
+  await client.closeWrite();
+  assert.equal(await peer.receive(), null);
+  assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
+  await peer.close(1000, "");
+  const r = await done;
+  assert.deepEqual(r, { cause: "local_close", tcpToWs: 5, wsToTcp: 5 });
+  assert.equal((await readToEnd(client)).length, 0);
+  client.close();
+});
+
+Deno.test("bridge: local reads are sent as messages of at most 32768 bytes", async () => {
+  const { client, peer, done } = await setup();
+  const data = pattern(200_000);
+  const writing = writeAll(client, data).then(() => client.closeWrite());
+  const got: Uint8Array[] = [];
+  for (;;) {
+    const m = await peer.receive();
+    if (m === null) break;
+    assert.equal(m.type, "binary");
+    const d = m.data as Uint8Array;
+    assert.ok(d.length > 0 && d.length <= 32768, `message of ${d.length} bytes`);
+    got.push(d);
+  }
+  await writing;
+  await peer.close();
+  const r = await done;
+  const joined = new Uint8Array(got.reduce((s, p) => s + p.length, 0));
+  let off = 0;
+  for (const p of got) {
+    joined.set(p, off);
+    off += p.length;
+  }
+  assert.deepEqual(joined, data);
+  assert.equal(r.tcpToWs, 200_000);
+  client.close();
+});
+
+Deno.test("bridge: a large incoming message and TEXT data (v1) reach the local stream", async () => {
+  const { client, peer, done } = await setup();
+  const big = pattern(100_000);
+  await peer.send(big);
+  await peer.send("text as data");
+  const closing = peer.close(1000, "bye");
+  const got = await readToEnd(client);
+  assert.deepEqual(got.subarray(0, big.length), big);
+  assert.equal(dec.decode(got.subarray(big.length)), "text as data");
+  await closing;
+  const r = await done;
+  assert.equal(r.cause, "peer_close");
+  assert.equal(r.error, undefined);
+  assert.equal(r.wsToTcp, 100_000 + 12);
+  client.close();
+});
+
+Deno.test("bridge half-close: local FIN becomes eof, the reverse direction keeps flowing", async () => {
+  const { client, peer, done } = await setup({ halfClose: true });
+  await writeAll(client, enc.encode("request"));
+  await client.closeWrite();
+  assert.deepEqual(await peer.receive(), { type: "binary", data: enc.encode("request") });
+  assert.deepEqual(await peer.receive(), { type: "text", data: EOF_MESSAGE });
+  // The tunnel is still up: the response flows after the request side ended.
+  await peer.send('{"type":"something-new"}'); // unknown control messages are skipped
+  await peer.send(enc.encode("response"));
+  await peer.send(EOF_MESSAGE);
+  assert.equal(dec.decode(await readToEnd(client)), "response");
+  const r = await finishPeer(peer, done);
+  assert.deepEqual(r, { cause: "local_close", tcpToWs: 7, wsToTcp: 8 });
+  assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
+  client.close();
+});
+
+Deno.test("bridge half-close: peer eof first closes our write side, local data still flows", async () => {
+  const { client, peer, done } = await setup({ halfClose: true });
+  await peer.send(enc.encode("banner"));
+  await peer.send(EOF_MESSAGE);
+  assert.equal(dec.decode(await readToEnd(client)), "banner");
+  await writeAll(client, enc.encode("late data"));
+  assert.deepEqual(await peer.receive(), { type: "binary", data: enc.encode("late data") });
+  await client.closeWrite();
+  assert.deepEqual(await peer.receive(), { type: "text", data: EOF_MESSAGE });
+  const r = await finishPeer(peer, done);
+  assert.deepEqual(r, { cause: "peer_close", tcpToWs: 9, wsToTcp: 6 });
+  client.close();
+});
+
+Deno.test("bridge half-close with endOnPeerEof: the peer's eof ends the tunnel", async () => {
+  const { client, peer, done } = await setup({ halfClose: true, endOnPeerEof: true });
+  await peer.send(enc.encode("bye"));
+  await peer.send(EOF_MESSAGE);
+  const r = await finishPeer(peer, done);
+  assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 3 });
+  assert.equal(dec.decode(await readToEnd(client)), "bye");
+  client.close();
+});
+
+Deno.test("bridge half-close: data after eof is a protocol error", async () => {
+  const { client, peer, done } = await setup({ halfClose: true });
+  await peer.send(EOF_MESSAGE);
+  await peer.send(enc.encode("oops"));
+  const r = await finishPeer(peer, done);
+  assert.equal(r.cause, "peer_close");
+  assert.match(r.wsToTcpErr?.message ?? "", /data received after eof/);
+  client.close();
+});
+
+Deno.test("bridge v1: peer's normal close ends the tunnel; local sees EOF", async () => {
+  const { client, peer, done } = await setup();
+  const closing = peer.close(1000, "done");
+  assert.equal((await readToEnd(client)).length, 0);
+  await closing;
+  const r = await done;
+  assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 0 });
+  client.close();
+});
+
+Deno.test("bridge: a non-1000 close is an error with close_code", async () => {
+  const { client, peer, done } = await setup({ halfClose: true });
+  const closing = peer.close(1001, "going away");
+  await closing;
+  const r = await done;
+  assert.equal(r.cause, "peer_close");
+  assert.equal(r.closeCode, 1001);
+  assert.equal(r.wsToTcpErr?.message, "websocket closed with code 1001: going away");
+  assert.deepEqual(bridgeLogAttrs(r), {
+    cause: "peer_close",
+    tcp_to_ws: 0,
+    ws_to_tcp: 0,
+    error: "websocket closed with code 1001: going away",
+    ws_to_tcp_err: "websocket closed with code 1001: going away",
+    close_code: 1001,
+  });
+  client.close();
+});
+
+Deno.test("bridge: a dropped WebSocket is peer_close with close_code 1006", async () => {
+  const { client, peer, done } = await setup();
+  peer.closeNow();
+  const r = await done;
+  assert.equal(r.cause, "peer_close");
+  assert.equal(r.closeCode, 1006);
+  assert.ok(r.wsToTcpErr);
+  assert.equal(r.tcpToWsErr, undefined);
+  assert.equal((await readToEnd(client)).length, 0);
+  client.close();
+});
+
+Deno.test("bridge: cancellation picks the cause from the abort reason and reports no error", async () => {
+  for (
+    const [reason, cause] of [
+      [new DOMException("shutdown", "AbortError"), "user_cancel"],
+      [new AztunnelError("renew_failure", "renew failed"), "renew_failure"],
+      [new AztunnelError("control_error", "ping failed"), "control_error"],
+      [new DOMException("late", "TimeoutError"), "timeout"],
+      [new Error("???"), "unknown"],
+    ] as const
+  ) {
+    const ac = new AbortController();
+    const { client, peer, done } = await setup({ signal: ac.signal });
+    await writeAll(client, enc.encode("x"));
+    assert.equal((await peer.receive())?.type, "binary");
+    ac.abort(reason);
+    const r = await finishPeer(peer, done);
+    assert.equal(r.cause, cause);
+    assert.equal(r.error, undefined);
+    client.close();
+  }
+});
+
+Deno.test("causeFromAbort maps known codes and DOMException names", () => {
+  assert.equal(causeFromAbort(undefined), "unknown");
+  assert.equal(causeFromAbort(new DOMException("x", "AbortError")), "user_cancel");
+  assert.equal(causeFromAbort({ code: "control_error" }), "control_error");
+});
+
+Deno.test("bridge: pings the data socket on the interval and stops at the end", async () => {
+  const { client, peer, ws, done } = await setup({ pingIntervalMs: 5 });
+  await ws.until(() => ws.pings >= 2);
+  await client.closeWrite();
+  const r = await finishPeer(peer, done);
+  assert.equal(r.cause, "local_close");
+  client.close();
+});
+
+Deno.test("bridge: a local stream that fails to read ends with local_close and the error", async () => {
+  const [ws, peer] = fakeSocketPair();
+  const local: ByteStream = {
+    read: () => Promise.reject(new Deno.errors.ConnectionReset("reset by peer")),
+    write: (p) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+  };
+  const done = bridge(local, ws, { halfClose: true, pingIntervalMs: 0 });
+  const r = await finishPeer(peer, done);
+  assert.equal(r.cause, "local_close");
+  assert.equal(r.tcpToWsErr?.message, "reset by peer");
+});
+
+Deno.test("bridge: a timed-out local read is classified as timeout", async () => {
+  const [ws, peer] = fakeSocketPair();
+  const local: ByteStream = {
+    read: () => Promise.reject(new Deno.errors.TimedOut("Connection timed out (os error 110)")),
+    write: (p) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+  };
+  const r = await finishPeer(peer, bridge(local, ws, { halfClose: false, pingIntervalMs: 0 }));
+  assert.equal(r.cause, "timeout");
+});
+
+Deno.test("bridge: a slow local reader pushes back on the WebSocket instead of buffering", async () => {
+  // The fake allows 64 messages (2 MiB) in flight and TCP buffers hold a few MiB more; the peer
+  // must be stalled long before 32 MiB while the client reads nothing.
+  const { client, peer, done } = await setup();
+  const chunk = new Uint8Array(32768);
+  let sent = 0;
+  let pending: Promise<void> | undefined;
+  while (sent < 64 * 1024 * 1024) {
+    const p = peer.send(chunk);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stall = new Promise<"stalled">((r) => timer = setTimeout(() => r("stalled"), 200));
+    const winner = await Promise.race([p.then(() => "sent" as const), stall]);
+    clearTimeout(timer);
+    if (winner === "stalled") {
+      pending = p;
+      break;
+    }
+    sent += chunk.length;
+  }
+  assert.ok(pending, `peer was never pushed back after ${sent} bytes`);
+  assert.ok(sent < 32 * 1024 * 1024, `accepted ${sent} bytes before pushing back`);
+  client.close();
+  peer.closeNow();
+  await pending.catch(() => {});
+  const r = await done;
+  assert.equal(r.cause, "local_close");
+});
+
+Deno.test("fake socket: messages, close handshake, null after Close", async () => {
+  const [a, b] = fakeSocketPair();
+  await a.send("hi");
+  await a.send(new Uint8Array([1, 2]));
+  assert.deepEqual(await b.receive(), { type: "text", data: "hi" });
+  assert.deepEqual(await b.receive(), { type: "binary", data: new Uint8Array([1, 2]) });
+  const closing = a.close(1000, "done");
+  assert.equal(await b.receive(), null);
+  assert.deepEqual(b.closeInfo, { code: 1000, reason: "done" });
+  await b.close(1000, "");
+  await closing;
+  await Promise.all([a.closed, b.closed]);
+});
+
+Deno.test("fake socket: closeNow makes the peer's receive reject", async () => {
+  const [a, b] = fakeSocketPair();
+  const pending = b.receive();
+  a.closeNow();
+  await assert.rejects(pending, /connection lost/);
+  await Promise.all([a.closed, b.closed]);
+});

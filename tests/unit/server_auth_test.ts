@@ -1,0 +1,259 @@
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { audiencePath, authorize, extractToken } from "../../lib/server/auth.ts";
+import { audienceIsRelay, verifyHs256Jwt } from "../../lib/server/jwt.ts";
+import {
+  hasRight,
+  parseSasPolicy,
+  randomKey,
+  resolvePolicies,
+  type SasPolicy,
+} from "../../lib/server/policy.ts";
+import { createSasToken } from "../../lib/relay/sas.ts";
+import { UsageError } from "../../lib/errors.ts";
+
+const NOW = 1_800_000_000_000;
+const LATER = NOW / 1000 + 3600;
+const POLICIES: SasPolicy[] = [
+  { name: "all", key: "k-all", rights: ["Listen", "Send", "Manage"] },
+  { name: "manage", key: "k-manage", rights: ["Manage"] },
+  { name: "listen", key: "k-listen", rights: ["Listen"] },
+  { name: "send", key: "k-send", rights: ["Send"] },
+];
+const CFG = { policies: POLICIES, jwtKey: "jwt-secret" };
+
+/** A token signed the way .NET/Node do: `sr` encoded with uppercase (or lowercase) hex, not lowercased. */
+function foreignSas(sr: string, key: string, keyName: string, se: number): string {
+  const sig = createHmac("sha256", Buffer.from(key, "utf8")).update(`${sr}\n${se}`).digest(
+    "base64",
+  );
+  return `SharedAccessSignature sig=${encodeURIComponent(sig)}&se=${se}&skn=${keyName}&sr=${sr}`;
+}
+
+function b64url(s: string | Uint8Array): string {
+  return Buffer.from(s).toString("base64url");
+}
+
+function jwt(payload: Record<string, unknown>, secret = "jwt-secret", alg = "HS256"): string {
+  const h = b64url(JSON.stringify({ alg, typ: "JWT" }));
+  const p = b64url(JSON.stringify(payload));
+  const sig = createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url");
+  return `${h}.${p}.${sig}`;
+}
+
+Deno.test("parseSasPolicy: rights suffix, defaults, keys with colons, errors", () => {
+  assert.deepEqual(parseSasPolicy("n=k"), {
+    name: "n",
+    key: "k",
+    rights: ["Listen", "Send", "Manage"],
+  });
+  assert.deepEqual(parseSasPolicy("n=k:Listen"), { name: "n", key: "k", rights: ["Listen"] });
+  assert.deepEqual(parseSasPolicy("n=k:send, listen,Send"), {
+    name: "n",
+    key: "k",
+    rights: ["Send", "Listen"],
+  });
+  assert.deepEqual(parseSasPolicy("n=a:b=="), {
+    name: "n",
+    key: "a:b==",
+    rights: ["Listen", "Send", "Manage"],
+  });
+  assert.deepEqual(parseSasPolicy("n=a=b:Manage"), { name: "n", key: "a=b", rights: ["Manage"] });
+  for (const bad of ["", "=k", "n", "n=", "n=:Listen", "a b=k", `n=${"x".repeat(257)}`]) {
+    assert.throws(() => parseSasPolicy(bad), UsageError, bad);
+  }
+  assert.throws(
+    () => parseSasPolicy("a b=supersecret"),
+    (e: Error) => e instanceof UsageError && !e.message.includes("supersecret"),
+  );
+  assert.equal(parseSasPolicy("n=k:").key, "k:");
+});
+
+Deno.test("hasRight: Manage implies Listen and Send", () => {
+  assert.ok(hasRight(["Manage"], "Listen"));
+  assert.ok(hasRight(["Manage"], "Send"));
+  assert.ok(hasRight(["Listen"], "Listen"));
+  assert.ok(!hasRight(["Listen"], "Send"));
+  assert.ok(!hasRight([], "Listen"));
+});
+
+Deno.test("resolvePolicies: flags, then environment, then a generated key", () => {
+  const env = (vars: Record<string, string>) => ({ get: (k: string) => vars[k] });
+  assert.deepEqual(
+    resolvePolicies(["a=1:Send"], env({ AZTUNNEL_KEY_NAME: "x", AZTUNNEL_KEY: "y" })),
+    {
+      policies: [{ name: "a", key: "1", rights: ["Send"] }],
+    },
+  );
+  assert.throws(() => resolvePolicies(["a=1", "a=2"], env({})), /duplicate/);
+  assert.deepEqual(resolvePolicies([], env({ AZTUNNEL_KEY_NAME: "x", AZTUNNEL_KEY: "y" })), {
+    policies: [{ name: "x", key: "y", rights: ["Listen", "Send", "Manage"] }],
+  });
+  assert.throws(() => resolvePolicies([], env({ AZTUNNEL_KEY: "y" })), UsageError);
+  const gen = resolvePolicies([], env({}));
+  assert.ok(gen.generated);
+  assert.deepEqual(gen.policies, [gen.generated]);
+  assert.equal(atob(gen.generated.key).length, 32);
+  assert.notEqual(randomKey(), randomKey());
+});
+
+Deno.test("extractToken: header first, then form-decoded query", () => {
+  const q = new URLSearchParams("sb-hc-token=SharedAccessSignature+sr%3Dq");
+  assert.equal(extractToken(new Headers({ ServiceBusAuthorization: "H" }), q), "H");
+  assert.equal(extractToken(new Headers(), q), "SharedAccessSignature sr=q");
+  assert.equal(
+    extractToken(new Headers({ ServiceBusAuthorization: " " }), new URLSearchParams()),
+    undefined,
+  );
+});
+
+Deno.test("audiencePath ignores scheme, host and port; decodes; trims slashes", () => {
+  assert.equal(audiencePath("https%3A%2F%2Fns.servicebus.windows.net%2Fhyco"), "hyco");
+  assert.equal(
+    audiencePath("http%3a%2f%2fns.servicebus.windows.net%3a443%2fHyco%2fsub%2f"),
+    "Hyco/sub",
+  );
+  assert.equal(audiencePath("sb%3A%2F%2Fns%2F"), "");
+  assert.equal(audiencePath("http%3A%2F%2Fns"), "");
+  assert.equal(audiencePath("ns.example%2Fa%2520b"), "a b");
+  assert.equal(audiencePath("%ZZ"), undefined);
+  assert.equal(audiencePath("http%3A%2F%2F%5B"), undefined);
+});
+
+Deno.test("authorize: SAS tokens from the Go tool, .NET and Node all verify over the raw sr", async () => {
+  const go = await createSasToken("https://127.0.0.1:8080/Hyco", "all", "k-all", LATER);
+  assert.deepEqual(await authorize(go, "Listen", "hyco", CFG, NOW), {
+    ok: true,
+    expiresAt: LATER * 1000,
+    principal: "sas:all",
+  });
+  // .NET: http scheme, trailing slash, uppercase hex; lowercase hex as old samples; Node keeps :443.
+  for (
+    const sr of [
+      "http%3A%2F%2Fns.servicebus.windows.net%2Fhyco%2F",
+      "http%3a%2f%2fns.servicebus.windows.net%2fhyco%2f",
+      "http%3A%2F%2Fns.servicebus.windows.net%3A443%2Fhyco%2Fsub%2Fpath",
+      "http%3A%2F%2Fns.servicebus.windows.net%2F",
+    ]
+  ) {
+    const t = foreignSas(sr, "k-send", "send", LATER);
+    const r = await authorize(t, "Send", "hyco/sub/path", CFG, NOW);
+    assert.equal(r.ok, true, sr);
+  }
+});
+
+Deno.test("authorize: 401 for missing, malformed, unknown key, bad signature, expired", async () => {
+  const cases: [string | undefined, RegExp][] = [
+    [undefined, /missing token/],
+    ["", /missing token/],
+    ["garbage", /malformed token/],
+    ["SharedAccessSignature sr=a&sig=b", /malformed SAS token/],
+    ["SharedAccessSignature sr=a&sig=b&se=soon&skn=all", /malformed SAS token/],
+    [await createSasToken("https://h/hyco", "nobody", "k-all", LATER), /unknown SAS key name/],
+    [await createSasToken("https://h/hyco", "all", "wrong-key", LATER), /invalid signature/],
+    [await createSasToken("https://h/hyco", "all", "k-all", NOW / 1000 - 1), /token expired/],
+    [await createSasToken("https://h/hyco", "all", "k-all", NOW / 1000), /token expired/],
+    [foreignSas("%ZZ", "k-all", "all", LATER), /malformed SAS resource/],
+  ];
+  for (const [token, why] of cases) {
+    const r = await authorize(token, "Listen", "hyco", CFG, NOW);
+    assert.equal(r.ok, false, String(token));
+    if (r.ok) continue;
+    assert.equal(r.status, 401, String(token));
+    assert.match(r.reason, why);
+  }
+});
+
+Deno.test("authorize: a signature over a re-encoded sr does not verify", async () => {
+  // Signed over the lowercase-hex form, presented with uppercase hex: Azure rejects this too.
+  const se = LATER;
+  const sig = createHmac("sha256", "k-all").update(`http%3a%2f%2fh%2fhyco\n${se}`).digest("base64");
+  const t = `SharedAccessSignature sr=http%3A%2F%2Fh%2Fhyco&sig=${
+    encodeURIComponent(sig)
+  }&se=${se}&skn=all`;
+  const r = await authorize(t, "Listen", "hyco", CFG, NOW);
+  assert.equal(r.ok ? 0 : r.status, 401);
+});
+
+Deno.test("authorize: 403 for wrong audience or missing right; Manage implies both", async () => {
+  const tok = (uri: string, name: string, key: string) => createSasToken(uri, name, key, LATER);
+  const status = async (token: string, right: "Listen" | "Send", path: string) => {
+    const r = await authorize(token, right, path, CFG, NOW);
+    return r.ok ? 200 : r.status;
+  };
+  assert.equal(await status(await tok("https://h/other", "all", "k-all"), "Listen", "hyco"), 403);
+  assert.equal(await status(await tok("https://h/hy", "all", "k-all"), "Listen", "hyco"), 403);
+  assert.equal(await status(await tok("https://h/hyco/sub", "all", "k-all"), "Send", "hyco"), 403);
+  assert.equal(await status(await tok("https://h/hyco", "all", "k-all"), "Send", "hyco/sub"), 200);
+  assert.equal(await status(await tok("https://h/", "all", "k-all"), "Send", "any/thing"), 200);
+  assert.equal(
+    await status(await tok("https://h/hyco", "listen", "k-listen"), "Send", "hyco"),
+    403,
+  );
+  assert.equal(
+    await status(await tok("https://h/hyco", "listen", "k-listen"), "Listen", "hyco"),
+    200,
+  );
+  assert.equal(await status(await tok("https://h/hyco", "send", "k-send"), "Listen", "hyco"), 403);
+  assert.equal(await status(await tok("https://h/hyco", "send", "k-send"), "Send", "hyco"), 200);
+  assert.equal(
+    await status(await tok("https://h/hyco", "manage", "k-manage"), "Listen", "hyco"),
+    200,
+  );
+  assert.equal(
+    await status(await tok("https://h/hyco", "manage", "k-manage"), "Send", "hyco"),
+    200,
+  );
+  const r = await authorize(
+    await tok("https://h/hyco", "send", "k-send"),
+    "Listen",
+    "hyco",
+    CFG,
+    NOW,
+  );
+  assert.ok(!r.ok && /lacks the Listen right/.test(r.reason));
+});
+
+Deno.test("authorize: HS256 JWTs (raw or Bearer) grant Listen and Send", async () => {
+  const exp = LATER;
+  const good = jwt({ exp, aud: "https://relay.azure.net", sub: "me" });
+  assert.deepEqual(await authorize(good, "Listen", "hyco", CFG, NOW), {
+    ok: true,
+    expiresAt: exp * 1000,
+    principal: "jwt:me",
+  });
+  assert.equal((await authorize(`Bearer ${good}`, "Send", "x", CFG, NOW)).ok, true);
+  assert.equal((await authorize(jwt({ exp }), "Send", "x", CFG, NOW)).ok, true);
+  const noKey = await authorize(good, "Send", "x", { policies: POLICIES }, NOW);
+  assert.ok(!noKey.ok && noKey.status === 401);
+  for (
+    const [token, why] of [
+      [jwt({ exp }, "other-secret"), /invalid JWT signature/],
+      [jwt({ exp: NOW / 1000 - 1 }), /JWT expired/],
+      [jwt({}), /no exp/],
+      [jwt({ exp, nbf: NOW / 1000 + 600 }), /not yet valid/],
+      [jwt({ exp, aud: "https://management.azure.com" }), /audience/],
+      [jwt({ exp }, "jwt-secret", "none"), /algorithm/],
+      [jwt({ exp }, "jwt-secret", "RS256"), /algorithm/],
+      ["eyJ.e30.!!", /malformed token/],
+      [`${b64url("{")}.${b64url("{}")}.${b64url("x")}`, /malformed JWT/],
+    ] as const
+  ) {
+    const r = await authorize(token, "Send", "x", CFG, NOW);
+    assert.ok(!r.ok, token);
+    assert.equal(r.status, 401);
+    assert.match(r.reason, why);
+  }
+});
+
+Deno.test("verifyHs256Jwt and audienceIsRelay edge cases", async () => {
+  assert.ok(audienceIsRelay("https://relay.azure.net/"));
+  assert.ok(audienceIsRelay("https://relay.azure.net//"));
+  assert.ok(audienceIsRelay("sb://ns.servicebus.windows.net/"));
+  assert.ok(audienceIsRelay(["api://x", "https://relay.azure.net"]));
+  assert.ok(!audienceIsRelay("relay"));
+  assert.ok(!audienceIsRelay(42));
+  assert.ok(!audienceIsRelay(["https://evil.example"]));
+  const r = await verifyHs256Jwt(jwt({ exp: 2e9, nbf: NOW / 1000 + 30 }), "jwt-secret", NOW);
+  assert.equal(r.ok, true, "nbf within the allowed skew");
+});
