@@ -20,8 +20,8 @@ import {
   readCaCerts,
   relayCaCertOption,
   resolveBind,
-  shutdownSignal,
 } from "./common.ts";
+import { runSenderWithOps } from "./ops.ts";
 
 interface ArcFlags {
   resourceId?: string;
@@ -59,19 +59,39 @@ export function register(program: Command): void {
         .env("AZTUNNEL_ARM_ENDPOINT")
         .default(DEFAULT_ARM_ENDPOINT),
     )
-    .configureHelp({ showGlobalOptions: true });
+    .configureHelp({ showGlobalOptions: true })
+    .addHelpText(
+      "after",
+      `
+Authentication: Azure sign-in through DefaultAzureCredential (environment service principal,
+workload identity, managed identity, Azure CLI, ...) for the ARM scope <arm-endpoint>/.default.
+
+Environment:
+  AZTUNNEL_ARC_RESOURCE_ID  default for --resource-id
+  AZTUNNEL_ARM_ENDPOINT     default for --arm-endpoint
+  AZTUNNEL_ARC_RELAY_URL    test and diagnostics override: dial this base URL (e.g.
+                            ws://127.0.0.1:8080) instead of the relay named by ARM
+
+Example ssh config:
+  Host /subscriptions/*
+    ProxyCommand aztunnel arc connect --resource-id %n --port %p`,
+    );
 
   arc
     .command("connect")
     .description("bridge stdin/stdout to the machine's port (ssh ProxyCommand)")
     .action(async (_opts, cmd) => {
       const opts = await sessionOptions(cmd.optsWithGlobals() as ArcFlags);
-      const stop = shutdownSignal();
-      try {
-        await runArcConnect({ ...opts, local: stdioStream(), signal: stop.signal });
-      } finally {
-        stop.dispose();
-      }
+      await runSenderWithOps(cmd, (ops, ready) => {
+        // stdin/stdout are the local side: there from the start.
+        ready.bound();
+        return runArcConnect({
+          ...opts,
+          local: stdioStream(),
+          signal: ops.signal,
+          observer: ops.observer,
+        });
+      });
     });
 
   arc
@@ -85,11 +105,14 @@ export function register(program: Command): void {
       const bind = resolveBind(local.bind, local.gateway);
       // As in Go for arc: 0 or less sets nothing (no `durationOrDefault` fallback).
       const keepAlive = parseDuration(local.tcpKeepalive, "--tcp-keepalive") > 0;
-      const stop = shutdownSignal();
-      try {
-        await runArcPortForward({ ...opts, bind, keepAlive, signal: stop.signal });
-      } finally {
-        stop.dispose();
-      }
+      await runSenderWithOps(cmd, (ops, ready) =>
+        runArcPortForward({
+          ...opts,
+          bind,
+          keepAlive,
+          signal: ops.signal,
+          observer: ops.observer,
+          onListening: () => ready.bound(),
+        }));
     });
 }

@@ -5,13 +5,8 @@ import { UsageError } from "../lib/errors.ts";
 import { runListener } from "../lib/listener/service.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
-import {
-  drainOption,
-  durationOrDefault,
-  keepaliveOption,
-  type RelayFlags,
-  shutdownSignal,
-} from "./common.ts";
+import { drainOption, durationOrDefault, keepaliveOption, type RelayFlags } from "./common.ts";
+import { ListenerReadiness, runWithOps } from "./ops.ts";
 import { addRelayOptions, resolveRelay } from "./relay_sender.ts";
 
 function parseMaxConnections(text: string): number {
@@ -43,28 +38,31 @@ export function register(program: Command): void {
     )
     .addOption(keepaliveOption())
     .addOption(drainOption())
-    .action(async (hyco, flags) => {
+    .action(async (hyco, flags, cmd) => {
       const allowlist = parseAllowlist(flags.allow ?? []);
       const maxConnections = parseMaxConnections(flags.maxConnections);
       const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
       // Any value keeps keepalive on, as in Go (0 means 30 s; negative leaves the OS default).
       parseDuration(flags.tcpKeepalive, "--tcp-keepalive");
       const drainTimeoutMs = Math.max(0, parseDuration(flags.drainTimeout, "--drain-timeout"));
-      const relay = await resolveRelay(flags as RelayFlags, hyco);
-      const stop = shutdownSignal();
-      try {
-        await runListener({
+      const relay = await resolveRelay(flags as RelayFlags, cmd, hyco);
+      const ready = new ListenerReadiness();
+      await runWithOps(cmd, { readiness: () => ready.check() }, (ops) =>
+        runListener({
           ...relay,
+          tokens: ops.tokens(relay.tokens),
           allowlist,
           maxConnections,
           connectTimeoutMs,
           keepAlive: true,
           drainTimeoutMs,
-          signal: stop.signal,
+          signal: ops.signal,
           logger: getLogger(),
-        });
-      } finally {
-        stop.dispose();
-      }
+          observer: ops.observer,
+          onConnectedChange: (up) => {
+            ready.set(up);
+            ops.metrics?.setControlConnected(up);
+          },
+        }));
     });
 }

@@ -23,8 +23,8 @@ import {
   relaySuffixOption,
   requireRelayNames,
   resolveBind,
-  shutdownSignal,
 } from "./common.ts";
+import { runSenderWithOps } from "./ops.ts";
 
 /** The relay flags every relay-* command takes. */
 export function addRelayOptions<C extends Command<unknown[], Record<string, unknown>>>(cmd: C): C {
@@ -37,12 +37,28 @@ export function addRelayOptions<C extends Command<unknown[], Record<string, unkn
   return cmd;
 }
 
-/** Relay endpoint, entity, credentials (environment only) and CA from the flags. */
+/** Where a flag's value came from ("cli", "env", "default", …); commander tracks it per option. */
+interface OptionSources {
+  getOptionValueSource(key: string): string | undefined;
+}
+
+/**
+ * Relay endpoint, entity, credentials (environment only) and CA from the flags. Precedence:
+ * `--hyco` > positional `[hyco]` > AZTUNNEL_HYCO_NAME, and `--relay` > `--namespace` >
+ * AZTUNNEL_RELAY_NAME (commander fills env values in as if they were flags, so undo that here).
+ */
 export async function resolveRelay(
   flags: RelayFlags,
+  cmd: OptionSources,
   positionalHyco?: string,
 ): Promise<RelayConfig> {
-  const { relay, hyco } = requireRelayNames(flags, positionalHyco);
+  const fromCli = (key: string) => cmd.getOptionValueSource(key) === "cli";
+  const names: RelayFlags = {
+    ...flags,
+    hyco: fromCli("hyco") ? flags.hyco : positionalHyco ?? flags.hyco,
+    relay: fromCli("relay") || !flags.namespace ? flags.relay : undefined,
+  };
+  const { relay, hyco } = requireRelayNames(names);
   const endpoint = parseRelayEndpoint(relay, flags.relaySuffix);
   const caCerts = await readCaCerts(flags.relayCaCert);
   const tokens = await tokenProviderFromEnv(Deno.env);
@@ -57,16 +73,6 @@ function keepAliveFlag(text: string): boolean {
 
 function drainFlag(text: string): number {
   return Math.max(0, parseDuration(text, "--drain-timeout"));
-}
-
-/** Runs `fn` with a signal that SIGINT/SIGTERM abort. */
-async function withShutdown(fn: (signal: AbortSignal) => Promise<void>): Promise<void> {
-  const stop = shutdownSignal();
-  try {
-    await fn(stop.signal);
-  } finally {
-    stop.dispose();
-  }
 }
 
 export function register(program: Command): void {
@@ -84,23 +90,24 @@ export function register(program: Command): void {
     .addOption(gatewayOption())
     .addOption(keepaliveOption())
     .addOption(drainOption())
-    .action(async (targetArg, flags) => {
+    .action(async (targetArg, flags, cmd) => {
       const target = normalizeTarget(targetArg);
       const bind = resolveBind(flags.bind, flags.gateway);
       const keepAlive = keepAliveFlag(flags.tcpKeepalive);
       const drainTimeoutMs = drainFlag(flags.drainTimeout);
-      const relay = await resolveRelay(flags as RelayFlags);
-      await withShutdown((signal) =>
+      const relay = await resolveRelay(flags as RelayFlags, cmd);
+      await runSenderWithOps(cmd, (ops, ready) =>
         runPortForward({
-          relay,
+          relay: { ...relay, tokens: ops.tokens(relay.tokens) },
           target,
           bind,
           keepAlive,
           drainTimeoutMs,
-          signal,
+          signal: ops.signal,
           logger: getLogger(),
-        })
-      );
+          observer: ops.observer,
+          onListening: () => ready.bound(),
+        }));
     });
 
   addRelayOptions(
@@ -113,14 +120,22 @@ export function register(program: Command): void {
     .addOption(gatewayOption())
     .addOption(keepaliveOption())
     .addOption(drainOption())
-    .action(async (hyco, flags) => {
+    .action(async (hyco, flags, cmd) => {
       const bind = resolveBind(flags.bind, flags.gateway);
       const keepAlive = keepAliveFlag(flags.tcpKeepalive);
       const drainTimeoutMs = drainFlag(flags.drainTimeout);
-      const relay = await resolveRelay(flags as RelayFlags, hyco);
-      await withShutdown((signal) =>
-        runSocks5Proxy({ relay, bind, keepAlive, drainTimeoutMs, signal, logger: getLogger() })
-      );
+      const relay = await resolveRelay(flags as RelayFlags, cmd, hyco);
+      await runSenderWithOps(cmd, (ops, ready) =>
+        runSocks5Proxy({
+          relay: { ...relay, tokens: ops.tokens(relay.tokens) },
+          bind,
+          keepAlive,
+          drainTimeoutMs,
+          signal: ops.signal,
+          logger: getLogger(),
+          observer: ops.observer,
+          onListening: () => ready.bound(),
+        }));
     });
 
   addRelayOptions(
@@ -129,9 +144,19 @@ export function register(program: Command): void {
       .description("bridge stdin/stdout to <host:port> (ssh ProxyCommand)")
       .argument("<target>", "host:port for the listener to dial"),
   )
-    .action(async (targetArg, flags) => {
+    .action(async (targetArg, flags, cmd) => {
       const target = normalizeTarget(targetArg);
-      const relay = await resolveRelay(flags as RelayFlags);
-      await withShutdown((signal) => runConnect({ relay, target, signal, logger: getLogger() }));
+      const relay = await resolveRelay(flags as RelayFlags, cmd);
+      await runSenderWithOps(cmd, (ops, ready) => {
+        // stdin/stdout are the local side: there from the start.
+        ready.bound();
+        return runConnect({
+          relay: { ...relay, tokens: ops.tokens(relay.tokens) },
+          target,
+          signal: ops.signal,
+          logger: getLogger(),
+          observer: ops.observer,
+        });
+      });
     });
 }

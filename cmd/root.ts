@@ -10,6 +10,8 @@ import { register as registerRelayListener } from "./relay_listener.ts";
 import { register as registerRelaySender } from "./relay_sender.ts";
 import { register as registerArc } from "./arc.ts";
 import { register as registerDemo } from "./demo.ts";
+import { register as registerRelayServer } from "./relay_server.ts";
+import { metricsAddrOption, metricsMaxTargetsOption } from "./ops.ts";
 
 export function buildProgram(): Command {
   const program = new Command("aztunnel")
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
         "logfmt" as const,
       ),
     )
+    .addOption(metricsAddrOption())
+    .addOption(metricsMaxTargetsOption())
     .enablePositionalOptions(false)
     .showHelpAfterError(false)
     .exitOverride()
@@ -39,6 +43,7 @@ export function buildProgram(): Command {
   registerRelayListener(program);
   registerRelaySender(program);
   registerArc(program);
+  registerRelayServer(program);
   registerDemo(program);
   for (const cmd of program.commands) applyErrorHandling(cmd);
   return program;

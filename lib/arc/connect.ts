@@ -21,13 +21,17 @@ export async function runArcConnect(opts: ArcConnectOptions): Promise<void> {
   let ws;
   try {
     await session.start(opts.signal);
-    ws = await session.dial(opts.signal);
+    ws = await session.dial(await session.credentials(opts.signal), opts.signal);
   } catch (err) {
     opts.local.close();
     throw err;
   }
+  const target = `${opts.resourceId}:${opts.port}`;
+  opts.observer?.connectionStarted?.("sender", target);
+  const started = performance.now();
   const result = await bridge(opts.local, ws, { halfClose: false, signal: opts.signal });
   log.debug("bridge ended", redactAttrs(bridgeLogAttrs(result)));
+  opts.observer?.connectionEnded?.("sender", target, result, performance.now() - started);
   if (result.error) {
     throw new AztunnelError("bridge_failed", redactArc(errorMessage(result.error)), {
       cause: result.error,

@@ -167,16 +167,10 @@ export async function dialArcRelay(opts: ArcDialOptions): Promise<WebSocketConn>
   }
 
   function gaveUp(reason: unknown): ArcDialError {
-    return new ArcDialError(
-      "aborted",
-      clean(
-        `dial arc relay: gave up after ${attempts} attempt(s) in ${
-          formatDuration(now() - start)
-        } ` +
-          `(last status ${statusText()}): ${errorMessage(reason)}`,
-      ),
-      { cause: reason, status: lastStatus },
-    );
+    const spent = formatDuration(now() - start);
+    const message = `dial arc relay: gave up after ${attempts} attempt(s) in ${spent} ` +
+      `(last status ${statusText()}): ${errorMessage(reason)}`;
+    return new ArcDialError("aborted", clean(message), { cause: reason, status: lastStatus });
   }
 }
 

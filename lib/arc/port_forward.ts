@@ -6,6 +6,7 @@ import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
 import { bridge, bridgeLogAttrs } from "../tunnel/bridge.ts";
+import type { TunnelObserver } from "../tunnel/observer.ts";
 import { redactArc, redactAttrs } from "./redact.ts";
 import { ArcSession, type ArcSessionOptions } from "./session.ts";
 
@@ -67,7 +68,13 @@ export async function runArcPortForward(opts: ArcPortForwardOptions): Promise<vo
           // The socket may already be gone; the bridge will notice.
         }
       }
-      const task = forward(session, conn, opts.signal, log.with({ bridge_id: newId() }));
+      const task = forward(
+        session,
+        conn,
+        opts.signal,
+        log.with({ bridge_id: newId() }),
+        opts.observer,
+      );
       tunnels.add(task);
       task.finally(() => tunnels.delete(task));
     }
@@ -82,24 +89,33 @@ async function forward(
   conn: Deno.TcpConn,
   signal: AbortSignal,
   log: Logger,
+  observer?: TunnelObserver,
 ): Promise<void> {
   const target = `${session.target.resourceId}:${session.target.port}`;
   log.debug("connection requested", { target });
+  let creds;
   try {
-    await session.credentials(signal);
+    creds = await session.credentials(signal);
   } catch (err) {
     log.warn("get relay credentials failed", { error: redactArc(errorMessage(err)) });
+    if (!signal.aborted) {
+      observer?.connectionError?.("sender", "auth_failed");
+      observer?.relayDialEnded?.(err);
+    }
     conn.close();
     return;
   }
   let ws;
   try {
-    ws = await session.dial(signal, log);
+    ws = await session.dial(creds, signal, log);
   } catch (err) {
     if (!signal.aborted) log.warn("forward failed", { error: redactArc(errorMessage(err)) });
     conn.close();
     return;
   }
+  observer?.connectionStarted?.("sender", target);
+  const started = performance.now();
   const result = await bridge(conn, ws, { halfClose: false, signal });
   log.debug("bridge ended", redactAttrs(bridgeLogAttrs(result)));
+  observer?.connectionEnded?.("sender", target, result, performance.now() - started);
 }

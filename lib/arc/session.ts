@@ -10,10 +10,12 @@
 import { AztunnelError } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { abandonable, type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
+import type { TunnelObserver } from "../tunnel/observer.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
+import { WsError } from "../ws/errors.ts";
 import { ArmClient, ArmError } from "./arm.ts";
 import { type ArcService, armScope, type RelayBase } from "./config.ts";
-import { type ArcDialOptions, type ArcDialTiming, dialArcRelay } from "./dial.ts";
+import { ArcDialError, type ArcDialOptions, type ArcDialTiming, dialArcRelay } from "./dial.ts";
 import {
   ArcArmError,
   type ArcRelayCredentials,
@@ -50,6 +52,8 @@ export interface ArcSessionOptions extends ArcTarget {
   connect?: ArcDialOptions["connect"];
   logger?: Logger;
   now?: () => number;
+  /** Metrics and readiness hooks (role `sender`); the Arc dial is the `dialDuration`. */
+  observer?: TunnelObserver;
 }
 
 export class ArcSession {
@@ -117,13 +121,18 @@ export class ArcSession {
     return abandonable(this.#inflight, signal);
   }
 
-  /** Opens the raw byte tunnel to the machine's port. Throws ArcDialError or an ARM error. */
-  async dial(signal?: AbortSignal, logger: Logger = this.#log): Promise<WebSocketConn> {
-    const creds = await this.credentials(signal);
+  /** Opens the raw byte tunnel to the machine's port with `creds` (from `credentials()`). */
+  async dial(
+    creds: ArcRelayCredentials,
+    signal?: AbortSignal,
+    logger: Logger = this.#log,
+  ): Promise<WebSocketConn> {
     const explain = this.#explain;
     this.#explain = false;
+    const observer = this.#opts.observer;
+    const started = performance.now();
     try {
-      return await dialArcRelay({
+      const conn = await dialArcRelay({
         creds,
         port: this.target.port,
         relayBase: this.#opts.relayBase,
@@ -135,12 +144,20 @@ export class ArcSession {
         connect: this.#opts.connect,
         now: this.#opts.now,
       });
+      observer?.relayDialEnded?.();
+      return conn;
     } catch (err) {
       // Revoked or rotated credentials: the next connection asks ARM again.
       if (err instanceof AztunnelError && err.code === "auth_failed" && this.#creds === creds) {
         this.#creds = undefined;
       }
+      if (!(err instanceof ArcDialError && err.code === "aborted")) {
+        observer?.connectionError?.("sender", isDialTimeout(err) ? "dial_timeout" : "relay_failed");
+        observer?.relayDialEnded?.(err);
+      }
       throw err;
+    } finally {
+      observer?.dialDuration?.("sender", performance.now() - started);
     }
   }
 
@@ -152,6 +169,12 @@ export class ArcSession {
     });
     return creds;
   }
+}
+
+/** An attempt that ran into its deadline: `dial_timeout` in the metrics, as in Go. */
+function isDialTimeout(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return cause instanceof WsError && cause.code === "handshake_timeout";
 }
 
 /** 404 or 412 for the endpoint itself (not for the machine): the PUTs can fix that. */

@@ -182,23 +182,44 @@ export class Metrics {
 
   /** Call when a bridge starts; call `end()` on the handle when it finishes. */
   connectionStarted(role: Role, target: string): ConnectionHandle {
-    const label = this.targetLabel(target);
+    const label = this.bridgeStarted(role, target);
     const started = this.#now();
-    this.#active.add({ role, target: label }, 1);
     let ended = false;
     return {
       target: label,
       end: (res: ConnectionEnd) => {
         if (ended) return;
         ended = true;
-        const labels = { role, target: label };
-        this.#active.add(labels, -1);
-        this.#connections.inc({ ...labels, status: res.status });
-        this.#duration.observe(labels, Math.max(0, this.#now() - started) / 1000);
-        this.#bytes.inc({ ...labels, direction: "to_relay" }, res.bytesToRelay);
-        this.#bytes.inc({ ...labels, direction: "from_relay" }, res.bytesFromRelay);
+        this.#bridgeEnded(role, label, res, Math.max(0, this.#now() - started) / 1000);
       },
     };
+  }
+
+  /**
+   * The hook-style half of `connectionStarted` for callers that time the bridge themselves (the
+   * TunnelObserver adapter); pair each call with one `bridgeEnded`. Returns the label used.
+   */
+  bridgeStarted(role: Role, target: string): string {
+    const label = this.targetLabel(target);
+    this.#active.add({ role, target: label }, 1);
+    return label;
+  }
+
+  /**
+   * Records a bridge that `bridgeStarted` counted. The guard maps a target to the same label every
+   * time (known targets keep theirs, overflowed ones are never added), so no state is carried over.
+   */
+  bridgeEnded(role: Role, target: string, res: ConnectionEnd, seconds: number): void {
+    this.#bridgeEnded(role, this.targetLabel(target), res, seconds);
+  }
+
+  #bridgeEnded(role: Role, label: string, res: ConnectionEnd, seconds: number): void {
+    const labels = { role, target: label };
+    this.#active.add(labels, -1);
+    this.#connections.inc({ ...labels, status: res.status });
+    this.#duration.observe(labels, Math.max(0, seconds));
+    this.#bytes.inc({ ...labels, direction: "to_relay" }, res.bytesToRelay);
+    this.#bytes.inc({ ...labels, direction: "from_relay" }, res.bytesFromRelay);
   }
 
   connectionError(role: Role, reason: ErrorReason): void {
@@ -318,39 +339,55 @@ function procReader(
   };
 }
 
-/** The relay-server's own series, registered next to the client metrics. */
-export interface RelayServerMetrics {
-  /** One sender/listener pair bridged. */
-  bridged(): void;
-  /** Bytes forwarded by the relay, per direction. */
-  bytes(direction: "to_listener" | "to_sender", n: number): void;
+/** What the relay-server reports at each scrape (its `stats()`, listeners summed over hycos). */
+export interface RelayServerCounts {
+  /** Listener control channels registered now. */
+  listeners: number;
+  /** Senders waiting for a listener to accept. */
+  pendingRendezvous: number;
+  /** Sender/listener pairs bridged now. */
+  bridgedConnections: number;
+  /** Sender/listener pairs bridged since start. */
+  bridgedTotal: number;
+  bytesToListener: number;
+  bytesToSender: number;
 }
 
-export function registerRelayServerMetrics(
-  r: Registry,
-  read: { listeners: () => number; pendingRendezvous: () => number },
-): RelayServerMetrics {
+/**
+ * The relay-server's own series, registered next to the client metrics. Read from `read()` at
+ * every scrape, so the server needs no hooks and the values cannot drift from its own state.
+ */
+export function registerRelayServerMetrics(r: Registry, read: () => RelayServerCounts): void {
   r.gauge({
     name: "aztunnel_relay_listeners",
     help: "Listener control channels currently registered.",
-    collect: read.listeners,
+    collect: () => read().listeners,
   });
   r.gauge({
     name: "aztunnel_relay_pending_rendezvous",
     help: "Senders waiting for a listener to accept.",
-    collect: read.pendingRendezvous,
+    collect: () => read().pendingRendezvous,
   });
-  const bridged = r.counter({
+  r.gauge({
+    name: "aztunnel_relay_bridged_connections",
+    help: "Sender/listener pairs bridged now.",
+    collect: () => read().bridgedConnections,
+  });
+  r.counter({
     name: "aztunnel_relay_bridged_connections_total",
     help: "Sender/listener pairs bridged.",
+    collect: () => read().bridgedTotal,
   });
-  const bytes = r.counter({
+  r.counter<"direction">({
     name: "aztunnel_relay_bytes_total",
     help: "Bytes forwarded between senders and listeners.",
     labelNames: ["direction"],
+    collect: () => {
+      const c = read();
+      return [
+        [{ direction: "to_listener" }, c.bytesToListener],
+        [{ direction: "to_sender" }, c.bytesToSender],
+      ];
+    },
   });
-  return {
-    bridged: () => bridged.inc(),
-    bytes: (direction, n) => bytes.inc({ direction }, n),
-  };
 }

@@ -2,7 +2,7 @@
  * Entra ID tokens through @azure/identity's DefaultAzureCredential (aztunnel-reference.md §3.3).
  *
  * @azure/identity is imported lazily: a static import costs ~180 ms of start-up that SAS users and
- * every `ssh` ProxyCommand would pay. Only type imports of it are allowed in this file.
+ * every `ssh` ProxyCommand would pay. Never import it statically here (type-only imports are fine).
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger } from "../observe/log.ts";
@@ -33,10 +33,8 @@ export interface CredentialLike {
   ): Promise<AccessTokenLike | null>;
 }
 
-/** Tells the user, after a failure, what to do for this audience (relay vs ARM). */
-export type FixHint = string;
-
-export const RELAY_FIX_HINT: FixHint =
+/** What a relay user can do after an Entra failure. */
+export const RELAY_FIX_HINT =
   "set AZTUNNEL_KEY_NAME and AZTUNNEL_KEY to use a SAS key instead, or sign in with `az login` " +
   "(or run with a managed or workload identity), and give that identity the " +
   '"Azure Relay Listener" (relay-listener) or "Azure Relay Sender" (relay-sender) role ' +
@@ -46,7 +44,7 @@ export interface TokenCacheOptions {
   /** Defaults to the process-wide DefaultAzureCredential. */
   credential?: CredentialLike;
   /** Appended to failures as "to fix: …". */
-  fixHint?: FixHint;
+  fixHint?: string;
   /** Clock (epoch ms); tests pin it. */
   now?: () => number;
 }
@@ -80,7 +78,7 @@ export function defaultAzureCredential(): Promise<CredentialLike> {
 export class EntraTokenCache {
   readonly scope: string;
   readonly #credential: CredentialLike | undefined;
-  readonly #fixHint: FixHint | undefined;
+  readonly #fixHint: string | undefined;
   readonly #now: () => number;
   #cached: { token: Token; refreshAt: number } | undefined;
   #inflight: Promise<Token> | undefined;
@@ -187,7 +185,7 @@ export function createEntraTokenProvider(opts: EntraProviderOptions = {}): Token
 export function entraError(
   err: unknown,
   scope: string,
-  fixHint?: FixHint,
+  fixHint?: string,
 ): AztunnelError {
   const hint = fixHint ? `; to fix: ${fixHint}` : "";
   // Our own failures (library missing, empty answer) already read well.

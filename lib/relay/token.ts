@@ -53,6 +53,23 @@ export class SasTokenProvider implements TokenProvider {
   }
 }
 
+/** Times one token-provider call (`Metrics.timeTokenFetch` fits). */
+export interface TokenFetchTimer {
+  timeTokenFetch<T>(provider: TokenProvider["kind"], fetch: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * `inner` with every `getToken` call timed by `timer` (`aztunnel_token_fetch_*`): cache hits
+ * included, so the histogram count equals the counter, and always under `inner.kind`.
+ */
+export function timedTokenProvider(inner: TokenProvider, timer: TokenFetchTimer): TokenProvider {
+  return {
+    kind: inner.kind,
+    getToken: (resourceUri, signal) =>
+      timer.timeTokenFetch(inner.kind, () => inner.getToken(resourceUri, signal)),
+  };
+}
+
 /** Anything with `get(name)`: `Deno.env`, a `Map`, a test double. */
 export interface EnvReader {
   get(name: string): string | undefined;

@@ -100,10 +100,12 @@ export async function openTunnel(target: string, opts: OpenTunnelOptions): Promi
       budgetMs: opts.relay.dialBudgetMs,
       retryBaseMs: opts.relay.retryBaseMs,
     });
+    opts.observer?.relayDialEnded?.();
   } catch (err) {
     if (!(err instanceof RelayDialError && err.code === "aborted")) {
       const timeout = err instanceof RelayDialError && err.code === "dial_timeout";
       opts.observer?.connectionError?.("sender", timeout ? "dial_timeout" : "relay_failed");
+      opts.observer?.relayDialEnded?.(err);
     }
     throw err;
   } finally {

@@ -73,14 +73,19 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
 
 async function serveClient(conn: Deno.TcpConn, cancel: AbortSignal, opts: Socks5ProxyOptions) {
   let target: string;
+  // A client still handshaking when the drain runs out is cut off.
+  const onCancel = () => conn.close();
+  cancel.addEventListener("abort", onCancel, { once: true });
   try {
     target = (await readSocks5Request(conn, {
       timeoutMs: opts.handshakeTimeoutMs ?? SOCKS5_HANDSHAKE_TIMEOUT_MS,
     })).target;
   } catch (err) {
     opts.logger.debug("socks5 handshake failed", { error: errorMessage(err) });
-    await lingerClose(conn);
+    if (!cancel.aborted) await lingerClose(conn);
     return;
+  } finally {
+    cancel.removeEventListener("abort", onCancel);
   }
   let tunnel;
   try {

@@ -4,7 +4,7 @@
  * the other leg (whose socket stays readable), and the other direction keeps flowing until that
  * leg's own Close comes back — so a half-close made with the closing handshake survives the relay.
  *
- * Backpressure: with no latency a lane reads the next message only once the previous one has been
+ * Backpressure: with no latency a lane holds at most one message read ahead of the one being
  * written to the other leg. With latency, messages wait in a per-lane pipeline until due, bounded by
  * a byte budget, so a long delay does not throttle throughput to one message per delay.
  */
@@ -113,18 +113,22 @@ async function pump(
     ? new DelayLane(deliver, opts.latencyMs, opts.inFlightBytes, stop)
     : new DirectLane(deliver);
   let failure: unknown;
-  for (;;) {
-    let msg: WsMessage | null;
-    try {
-      msg = await from.receive();
-    } catch (err) {
+  const read = () =>
+    from.receive().catch((err) => {
       failure = err;
-      msg = null;
-    }
+      return null;
+    });
+  // One receive is always pending: once we have forwarded a Close to `from`, lib/ws drains (and
+  // discards) whatever arrives while nobody is waiting, which would lose half-close data.
+  let next = read();
+  for (;;) {
+    const msg: WsMessage | null = await next;
     if (msg === null) break;
+    next = read();
     await lane.push({ kind: "data", data: msg.data, size: payloadSize(msg) });
     if (stop.aborted) break;
   }
+  if (stop.aborted) await next;
   if (!stop.aborted) {
     await lane.push({ kind: "close", ...forwardedClose(from.closeInfo, failure) });
     await lane.finish();
@@ -170,7 +174,7 @@ interface Lane {
   finish(): Promise<void>;
 }
 
-/** Stop-and-wait: the next message is read only after this one was written. */
+/** Stop-and-wait: the reader moves on only after this message was written. */
 class DirectLane implements Lane {
   readonly #deliver: (item: Item) => Promise<void>;
   constructor(deliver: (item: Item) => Promise<void>) {

@@ -6,12 +6,13 @@
 import type { Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
-import { STATUS_TEXT, tokenList } from "../ws/http.ts";
+import { STATUS_TEXT } from "../ws/http.ts";
 import type { IncomingRequest } from "../ws/server.ts";
 import { buildAcceptMessage, MAX_CONTROL_MESSAGE, type PublicBase } from "./accept_message.ts";
 import { type AuthConfig, authorize, extractToken } from "./auth.ts";
-import { bridgeSockets, type Direction, sleep } from "./bridge.ts";
+import { type Direction, sleep } from "./bridge.ts";
 import { ControlChannel } from "./control.ts";
+import { joinRendezvous } from "./join.ts";
 import { ListenerRegistry } from "./registry.ts";
 import { newRendezvousId, RendezvousTable } from "./rendezvous.ts";
 import { type HcTarget, longestNameMatch, nameKey, parseRoute } from "./route.ts";
@@ -128,7 +129,7 @@ export class Relay {
     return await this.#accept(req, t);
   };
 
-  /** The configured HC `path` addresses, or in any-name mode undefined (caller decides). */
+  /** The longest configured HC name that `path` addresses (name or name/suffix). */
   #configuredHyco(path: string): string | undefined {
     return longestNameMatch(path, this.#cfg.hycos);
   }
@@ -263,8 +264,8 @@ export class Relay {
       log.info("rendezvous failed", { status, reason, listener_id: chosen.id });
       return await respondQuietly(req, status, reason);
     }
-    await this.#delay();
     if (outcome.kind === "reject") {
+      await this.#delay();
       log.info("rendezvous failed", {
         status: outcome.status,
         reason: outcome.description,
@@ -272,7 +273,26 @@ export class Relay {
       });
       return await respondQuietly(req, outcome.status, outcome.description);
     }
-    await this.#join(req, outcome, log.with({ listener_id: chosen.id }), started);
+    try {
+      await this.#delay();
+      await joinRendezvous(req, outcome.req, {
+        maxMessageSize: this.#cfg.maxMessageSize,
+        latencyMs: this.#cfg.latencyMs,
+        inFlightBytes: this.#cfg.inFlightBytes,
+        signal: this.#stop.signal,
+        log: log.with({ listener_id: chosen.id }),
+        started,
+        onUpgraded: outcome.release,
+        onBridge: (open) => {
+          this.#bridged += open ? 1 : -1;
+          if (open) this.#bridgedTotal++;
+        },
+        onForward: (dir, n) => this.#bytes[dir] += n,
+      });
+    } finally {
+      // Whatever happened, the listener's accept request must not wait forever.
+      outcome.release();
+    }
   }
 
   /** Waits for the listener's dial-back; a late claim after the deadline can no longer win. */
@@ -292,59 +312,6 @@ export class Relay {
     // The id may have been claimed in the same tick: then the outcome is already there.
     if (this.#pending.expire(id)) return first;
     return await outcome;
-  }
-
-  /** Both 101s go out together (each after one hop of latency), then the legs are bridged. */
-  async #join(
-    senderReq: IncomingRequest,
-    accepted: Extract<Outcome, { kind: "accept" }>,
-    log: Logger,
-    started: number,
-  ): Promise<void> {
-    const listenerReq = accepted.req;
-    // The listener picks among what the sender offered (first entry, like hyco-ws and .NET).
-    const listenerProtocol = tokenList(listenerReq.headers.get("sec-websocket-protocol"))[0];
-    const senderOffered = tokenList(senderReq.headers.get("sec-websocket-protocol"));
-    const senderProtocol =
-      listenerProtocol !== undefined && senderOffered.includes(listenerProtocol)
-        ? listenerProtocol
-        : undefined;
-    const maxMessageSize = this.#cfg.maxMessageSize;
-    const [l, s] = await Promise.allSettled([
-      listenerReq.upgrade({ protocol: listenerProtocol, maxMessageSize }),
-      senderReq.upgrade({ protocol: senderProtocol, maxMessageSize }),
-    ]);
-    accepted.release();
-    if (l.status === "rejected" || s.status === "rejected") {
-      const reason = l.status === "rejected"
-        ? "listener left during rendezvous"
-        : "sender left during rendezvous";
-      if (l.status === "fulfilled") await l.value.close(1011, reason).catch(() => {});
-      if (s.status === "fulfilled") await s.value.close(1011, reason).catch(() => {});
-      log.info("rendezvous failed", { status: 101, reason });
-      return;
-    }
-    log.info("rendezvous ok", { elapsed_ms: Math.round(performance.now() - started) });
-    this.#bridged++;
-    this.#bridgedTotal++;
-    const bridgeStart = performance.now();
-    try {
-      const res = await bridgeSockets(s.value, l.value, {
-        latencyMs: this.#cfg.latencyMs,
-        inFlightBytes: this.#cfg.inFlightBytes,
-        signal: this.#stop.signal,
-        onForward: (dir, n) => this.#bytes[dir] += n,
-      });
-      log.debug("bridge ended", {
-        sender_to_listener: res.senderToListener,
-        listener_to_sender: res.listenerToSender,
-        sender_close: res.senderClose.code,
-        listener_close: res.listenerClose.code,
-        duration_ms: Math.round(performance.now() - bridgeStart),
-      });
-    } finally {
-      this.#bridged--;
-    }
   }
 
   async #accept(req: IncomingRequest, t: HcTarget): Promise<void> {

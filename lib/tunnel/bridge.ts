@@ -183,7 +183,8 @@ export async function bridge(
       if (msg === null) {
         const code = ws.closeInfo?.code ?? 1005;
         if (!ending) {
-          if (code === 1000) finish("peer_close");
+          // With half-close, a direction may have ended before: it is what ended the tunnel.
+          if (code === 1000) finish(firstEnd ?? "peer_close");
           else {
             result.closeCode = code;
             const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
@@ -242,7 +243,7 @@ export async function bridge(
       if (!ending) finish(localCause(err), err, "ws_to_tcp");
       return true;
     }
-    if (opts.endOnPeerEof) finish("peer_close");
+    if (opts.endOnPeerEof) finish(firstEnd ?? "peer_close");
     else directionEnded("peer_close");
     return false;
   };

@@ -23,47 +23,39 @@ export function parseIPv4(s: string): IP | null {
 
 export function parseIPv6(s: string): IP | null {
   if (s.includes("%")) return null; // zones never match an address
-  const out = new Uint8Array(16);
-  let head = s;
-  let tail = "";
   const dbl = s.indexOf("::");
-  if (dbl >= 0) {
-    if (s.indexOf("::", dbl + 1) >= 0) return null;
-    head = s.slice(0, dbl);
-    tail = s.slice(dbl + 2);
-  }
-  const headGroups = head === "" ? [] : head.split(":");
-  const tailGroups = tail === "" ? [] : tail.split(":");
-  const words: number[] = [];
-  const all = [...headGroups, ...tailGroups];
-  // A trailing dotted quad fills the last 32 bits.
-  let v4: IP | null = null;
-  if (all.length > 0 && all[all.length - 1].includes(".")) {
-    v4 = parseIPv4(all[all.length - 1]);
-    if (!v4) return null;
-    if (tailGroups.length > 0) tailGroups.pop();
-    else if (dbl >= 0) return null; // "1.2.3.4::": the quad must come last
-    else headGroups.pop();
-  }
-  for (const g of [...headGroups, ...tailGroups]) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
-    words.push(parseInt(g, 16));
-  }
-  const used = words.length + (v4 ? 2 : 0);
-  if (dbl < 0 ? used !== 8 : used > 7) return null;
-  const headWords = headGroups.length;
-  const tailWords = words.length - headWords;
-  for (let i = 0; i < headWords; i++) {
-    out[2 * i] = words[i] >> 8;
-    out[2 * i + 1] = words[i] & 0xff;
-  }
-  const tailStart = 8 - (v4 ? 2 : 0) - tailWords;
-  for (let i = 0; i < tailWords; i++) {
-    out[2 * (tailStart + i)] = words[headWords + i] >> 8;
-    out[2 * (tailStart + i) + 1] = words[headWords + i] & 0xff;
-  }
-  if (v4) out.set(v4, 12);
+  if (dbl >= 0 && s.indexOf("::", dbl + 1) >= 0) return null;
+  const head = parseGroups(dbl >= 0 ? s.slice(0, dbl) : s, dbl < 0);
+  const tail = dbl >= 0 ? parseGroups(s.slice(dbl + 2), true) : [];
+  if (!head || !tail) return null;
+  const total = head.length + tail.length;
+  // Without `::` all 16 bytes are spelled out; with it, `::` stands for at least one group.
+  if (dbl < 0 ? total !== 16 : total > 14) return null;
+  const out = new Uint8Array(16);
+  out.set(head, 0);
+  out.set(tail, 16 - tail.length);
   return out;
+}
+
+/** The bytes of `:`-separated hex groups; a dotted quad may end them when `quadLast`. */
+function parseGroups(text: string, quadLast: boolean): number[] | null {
+  if (text === "") return [];
+  const groups = text.split(":");
+  const bytes: number[] = [];
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i];
+    if (quadLast && i === groups.length - 1 && g.includes(".")) {
+      const v4 = parseIPv4(g);
+      if (!v4) return null;
+      bytes.push(...v4);
+    } else if (/^[0-9a-fA-F]{1,4}$/.test(g)) {
+      const w = parseInt(g, 16);
+      bytes.push(w >> 8, w & 0xff);
+    } else {
+      return null;
+    }
+  }
+  return bytes;
 }
 
 /** Like Go's net.ParseIP: IPv4 or IPv6 text, else null. */

@@ -58,5 +58,12 @@ Deno.test("logging: json lines on both sides carry the same bridge_id", async ()
     assert.equal(ended.length, 1, `${name} bridge ended lines`);
     assert.equal(ended[0].bridge_id, senderReq.bridge_id, `${name} bridge ended`);
   }
+  // A client's normal close: the sender saw its local side end, the listener its peer.
+  const senderEnd = sender.find((l) => l.msg === "bridge ended")!;
+  const listenerEnd = listen.find((l) => l.msg === "bridge ended")!;
+  assert.equal(senderEnd.cause, "local_close");
+  assert.equal(senderEnd.tcp_to_ws_err, undefined);
+  assert.equal(senderEnd.ws_to_tcp_err, undefined);
+  assert.equal(listenerEnd.cause, "peer_close");
   assert.ok(listen.some((l) => typeof l.listener_id === "string"), "listener_id on listener lines");
 });

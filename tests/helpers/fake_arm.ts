@@ -57,6 +57,8 @@ export interface FakeArm {
   /** Ports stored by service configuration PUTs, by service name. */
   readonly serviceConfigs: Map<string, number>;
   readonly serviceConfigurationToken: string;
+  /** Makes `op` fail from now on (or stop failing, with undefined). */
+  setFailure(op: ArmOp, failure: InjectedFailure | undefined): void;
   /** Resolves once `op` has been called `n` times. */
   waitFor(op: ArmOp, n?: number): Promise<void>;
   close(): Promise<void>;
@@ -234,6 +236,10 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
     count,
     serviceConfigs,
     serviceConfigurationToken: scToken,
+    setFailure(op, failure) {
+      if (failure) failures.set(op, { ...failure });
+      else failures.delete(op);
+    },
     async waitFor(op, n = 1) {
       while (count(op) < n) {
         await new Promise<void>((resolve) => {

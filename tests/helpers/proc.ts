@@ -399,6 +399,17 @@ export interface RelayServer extends AsyncDisposable {
 
 const LOG_ARGS = ["--log-level", "debug"];
 
+/** The value of attribute `key` in a logfmt or JSON log line. */
+export function logAttr(line: string, key: string): string | undefined {
+  if (line.trimStart().startsWith("{")) {
+    const v = (JSON.parse(line) as Record<string, unknown>)[key];
+    return v === undefined ? undefined : String(v);
+  }
+  const m = new RegExp(`(?:^|\\s)${key}=("(?:[^"\\\\]|\\\\.)*"|\\S*)`).exec(line);
+  if (!m) return undefined;
+  return m[1].startsWith('"') ? JSON.parse(m[1]) as string : m[1];
+}
+
 /** `aztunnel relay-server --bind 127.0.0.1:0`, ready once it logged its address. */
 export async function startRelayServer(
   opts: { env?: Record<string, string>; args?: string[]; globalArgs?: string[] } = {},
@@ -415,11 +426,11 @@ export async function startRelayServer(
     { env, name: "relay-server" },
   );
   try {
-    const m = await proc.waitForLine(/relay-server listening addr=(\S+) url=(\S+)/);
+    const line = (await proc.waitForLine(/relay-server listening/)).input ?? "";
     return {
       proc,
-      addr: m[1],
-      url: m[2].replace(/^"|"$/g, ""),
+      addr: logAttr(line, "addr") ?? "",
+      url: logAttr(line, "url") ?? "",
       env,
       [Symbol.asyncDispose]: () => proc[Symbol.asyncDispose](),
     };
@@ -477,8 +488,8 @@ export interface BoundProc extends AsyncDisposable {
 
 async function bound(proc: Proc, re: RegExp): Promise<BoundProc> {
   try {
-    const m = await proc.waitForLine(re);
-    const addr = m[1].replace(/^"|"$/g, "");
+    const line = (await proc.waitForLine(re)).input ?? "";
+    const addr = logAttr(line, "bind") ?? "";
     const port = Number(addr.slice(addr.lastIndexOf(":") + 1));
     return { proc, port, addr, [Symbol.asyncDispose]: () => proc[Symbol.asyncDispose]() };
   } catch (err) {
@@ -506,7 +517,7 @@ export function startPortForward(
     ],
     { env: { ...relay.env, ...o.env }, name: o.name ?? "port-forward" },
   );
-  return bound(proc, /port-forward listening bind=(\S+)/);
+  return bound(proc, /port-forward listening/);
 }
 
 /** `aztunnel relay-sender socks5-proxy -b 127.0.0.1:0`. */
@@ -523,7 +534,7 @@ export function startSocks5(relay: RelayServer, o: CastOptions = {}): Promise<Bo
     ],
     { env: { ...relay.env, ...o.env }, name: o.name ?? "socks5-proxy" },
   );
-  return bound(proc, /socks5-proxy listening bind=(\S+)/);
+  return bound(proc, /socks5-proxy listening/);
 }
 
 /** The arguments of `relay-sender connect` (pass to `runCli`, or to `cliArgv` for a ProxyCommand). */

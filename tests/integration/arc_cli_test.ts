@@ -28,11 +28,15 @@ interface ArcWorld extends AsyncDisposable {
   flags: string[];
 }
 
-async function arcWorld(armOpts: Partial<FakeArmOptions> = {}): Promise<ArcWorld> {
+async function arcWorld(
+  armOpts: Partial<FakeArmOptions> = {},
+  tls?: TestCerts,
+): Promise<ArcWorld> {
   const key = randomKey();
   const relay = await startRelayServer({
     bind: "127.0.0.1:0",
     policies: [{ name: KEY_NAME, key, rights: ["Listen", "Send"] }],
+    tls: tls && { cert: tls.cert, key: tls.key },
   });
   const tokens = startFakeTokenEndpoint({ jwtKey: JWT_KEY });
   const arm = startFakeArm({
@@ -53,6 +57,7 @@ async function arcWorld(armOpts: Partial<FakeArmOptions> = {}): Promise<ArcWorld
     keyName: KEY_NAME,
     key,
     serviceConfigurationToken: arm.serviceConfigurationToken,
+    caCerts: tls && [tls.ca],
   });
   await agent.ready;
   return {
@@ -76,6 +81,108 @@ async function arcWorld(armOpts: Partial<FakeArmOptions> = {}): Promise<ArcWorld
     },
   };
 }
+
+interface TestCerts {
+  dir: string;
+  /** PEM of the CA, and its file (for --relay-ca-cert). */
+  ca: string;
+  caFile: string;
+  cert: string;
+  key: string;
+}
+
+const opensslAvailable = (() => {
+  try {
+    return new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/** A throw-away CA and a server certificate for 127.0.0.1 / localhost. */
+async function makeCerts(): Promise<TestCerts> {
+  const dir = await Deno.makeTempDir({ prefix: "arc_tls_" });
+  const openssl = async (...args: string[]) => {
+    const r = await run("openssl", args.map((a) => a.replace("$DIR", dir)));
+    if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "$DIR/ca.key",
+    "-out",
+    "$DIR/ca.crt",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=arc test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  );
+  await openssl(
+    "req",
+    ...ec,
+    "-keyout",
+    "$DIR/srv.key",
+    "-out",
+    "$DIR/srv.csr",
+    "-subj",
+    "/CN=localhost",
+  );
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl(
+    "x509",
+    "-req",
+    "-in",
+    "$DIR/srv.csr",
+    "-CA",
+    "$DIR/ca.crt",
+    "-CAkey",
+    "$DIR/ca.key",
+    "-CAcreateserial",
+    "-out",
+    "$DIR/srv.crt",
+    "-days",
+    "2",
+    "-extfile",
+    "$DIR/ext.cnf",
+  );
+  return {
+    dir,
+    ca: await Deno.readTextFile(`${dir}/ca.crt`),
+    caFile: `${dir}/ca.crt`,
+    cert: await Deno.readTextFile(`${dir}/srv.crt`),
+    key: await Deno.readTextFile(`${dir}/srv.key`),
+  };
+}
+
+/** Sends `text` through the forwarded port and returns what came back ("" when the tunnel closed). */
+async function roundTrip(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, new TextEncoder().encode(text));
+    return new TextDecoder().decode(await readExactly(conn, text.length));
+  } catch {
+    return "";
+  } finally {
+    conn.close();
+  }
+}
+
+function boundPort(m: RegExpMatchArray): number {
+  return Number(m[1].slice(m[1].lastIndexOf(":") + 1));
+}
+
+const LISTENING = /msg="arc port-forward listening" bind=(\S+) resource=(\S+) port=(\d+)/;
 
 /** Single-quotes a word for the shell ssh runs a ProxyCommand with. */
 const shq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -124,23 +231,14 @@ Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Ent
       ],
       { env: world.env, name: "arc port-forward" },
     );
-    const m = await pf.waitForLine(
-      /msg="arc port-forward listening" bind=(\S+) resource=(\S+) port=(\d+)/,
-      30_000,
-    );
+    const m = await pf.waitForLine(LISTENING, 30_000);
     assert.equal(m[2], RID);
     assert.equal(Number(m[3]), echo.port);
-    const port = Number(m[1].slice(m[1].lastIndexOf(":") + 1));
-    const roundTrip = async (text: string) => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        await writeAll(conn, new TextEncoder().encode(text));
-        return new TextDecoder().decode(await readExactly(conn, text.length));
-      } finally {
-        conn.close();
-      }
-    };
-    assert.deepEqual(await Promise.all([roundTrip("one"), roundTrip("two")]), ["one", "two"]);
+    const port = boundPort(m);
+    assert.deepEqual(await Promise.all([roundTrip(port, "one"), roundTrip(port, "two")]), [
+      "one",
+      "two",
+    ]);
     assert.equal(world.arm.count("list"), 1);
     assert.equal(world.tokens.requests.length, 1);
     assert.equal(world.tokens.requests[0].resource, world.arm.url);
@@ -149,6 +247,43 @@ Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Ent
   } finally {
     await echo.close();
   }
+});
+
+Deno.test({
+  name: "arc port-forward (CLI): --relay-ca-cert trusts a private CA for the Arc relay dial",
+  ignore: !opensslAvailable,
+  async fn() {
+    const certs = await makeCerts();
+    const echo = startEchoServer();
+    try {
+      await using world = await arcWorld({}, certs);
+      assert.match(world.env.AZTUNNEL_ARC_RELAY_URL, /^wss:/);
+      const args = [
+        "arc",
+        "port-forward",
+        ...world.flags,
+        "--port",
+        String(echo.port),
+        "-b",
+        "127.0.0.1:0",
+      ];
+      {
+        await using untrusted = spawnCli(args, { env: world.env, name: "untrusted" });
+        const port = boundPort(await untrusted.waitForLine(LISTENING, 30_000));
+        assert.equal(await roundTrip(port, "refused"), "");
+        await untrusted.waitForLine(/msg="forward failed"/);
+      }
+      await using trusted = spawnCli([...args, "--relay-ca-cert", certs.caFile], {
+        env: world.env,
+        name: "trusted",
+      });
+      const port = boundPort(await trusted.waitForLine(LISTENING, 30_000));
+      assert.equal(await roundTrip(port, "over wss"), "over wss");
+    } finally {
+      await echo.close();
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("arc connect (CLI): a 403 is one explained line, exit 1", async () => {

@@ -214,6 +214,22 @@ Deno.test("arc: a missing endpoint is created, and relay 404s are retried until 
   assertNoSecrets(c);
 });
 
+Deno.test("arc port-forward: short-lived credentials are refetched; a failure drops one connection only", async () => {
+  // Credentials valid for less than the 5-minute margin: every connection asks ARM again.
+  await using c = await cast({ credentialLifetimeSec: 120 });
+  await withPortForward(c.session(), async (port) => {
+    assert.equal(await echoOnce(port, "a"), "a");
+    c.arm.setFailure("list", { status: 400, code: "BadRequest", message: "try later" });
+    await assert.rejects(echoOnce(port, "b"));
+    await c.waitLog(
+      /level=WARN msg="get relay credentials failed" bridge_id=\S+ error=".*HTTP 400/,
+    );
+    c.arm.setFailure("list", undefined);
+    assert.equal(await echoOnce(port, "c"), "c");
+  });
+  assert.equal(c.arm.count("list"), 4);
+});
+
 Deno.test("arc: 403 on listCredentials is explained and nothing is created", async () => {
   await using c = await cast({
     failures: {

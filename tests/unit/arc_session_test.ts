@@ -126,8 +126,8 @@ Deno.test("a 412 from listCredentials creates the endpoint, then explains only t
     const s = session(arm, clock, { connect });
     await s.start();
     assert.deepEqual(arm.ops, ["list", "putEndpoint", "putServiceConfig", "list"]);
-    await s.dial();
-    await s.dial();
+    await s.dial(await s.credentials());
+    await s.dial(await s.credentials());
     const waiting = lines.filter((l) => l.includes("waiting for Arc agent to register"));
     assert.equal(waiting.length, 1, lines.join(""));
   } finally {
@@ -152,8 +152,8 @@ Deno.test("credentials the relay refuses are dropped, so the next dial asks ARM 
   };
   const s = session(arm, clock, { connect });
   await s.start();
-  await assert.rejects(s.dial(), { code: "auth_failed" });
-  assert.equal(await s.dial(), CONN);
+  await assert.rejects(s.dial(await s.credentials()), { code: "auth_failed" });
+  assert.equal(await s.dial(await s.credentials()), CONN);
   assert.deepEqual(arm.ops, ["list", "list"]);
 });
 

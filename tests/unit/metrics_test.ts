@@ -5,6 +5,7 @@ import {
   OVERFLOW_TARGET,
   registerProcessMetrics,
   registerRelayServerMetrics,
+  type RelayServerCounts,
 } from "../../lib/observe/metrics.ts";
 import { escapeLabelValue, formatValue, Registry } from "../../lib/observe/prometheus.ts";
 
@@ -275,6 +276,29 @@ Deno.test("metrics: target cardinality guard", () => {
   });
 });
 
+Deno.test("metrics: hook-style bridgeStarted/bridgeEnded keep labels under the guard", () => {
+  const m = bare({ maxTargets: 1 });
+  assert.equal(m.bridgeStarted("sender", "a:1"), "a:1");
+  assert.equal(m.bridgeStarted("sender", "b:1"), OVERFLOW_TARGET);
+  assert.equal(m.bridgeStarted("sender", "a:1"), "a:1");
+  const end = { status: "success", bytesToRelay: 3, bytesFromRelay: 4 } as const;
+  m.bridgeEnded("sender", "b:1", end, 2);
+  m.bridgeEnded("sender", "a:1", end, 0.5);
+  const text = m.render();
+  assert.deepEqual(samples(text, "aztunnel_active_connections"), [
+    'aztunnel_active_connections{role="sender",target="__other__"} 0',
+    'aztunnel_active_connections{role="sender",target="a:1"} 1',
+  ]);
+  assert.match(
+    text,
+    /^aztunnel_connection_duration_seconds_sum\{role="sender",target="__other__"\} 2$/m,
+  );
+  assert.match(
+    text,
+    /^aztunnel_bytes_total\{direction="to_relay",role="sender",target="a:1"\} 3$/m,
+  );
+});
+
 Deno.test("metrics: concurrent connections against the guard keep counts exact", async () => {
   const m = bare({ maxTargets: 3 });
   await Promise.all(Array.from({ length: 50 }, async (_, i) => {
@@ -316,24 +340,28 @@ Deno.test("metrics: process metrics are present and plausible", () => {
   if (Deno.build.os === "linux") assert.ok(value("process_open_fds") > 2);
 });
 
-Deno.test("metrics: relay-server series", () => {
+Deno.test("metrics: relay-server series are read at every scrape", () => {
   const r = new Registry();
-  let listeners = 0;
-  const rs = registerRelayServerMetrics(r, {
-    listeners: () => listeners,
-    pendingRendezvous: () => 1,
-  });
-  listeners = 3;
-  rs.bridged();
-  rs.bytes("to_listener", 10);
-  rs.bytes("to_sender", 5);
-  rs.bytes("to_sender", 5);
+  const counts: RelayServerCounts = {
+    listeners: 0,
+    pendingRendezvous: 1,
+    bridgedConnections: 2,
+    bridgedTotal: 7,
+    bytesToListener: 10,
+    bytesToSender: 5,
+  };
+  registerRelayServerMetrics(r, () => counts);
+  counts.listeners = 3;
+  counts.bytesToSender = 10;
   assert.equal(
     r.render(),
     [
+      "# HELP aztunnel_relay_bridged_connections Sender/listener pairs bridged now.",
+      "# TYPE aztunnel_relay_bridged_connections gauge",
+      "aztunnel_relay_bridged_connections 2",
       "# HELP aztunnel_relay_bridged_connections_total Sender/listener pairs bridged.",
       "# TYPE aztunnel_relay_bridged_connections_total counter",
-      "aztunnel_relay_bridged_connections_total 1",
+      "aztunnel_relay_bridged_connections_total 7",
       "# HELP aztunnel_relay_bytes_total Bytes forwarded between senders and listeners.",
       "# TYPE aztunnel_relay_bytes_total counter",
       'aztunnel_relay_bytes_total{direction="to_listener"} 10',

@@ -1,0 +1,188 @@
+/**
+ * The global `--metrics-addr` / `--metrics-max-targets` flags (reference §1.2) and what every command
+ * does with them: one `Metrics`, the ops server (`/metrics`, `/healthz`, `/readyz`) and the
+ * readiness rules of each command kind.
+ */
+import { Option } from "@commander-js/extra-typings";
+import { AztunnelError, errorMessage, UsageError } from "../lib/errors.ts";
+import { redactArc } from "../lib/arc/redact.ts";
+import { getLogger } from "../lib/observe/log.ts";
+import { DEFAULT_MAX_TARGETS, Metrics, type RelayServerCounts } from "../lib/observe/metrics.ts";
+import { type OpsServer, type Readiness, startOpsServer } from "../lib/observe/ops_server.ts";
+import { timedTokenProvider, type TokenProvider } from "../lib/relay/token.ts";
+import type { RelayStats } from "../lib/server/mod.ts";
+import { metricsObserver } from "../lib/tunnel/metrics_observer.ts";
+import { combineObservers, type TunnelObserver } from "../lib/tunnel/observer.ts";
+import { VERSION } from "../lib/version.ts";
+import { shutdownSignal } from "./common.ts";
+
+export const metricsAddrOption = () =>
+  new Option(
+    "--metrics-addr <addr>",
+    "serve /metrics, /healthz and /readyz on host:port (port 0 picks a free one)",
+  ).env("AZTUNNEL_METRICS_ADDR");
+export const metricsMaxTargetsOption = () =>
+  new Option(
+    "--metrics-max-targets <n>",
+    "distinct target labels before new targets are counted as __other__ (0 = unlimited)",
+  ).default(String(DEFAULT_MAX_TARGETS));
+
+export interface MetricsFlags {
+  metricsAddr?: string;
+  metricsMaxTargets?: string;
+}
+
+export interface MetricsConfig {
+  addr: string;
+  maxTargets: number;
+}
+
+/**
+ * The metrics settings, or undefined when `--metrics-addr` (or AZTUNNEL_METRICS_ADDR) is empty.
+ * A negative `--metrics-max-targets` is an error only when metrics are on, as in Go.
+ */
+export function parseMetricsFlags(flags: MetricsFlags): MetricsConfig | undefined {
+  const text = (flags.metricsMaxTargets ?? String(DEFAULT_MAX_TARGETS)).trim();
+  if (!/^[+-]?\d+$/.test(text)) {
+    throw new UsageError(`invalid --metrics-max-targets "${text}": expected an integer`);
+  }
+  const addr = flags.metricsAddr?.trim() ?? "";
+  if (addr === "") return undefined;
+  const maxTargets = Number(text);
+  if (maxTargets < 0) throw new UsageError(`--metrics-max-targets must be >= 0, got ${maxTargets}`);
+  return { addr, maxTargets };
+}
+
+/** What a command's body gets from `runWithOps`. */
+export interface Ops {
+  /** Aborted on the first SIGINT/SIGTERM. */
+  readonly signal: AbortSignal;
+  /** Undefined when metrics are off. */
+  readonly metrics?: Metrics;
+  /** The metrics hooks plus the command's own (readiness); pass it to the tunnel code. */
+  readonly observer?: TunnelObserver;
+  /** `tokens` with every call recorded in `aztunnel_token_fetch_*` when metrics are on. */
+  tokens(tokens: TokenProvider): TokenProvider;
+}
+
+export interface OpsSetup {
+  /** Answers `/readyz`; default always ready. */
+  readiness?: () => Readiness;
+  /** Hooks the command needs besides the metrics (readiness bookkeeping). */
+  observer?: TunnelObserver;
+}
+
+/** Something commander's `optsWithGlobals()` can be read from. */
+export interface GlobalsReader {
+  optsWithGlobals(): object;
+}
+
+/**
+ * Runs a command body with SIGINT/SIGTERM handling and, when configured, the ops server. The server
+ * starts first, so a bind failure (ERROR `metrics server failed`, exit 1) ends the command before any
+ * tunnel work; it closes as soon as a stop is requested (the drain has begun) and when the body ends.
+ */
+export async function runWithOps(
+  cmd: GlobalsReader,
+  setup: OpsSetup,
+  body: (ops: Ops) => Promise<void>,
+): Promise<void> {
+  const config = parseMetricsFlags(cmd.optsWithGlobals() as MetricsFlags);
+  const metrics = config
+    ? new Metrics({ maxTargets: config.maxTargets, version: VERSION })
+    : undefined;
+  const server = config && metrics ? listen(config.addr, metrics, setup.readiness) : undefined;
+  const stop = shutdownSignal();
+  const close = () => server?.close() ?? Promise.resolve();
+  const onStop = () => void close();
+  stop.signal.addEventListener("abort", onStop, { once: true });
+  try {
+    await body({
+      signal: stop.signal,
+      metrics,
+      observer: combineObservers(metrics && metricsObserver(metrics), setup.observer),
+      tokens: (tokens) => (metrics ? timedTokenProvider(tokens, metrics) : tokens),
+    });
+  } finally {
+    stop.signal.removeEventListener("abort", onStop);
+    stop.dispose();
+    await close();
+  }
+}
+
+function listen(addr: string, metrics: Metrics, readiness?: () => Readiness): OpsServer {
+  const logger = getLogger();
+  try {
+    return startOpsServer({ addr, metrics, readiness, logger });
+  } catch (err) {
+    logger.error("metrics server failed", { error: errorMessage(err) });
+    throw new AztunnelError("metrics_failed", errorMessage(err), { cause: err });
+  }
+}
+
+/** relay-listener: ready while the control channel is connected. */
+export class ListenerReadiness {
+  #up = false;
+
+  set(up: boolean): void {
+    this.#up = up;
+  }
+
+  check(): Readiness {
+    return this.#up ? { ready: true } : { ready: false, reason: "control channel not connected" };
+  }
+}
+
+/**
+ * Senders (port-forward, socks5-proxy, connect, arc): ready once the local side is up (the socket
+ * is bound; stdio from the start) and while the last relay dial did not fail.
+ */
+export class SenderReadiness {
+  #bound = false;
+  #dialError: string | undefined;
+
+  /** Feeds `relayDialEnded` into the readiness. */
+  readonly observer: TunnelObserver = {
+    relayDialEnded: (error) => {
+      this.#dialError = error === undefined ? undefined : redactArc(errorMessage(error));
+    },
+  };
+
+  /** The local socket is bound (or, for connect, stdio is there). */
+  bound(): void {
+    this.#bound = true;
+  }
+
+  check(): Readiness {
+    if (!this.#bound) return { ready: false, reason: "local listener not bound" };
+    if (this.#dialError !== undefined) {
+      return { ready: false, reason: `last relay dial failed: ${this.#dialError}` };
+    }
+    return { ready: true };
+  }
+}
+
+/** `runWithOps` with sender readiness: the body calls `ready.bound()` once its local side is up. */
+export function runSenderWithOps(
+  cmd: GlobalsReader,
+  body: (ops: Ops, ready: SenderReadiness) => Promise<void>,
+): Promise<void> {
+  const ready = new SenderReadiness();
+  return runWithOps(
+    cmd,
+    { readiness: () => ready.check(), observer: ready.observer },
+    (ops) => body(ops, ready),
+  );
+}
+
+/** The relay-server's `stats()` as the numbers `registerRelayServerMetrics` reads. */
+export function relayServerCounts(stats: RelayStats): RelayServerCounts {
+  return {
+    listeners: Object.values(stats.listeners).reduce((sum, n) => sum + n, 0),
+    pendingRendezvous: stats.pendingRendezvous,
+    bridgedConnections: stats.bridgedConnections,
+    bridgedTotal: stats.bridgedTotal,
+    bytesToListener: stats.bytesSenderToListener,
+    bytesToSender: stats.bytesListenerToSender,
+  };
+}
