@@ -2,9 +2,11 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration } from "../lib/duration.ts";
 import { UsageError } from "../lib/errors.ts";
-import { resolvePolicies, startRelayServer } from "../lib/server/mod.ts";
+import { registerRelayServerMetrics } from "../lib/observe/metrics.ts";
+import type { Readiness } from "../lib/observe/ops_server.ts";
+import { type RelayServer, resolvePolicies, startRelayServer } from "../lib/server/mod.ts";
 import { checkInteger, DEFAULT_BIND, DEFAULT_MAX_LISTENERS } from "../lib/server/options.ts";
-import { shutdownSignal } from "./common.ts";
+import { relayServerCounts, runWithOps } from "./ops.ts";
 
 // No commander default: it would print "(default: [])" in the help.
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -77,24 +79,33 @@ Example:
   aztunnel relay-server --bind 127.0.0.1:8080 --hyco demo
   aztunnel relay-listener --relay ws://127.0.0.1:8080 --hyco demo --allow 127.0.0.1:22`,
     )
-    .action(async (flags) => {
+    .action(async (flags, cmd) => {
       const { policies, generated } = resolvePolicies(flags.sasPolicy ?? [], Deno.env);
       const tls = await readTls(flags.tlsCert, flags.tlsKey);
-      const stop = shutdownSignal();
-      try {
-        const server = await startRelayServer({
-          bind: flags.bind,
-          tls,
-          publicUrl: flags.publicUrl,
-          hycos: flags.hyco ?? [],
-          policies,
-          entraJwtKey: flags.entraJwtKey,
-          maxListeners: parseCount(flags.maxListeners, "--max-listeners"),
-          rendezvousTimeoutMs: parseDuration(flags.rendezvousTimeout, "--rendezvous-timeout"),
-          latencyMs: parseDuration(flags.latency, "--latency"),
-          maxMessageSize: parseSize(flags.maxMessageSize, "--max-message-size"),
-          signal: stop.signal,
-        });
+      const options = {
+        bind: flags.bind,
+        tls,
+        publicUrl: flags.publicUrl,
+        hycos: flags.hyco ?? [],
+        policies,
+        entraJwtKey: flags.entraJwtKey,
+        maxListeners: parseCount(flags.maxListeners, "--max-listeners"),
+        rendezvousTimeoutMs: parseDuration(flags.rendezvousTimeout, "--rendezvous-timeout"),
+        latencyMs: parseDuration(flags.latency, "--latency"),
+        maxMessageSize: parseSize(flags.maxMessageSize, "--max-message-size"),
+      };
+      let server: RelayServer | undefined;
+      const readiness = (): Readiness =>
+        server ? { ready: true } : { ready: false, reason: "relay server not listening" };
+      await runWithOps(cmd, { readiness }, async (ops) => {
+        server = await startRelayServer({ ...options, signal: ops.signal });
+        const running = server;
+        if (ops.metrics) {
+          registerRelayServerMetrics(
+            ops.metrics.registry,
+            () => relayServerCounts(running.stats()),
+          );
+        }
         if (generated) {
           await writeStdout(
             `export AZTUNNEL_KEY_NAME=${generated.name}\n` +
@@ -103,9 +114,7 @@ Example:
           );
         }
         await server.finished;
-      } finally {
-        stop.dispose();
-      }
+      });
     });
 }
 

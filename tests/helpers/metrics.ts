@@ -13,7 +13,11 @@ export interface Scrape {
 /** GET `http://<addr><path>`; the body is always consumed so no resource leaks. */
 export async function scrape(addr: string, path: string): Promise<Scrape> {
   const res = await fetch(`http://${addr}${path}`);
-  return { status: res.status, body: await res.text(), contentType: res.headers.get("content-type") };
+  return {
+    status: res.status,
+    body: await res.text(),
+    contentType: res.headers.get("content-type"),
+  };
 }
 
 /** The value of one exact series (`name{labels}` as rendered, labels sorted), or undefined. */

@@ -1,0 +1,415 @@
+/**
+ * Metrics and health, in process: the local relay, a listener and a port-forward, each side with
+ * its own `Metrics`, ops server and readiness exactly as the CLI wires them (cmd/ops.ts), scraped
+ * over HTTP after real traffic.
+ */
+import assert from "node:assert/strict";
+import { ListenerReadiness, SenderReadiness } from "../../cmd/ops.ts";
+import { runListener } from "../../lib/listener/service.ts";
+import { getLogger } from "../../lib/observe/log.ts";
+import { Metrics } from "../../lib/observe/metrics.ts";
+import { type OpsServer, startOpsServer } from "../../lib/observe/ops_server.ts";
+import { parseRelayEndpoint, type RelayEndpoint } from "../../lib/relay/endpoint.ts";
+import { SasTokenProvider, timedTokenProvider, type TokenProvider } from "../../lib/relay/token.ts";
+import type { RelayConfig } from "../../lib/sender/open_tunnel.ts";
+import { runPortForward } from "../../lib/sender/port_forward.ts";
+import { type RelayServer, startRelayServer } from "../../lib/server/mod.ts";
+import { type Allowlist, parseAllowlist } from "../../lib/tunnel/allowlist.ts";
+import { metricsObserver } from "../../lib/tunnel/metrics_observer.ts";
+import { combineObservers } from "../../lib/tunnel/observer.ts";
+import {
+  assertPromtoolClean,
+  ObserverEvents,
+  sample,
+  samples,
+  scrape,
+} from "../helpers/metrics.ts";
+import {
+  dec,
+  echo,
+  enc,
+  LogCapture,
+  readAll,
+  readExact,
+  startTarget,
+  writeAll,
+} from "./tunnel_harness_test.ts";
+import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
+
+const KEY_NAME = "metrics-policy";
+const KEY = "bWV0cmljcy10ZXN0LWtleQ==";
+const HYCO = "hc";
+
+/** A value that changes once and can be awaited (the control channel's up/down). */
+class Flag {
+  #value = false;
+  #waiters = new Set<() => void>();
+  set(v: boolean) {
+    this.#value = v;
+    for (const w of [...this.#waiters]) w();
+  }
+  waitFor(v: boolean, deadlineMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.#value !== v) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`control channel not ${v ? "up" : "down"} within ${deadlineMs} ms`));
+      }, deadlineMs);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+}
+
+async function startRelay(): Promise<{ server: RelayServer; endpoint: RelayEndpoint }> {
+  const server = await startRelayServer({
+    bind: "127.0.0.1:0",
+    policies: [{ name: KEY_NAME, key: KEY, rights: ["Listen", "Send"] }],
+    logger: getLogger({ side: "relay" }),
+  });
+  return { server, endpoint: parseRelayEndpoint(server.url) };
+}
+
+/** A listener wired like `relay-listener --metrics-addr 127.0.0.1:0`. */
+function startListenerSide(endpoint: RelayEndpoint, allowlist: Allowlist | null) {
+  const metrics = new Metrics();
+  const ready = new ListenerReadiness();
+  const events = new ObserverEvents();
+  const connected = new Flag();
+  const ops = startOpsServer({
+    addr: "127.0.0.1:0",
+    metrics,
+    readiness: () => ready.check(),
+    logger: getLogger({ side: "listener-ops" }),
+  });
+  const ac = new AbortController();
+  let running: Promise<void> | undefined;
+  return {
+    metrics,
+    ops,
+    events,
+    connected,
+    start() {
+      running = runListener({
+        endpoint,
+        entity: HYCO,
+        tokens: timedTokenProvider(new SasTokenProvider(KEY_NAME, KEY), metrics),
+        allowlist,
+        signal: ac.signal,
+        logger: getLogger({ side: "listener" }),
+        observer: combineObservers(metricsObserver(metrics), events.observer),
+        onConnectedChange: (up) => {
+          ready.set(up);
+          metrics.setControlConnected(up);
+          connected.set(up);
+        },
+        handler: { pingIntervalMs: 0 },
+        controlChannel: { reconnectBaseMs: 50 },
+      });
+      return connected.waitFor(true);
+    },
+    async stop() {
+      ac.abort(new DOMException("shutdown requested", "AbortError"));
+      await running;
+      await ops.close();
+    },
+  };
+}
+
+/** A port-forward wired like `relay-sender port-forward --metrics-addr 127.0.0.1:0`. */
+async function startSenderSide(relay: RelayConfig, target: string) {
+  const metrics = new Metrics();
+  const ready = new SenderReadiness();
+  const events = new ObserverEvents();
+  const ops = startOpsServer({
+    addr: "127.0.0.1:0",
+    metrics,
+    readiness: () => ready.check(),
+    logger: getLogger({ side: "sender-ops" }),
+  });
+  const ac = new AbortController();
+  const bound = Promise.withResolvers<Deno.NetAddr>();
+  const running = runPortForward({
+    relay: { ...relay, tokens: timedTokenProvider(relay.tokens, metrics) },
+    target,
+    bind: { hostname: "127.0.0.1", port: 0 },
+    keepAlive: true,
+    drainTimeoutMs: 5000,
+    signal: ac.signal,
+    logger: getLogger({ side: "sender" }),
+    observer: combineObservers(metricsObserver(metrics), ready.observer, events.observer),
+    onListening: (addr) => {
+      ready.bound();
+      bound.resolve(addr);
+    },
+  });
+  const port = (await bound.promise).port;
+  return {
+    metrics,
+    ops,
+    events,
+    port,
+    async stop() {
+      ac.abort(new DOMException("shutdown requested", "AbortError"));
+      await running;
+      await ops.close();
+    },
+  };
+}
+
+async function roundTrip(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, enc.encode(text));
+    return dec.decode(await readExact(conn, text.length));
+  } finally {
+    conn.close();
+  }
+}
+
+async function quietLogs(): Promise<LogCapture> {
+  const logs = new LogCapture();
+  await configureLogging({ level: "debug", write: (l) => logs.push(l) });
+  return logs;
+}
+
+async function metricsText(ops: OpsServer): Promise<string> {
+  const res = await scrape(ops.addr, "/metrics");
+  assert.equal(res.status, 200);
+  assert.equal(res.contentType, "text/plain; version=0.0.4; charset=utf-8");
+  return res.body;
+}
+
+Deno.test("metrics: 3 port-forward round trips are counted on the sender and the listener", async () => {
+  await quietLogs();
+  const { server, endpoint } = await startRelay();
+  const target = startTarget(echo);
+  const listener = startListenerSide(endpoint, null);
+  let sender: Awaited<ReturnType<typeof startSenderSide>> | undefined;
+  try {
+    const before = await scrape(listener.ops.addr, "/readyz");
+    assert.deepEqual([before.status, before.body], [
+      503,
+      "not ready: control channel not connected\n",
+    ]);
+    assert.equal((await scrape(listener.ops.addr, "/healthz")).status, 200);
+    await listener.start();
+    const up = await scrape(listener.ops.addr, "/readyz");
+    assert.deepEqual([up.status, up.body], [200, "ready\n"]);
+
+    const relay: RelayConfig = {
+      endpoint,
+      entity: HYCO,
+      tokens: new SasTokenProvider(KEY_NAME, KEY),
+      retryBaseMs: 50,
+    };
+    sender = await startSenderSide(relay, target.addr);
+    assert.equal((await scrape(sender.ops.addr, "/readyz")).status, 200);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await roundTrip(sender.port, `ping-${i}`), `ping-${i}`);
+    }
+    await sender.events.waitFor("connectionEnded", 3);
+    await listener.events.waitFor("connectionEnded", 3);
+
+    const t = `target="${target.addr}"`;
+    for (
+      const [side, role, ops] of [
+        ["sender", "sender", sender.ops],
+        ["listener", "listener", listener.ops],
+      ] as const
+    ) {
+      const text = await metricsText(ops);
+      const r = `role="${role}"`;
+      assert.equal(sample(text, `aztunnel_connections_total{${r},status="success",${t}}`), 3, side);
+      assert.deepEqual(samples(text, "aztunnel_connections_total"), [
+        `aztunnel_connections_total{${r},status="success",${t}} 3`,
+      ], side);
+      assert.equal(sample(text, `aztunnel_active_connections{${r},${t}}`), 0, side);
+      assert.equal(sample(text, `aztunnel_dial_duration_seconds_count{${r}}`), 3, side);
+      assert.equal(sample(text, `aztunnel_connection_duration_seconds_count{${r},${t}}`), 3, side);
+      assert.equal(sample(text, `aztunnel_bytes_total{direction="to_relay",${r},${t}}`), 18, side);
+      assert.equal(
+        sample(text, `aztunnel_bytes_total{direction="from_relay",${r},${t}}`),
+        18,
+        side,
+      );
+      assert.deepEqual(samples(text, "aztunnel_connection_errors_total"), [], side);
+      assert.equal(
+        sample(text, "aztunnel_control_channel_connected"),
+        side === "listener" ? 1 : 0,
+        side,
+      );
+      // One provider, and the counter agrees with the histogram.
+      const total = sample(text, 'aztunnel_token_fetch_total{provider="sas",result="ok"}');
+      const count = sample(text, 'aztunnel_token_fetch_seconds_count{provider="sas",result="ok"}');
+      assert.ok(total !== undefined && total >= 1, `${side}: token fetches ${total}`);
+      assert.equal(count, total, side);
+      if (side === "sender") assert.equal(total, 3, "one token per relay dial");
+      assert.ok(!text.includes('provider="entra"'), side);
+      assert.ok(!text.includes('result="error"'), side);
+      assert.ok(sample(text, "process_resident_memory_bytes")! > 0, side);
+      await assertPromtoolClean(text, `${side} /metrics`);
+    }
+
+    // The relay goes away: the listener is no longer ready and says why.
+    await server.close();
+    await listener.connected.waitFor(false);
+    const down = await scrape(listener.ops.addr, "/readyz");
+    assert.deepEqual([down.status, down.body], [
+      503,
+      "not ready: control channel not connected\n",
+    ]);
+    assert.equal(sample(await metricsText(listener.ops), "aztunnel_control_channel_connected"), 0);
+  } finally {
+    await sender?.stop();
+    await listener.stop();
+    await server.close();
+    await target.close();
+    await resetLogging();
+  }
+});
+
+Deno.test("metrics: an allowlist rejection is a listener connection error, not a bridge", async () => {
+  await quietLogs();
+  const { server, endpoint } = await startRelay();
+  const target = startTarget(echo);
+  const listener = startListenerSide(endpoint, parseAllowlist(["127.0.0.1:1"]));
+  let sender: Awaited<ReturnType<typeof startSenderSide>> | undefined;
+  try {
+    await listener.start();
+    const relay: RelayConfig = {
+      endpoint,
+      entity: HYCO,
+      tokens: new SasTokenProvider(KEY_NAME, KEY),
+      retryBaseMs: 50,
+    };
+    sender = await startSenderSide(relay, target.addr);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: sender.port });
+    // The sender closes the client once the listener refused.
+    assert.equal((await readAll(conn)).length, 0);
+    conn.close();
+    await listener.events.waitFor("connectionError", 1);
+    await sender.events.waitFor("relayDialEnded", 1);
+
+    const lText = await metricsText(listener.ops);
+    assert.deepEqual(samples(lText, "aztunnel_connection_errors_total"), [
+      'aztunnel_connection_errors_total{reason="allowlist_rejected",role="listener"} 1',
+    ]);
+    assert.deepEqual(samples(lText, "aztunnel_connections_total"), []);
+    assert.deepEqual(samples(lText, "aztunnel_dial_duration_seconds_count"), []);
+    await assertPromtoolClean(lText, "listener /metrics");
+
+    // The relay dial itself worked: no sender error, and the sender stays ready.
+    const sText = await metricsText(sender.ops);
+    assert.deepEqual(samples(sText, "aztunnel_connection_errors_total"), []);
+    assert.equal(sample(sText, 'aztunnel_dial_duration_seconds_count{role="sender"}'), 1);
+    assert.equal((await scrape(sender.ops.addr, "/readyz")).status, 200);
+  } finally {
+    await sender?.stop();
+    await listener.stop();
+    await server.close();
+    await target.close();
+    await resetLogging();
+  }
+});
+
+/** SAS tokens, except that the first `failures` calls throw. */
+function flakyTokens(failures: number): TokenProvider {
+  const inner = new SasTokenProvider(KEY_NAME, KEY);
+  let calls = 0;
+  return {
+    kind: "sas",
+    getToken: (uri, signal) =>
+      ++calls <= failures
+        ? Promise.reject(new Error("token service unavailable"))
+        : inner.getToken(uri, signal),
+  };
+}
+
+Deno.test("metrics: a failed relay dial makes the sender unready until a dial works again", async () => {
+  await quietLogs();
+  const { server, endpoint } = await startRelay();
+  const target = startTarget(echo);
+  const listener = startListenerSide(endpoint, null);
+  let sender: Awaited<ReturnType<typeof startSenderSide>> | undefined;
+  try {
+    await listener.start();
+    sender = await startSenderSide(
+      { endpoint, entity: HYCO, tokens: flakyTokens(1), retryBaseMs: 50 },
+      target.addr,
+    );
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: sender.port });
+    assert.equal((await readAll(conn)).length, 0);
+    conn.close();
+    await sender.events.waitFor("relayDialEnded", 1);
+
+    const failed = await scrape(sender.ops.addr, "/readyz");
+    assert.deepEqual([failed.status, failed.body], [
+      503,
+      "not ready: last relay dial failed: get token: token service unavailable\n",
+    ]);
+    let text = await metricsText(sender.ops);
+    assert.deepEqual(samples(text, "aztunnel_connection_errors_total"), [
+      'aztunnel_connection_errors_total{reason="relay_failed",role="sender"} 1',
+    ]);
+    assert.equal(sample(text, 'aztunnel_token_fetch_total{provider="sas",result="error"}'), 1);
+    assert.equal(
+      sample(text, 'aztunnel_token_fetch_seconds_count{provider="sas",result="error"}'),
+      1,
+    );
+    assert.equal(sample(text, 'aztunnel_dial_duration_seconds_count{role="sender"}'), 1);
+
+    assert.equal(await roundTrip(sender.port, "again"), "again");
+    await sender.events.waitFor("connectionEnded", 1);
+    assert.equal((await scrape(sender.ops.addr, "/readyz")).status, 200);
+    text = await metricsText(sender.ops);
+    assert.equal(sample(text, 'aztunnel_token_fetch_total{provider="sas",result="ok"}'), 1);
+    assert.equal(sample(text, 'aztunnel_dial_duration_seconds_count{role="sender"}'), 2);
+    await assertPromtoolClean(text, "sender /metrics");
+  } finally {
+    await sender?.stop();
+    await listener.stop();
+    await server.close();
+    await target.close();
+    await resetLogging();
+  }
+});
+
+Deno.test("metrics: a relay dial that runs out of budget counts as dial_timeout", async () => {
+  await quietLogs();
+  // A relay that takes the upgrade request and never answers: the attempts get no response and
+  // are retried until the budget ends.
+  const silent = startTarget(async (conn) => {
+    const buf = new Uint8Array(4096);
+    while (await conn.read(buf) !== null) { /* never answer */ }
+  });
+  const sender = await startSenderSide({
+    endpoint: parseRelayEndpoint(`ws://${silent.addr}`),
+    entity: HYCO,
+    tokens: new SasTokenProvider(KEY_NAME, KEY),
+    dialBudgetMs: 300,
+    retryBaseMs: 50,
+  }, "127.0.0.1:9");
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: sender.port });
+    assert.equal((await readAll(conn)).length, 0);
+    conn.close();
+    await sender.events.waitFor("relayDialEnded", 1);
+    const text = await metricsText(sender.ops);
+    assert.deepEqual(samples(text, "aztunnel_connection_errors_total"), [
+      'aztunnel_connection_errors_total{reason="dial_timeout",role="sender"} 1',
+    ]);
+    const ready = await scrape(sender.ops.addr, "/readyz");
+    assert.equal(ready.status, 503);
+    assert.match(ready.body, /^not ready: last relay dial failed: relay dial timed out after /);
+  } finally {
+    await sender.stop();
+    await silent.close();
+    await resetLogging();
+  }
+});
