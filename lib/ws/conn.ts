@@ -5,14 +5,17 @@
  * handshake started by `close()`) is waiting, so a slow consumer slows the peer down through TCP
  * and memory stays bounded by the read buffer plus one message. Control frames are handled as they
  * are read: a Ping is answered with a Pong, a Pong settles pending `ping()` calls. A pending
- * `ping()` also reads by itself when nobody is receiving, parking at most one data message for the
- * next `receive()`; a peer that keeps sending while the application does not read therefore makes
- * `ping()` time out, which is the truth about that path.
+ * `ping()` (or `close()`, see below) also reads by itself when nobody is receiving, but never
+ * drops data: it parks at most one message for the next `receive()` and reads no further until
+ * that message is taken. A peer that keeps sending while the application does not read therefore
+ * makes `ping()` time out, which is the truth about that path.
  *
  * Closing, the half-closed states:
  * - We call `close()`: our Close is queued after the data already being sent; no more sends. We keep
- *   reading (and `receive()` keeps returning data) until the peer's Close, then drop the socket. If
- *   nobody is calling `receive()`, `close()` reads by itself and discards data messages.
+ *   reading (and `receive()` keeps returning data, none is ever discarded) until the peer's Close,
+ *   then drop the socket. If nobody is calling `receive()`, `close()` reads by itself, parking one
+ *   message as described above; should the peer send more than that, `close()` ends at its deadline
+ *   (closeTimeoutMs) unless the application drains with `receive()`.
  * - The peer's Close arrives first: `receive()` resolves `null` and `closeInfo` is set, but we do NOT
  *   answer with Close automatically. The application may keep sending, then calls `close()` (any
  *   code, e.g. the peer's own to forward it transparently), which sends our Close and drops the
@@ -25,9 +28,7 @@ import {
   applyMask,
   decodeUtf8,
   encodeClosePayload,
-  encodeFrameHeader,
   FrameError,
-  frameHeaderSize,
   newFrameHeader,
   OP_BINARY,
   OP_CLOSE,
@@ -39,6 +40,7 @@ import {
   parseFrameHeader,
 } from "./frame.ts";
 import { type BufferedConn, UnexpectedEofError } from "./io.ts";
+import { FrameWriter } from "./writer.ts";
 import { WsError } from "./errors.ts";
 import type { CloseInfo, MessageSocket, WsMessage } from "./types.ts";
 
@@ -46,10 +48,6 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /** How long a failing connection waits for its Close frame to drain before dropping the socket. */
 const FAIL_LINGER_MS = 1_000;
-/** Payloads up to this size are copied next to their header and sent in one write. */
-const COALESCE_MAX = 64 * 1024;
-/** Payload offset in the scratch buffer: 4-byte aligned with room for the largest header. */
-const SCRATCH_PAYLOAD_OFFSET = 16;
 
 export interface WebSocketConnInit {
   io: BufferedConn;
@@ -107,12 +105,7 @@ export class WebSocketConn implements MessageSocket {
   readonly #readEndedPromise: Promise<void>;
 
   // Send side.
-  #writeTail: Promise<void> = Promise.resolve();
-  /** Frames queued or being written; 0 means a new frame may be written at once. */
-  #writesQueued = 0;
-  #scratch: Uint8Array | null = null;
-  #maskPool = new Uint8Array(0);
-  #maskPos = 0;
+  readonly #writer: FrameWriter;
   #pongPayload: Uint8Array | null = null;
   #pings = new Set<PendingPing>();
   #closeSent = false;
@@ -122,6 +115,7 @@ export class WebSocketConn implements MessageSocket {
   constructor(init: WebSocketConnInit) {
     this.#io = init.io;
     this.#client = init.role === "client";
+    this.#writer = new FrameWriter(init.io, this.#client);
     this.protocol = init.protocol;
     this.headers = init.headers;
     this.remoteAddr = init.remoteAddr;
@@ -143,6 +137,8 @@ export class WebSocketConn implements MessageSocket {
     const parked = this.#parked;
     if (parked) {
       this.#parked = null;
+      // The slot is free again: a close() or ping() waiting behind it may read on.
+      if (this.#wantsRead()) this.#startPump();
       return Promise.resolve(parked);
     }
     if (this.#failure) return Promise.reject(this.#failure);
@@ -225,7 +221,7 @@ export class WebSocketConn implements MessageSocket {
   // ---- receive side ----
 
   #startPump(): void {
-    if (this.#pumping) return;
+    if (this.#pumping || this.#dropped) return;
     this.#pumping = true;
     this.#pump = this.#runPump();
   }
@@ -238,8 +234,7 @@ export class WebSocketConn implements MessageSocket {
         if (msg === CONTROL) continue;
         const waiter = this.#waiters.shift();
         if (waiter) waiter.resolve(msg);
-        // Draining for close() with nobody receiving: the message is dropped on purpose.
-        else if (!this.#draining) this.#parked = msg;
+        else this.#parked = msg;
       }
       if (this.#closeInfo && !this.#failure) {
         for (const w of this.#waiters.splice(0)) w.resolve(null);
@@ -253,8 +248,8 @@ export class WebSocketConn implements MessageSocket {
   }
 
   #wantsRead(): boolean {
-    return this.#waiters.length > 0 || this.#draining ||
-      (this.#pings.size > 0 && this.#parked === null);
+    return this.#waiters.length > 0 ||
+      ((this.#draining || this.#pings.size > 0) && this.#parked === null);
   }
 
   /** The next data message, null at the peer's Close, CONTROL after a Ping or Pong. */
@@ -337,7 +332,7 @@ export class WebSocketConn implements MessageSocket {
   async #onReadError(err: unknown): Promise<void> {
     if (err instanceof FrameError) {
       const code = err.closeCode === 1009 ? "message_too_big" : "protocol_error";
-      this.#fail(new WsError(code, `WebSocket ${code.replace("_", " ")}: ${err.message}`));
+      this.#fail(new WsError(code, `WebSocket ${code.replaceAll("_", " ")}: ${err.message}`));
       await this.#failClose(err.closeCode, err.message);
       return;
     }
@@ -383,15 +378,7 @@ export class WebSocketConn implements MessageSocket {
   // ---- send side ----
 
   #enqueue(opcode: number, payload: Uint8Array): Promise<void> {
-    return this.#enqueueTask(() => this.#writeFrame(opcode, payload));
-  }
-
-  /** Runs frame writes one at a time, in call order; the first one starts synchronously. */
-  #enqueueTask(task: () => Promise<void>): Promise<void> {
-    const run = () => task().finally(() => this.#writesQueued--);
-    const p = this.#writesQueued++ === 0 ? run() : this.#writeTail.then(run);
-    this.#writeTail = p.then(noop, noop);
-    return p;
+    return this.#writer.queue(() => this.#writeFrame(opcode, payload));
   }
 
   #answerPing(payload: Uint8Array): void {
@@ -400,7 +387,7 @@ export class WebSocketConn implements MessageSocket {
     const scheduled = this.#pongPayload !== null;
     this.#pongPayload = payload;
     if (scheduled) return;
-    this.#enqueueTask(() => {
+    this.#writer.queue(() => {
       const body = this.#pongPayload ?? new Uint8Array(0);
       this.#pongPayload = null;
       return this.#writeFrame(OP_PONG, body);
@@ -416,35 +403,11 @@ export class WebSocketConn implements MessageSocket {
     this.#pings.clear();
   }
 
+  /** One frame through the writer, with socket failures mapped to WsError. */
   async #writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
     if (this.#dropped) throw new WsError("closed", "connection closed");
-    const length = payload.length;
-    const mask = this.#client ? this.#nextMask() : null;
-    const headerSize = frameHeaderSize(length, mask !== null);
     try {
-      if (length <= COALESCE_MAX) {
-        const scratch = this.#scratch ??= new Uint8Array(SCRATCH_PAYLOAD_OFFSET + COALESCE_MAX);
-        const start = SCRATCH_PAYLOAD_OFFSET - headerSize;
-        encodeFrameHeader(scratch, start, opcode, true, length, mask);
-        const body = scratch.subarray(SCRATCH_PAYLOAD_OFFSET, SCRATCH_PAYLOAD_OFFSET + length);
-        body.set(payload);
-        if (mask) applyMask(body, mask);
-        await this.#io.writeAll(scratch.subarray(start, SCRATCH_PAYLOAD_OFFSET + length));
-      } else if (mask) {
-        // Masking needs a copy anyway (the caller's buffer is never modified): one buffer, one write.
-        const frame = new Uint8Array(SCRATCH_PAYLOAD_OFFSET + length);
-        const start = SCRATCH_PAYLOAD_OFFSET - headerSize;
-        encodeFrameHeader(frame, start, opcode, true, length, mask);
-        const body = frame.subarray(SCRATCH_PAYLOAD_OFFSET);
-        body.set(payload);
-        applyMask(body, mask);
-        await this.#io.writeAll(frame.subarray(start));
-      } else {
-        const header = new Uint8Array(headerSize);
-        encodeFrameHeader(header, 0, opcode, true, length, null);
-        await this.#io.writeAll(header);
-        await this.#io.writeAll(payload);
-      }
+      await this.#writer.writeFrame(opcode, payload);
     } catch (err) {
       if (this.#dropped) throw new WsError("closed", "connection closed", { cause: err });
       const detail = err instanceof Error ? err.message : String(err);
@@ -452,16 +415,6 @@ export class WebSocketConn implements MessageSocket {
       this.#drop();
       throw lost;
     }
-  }
-
-  #nextMask(): Uint8Array {
-    if (this.#maskPos + 4 > this.#maskPool.length) {
-      this.#maskPool = crypto.getRandomValues(new Uint8Array(1024));
-      this.#maskPos = 0;
-    }
-    const mask = this.#maskPool.subarray(this.#maskPos, this.#maskPos + 4);
-    this.#maskPos += 4;
-    return mask;
   }
 
   // ---- teardown ----
@@ -484,7 +437,7 @@ export class WebSocketConn implements MessageSocket {
     this.#readEnded();
     const settle = async () => {
       while (this.#pumping) await this.#pump;
-      await this.#writeTail;
+      await this.#writer.idle;
     };
     settle().then(() => this.#resolveClosed());
   }

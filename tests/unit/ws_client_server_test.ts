@@ -509,17 +509,49 @@ Deno.test("half-closed: after our Close we still receive until the peer's Close"
   await server.close();
 });
 
-Deno.test("close() with nobody receiving drains and discards until the peer's Close", async () => {
+Deno.test("half-closed: a slow consumer after close() loses nothing", async () => {
   const server = startServer(async (req) => {
     const ws = await req.upgrade();
-    for (let i = 0; i < 20; i++) await ws.send(pattern(50_000, i));
     assert.equal(await ws.receive(), null);
+    for (let i = 0; i < 20; i++) await ws.send(pattern(50_000, i));
     await ws.close(ws.closeInfo?.code, ws.closeInfo?.reason);
   });
   const ws = await connectWebSocket(server.url);
-  await within(ws.close(1000, "bye"), 3000, "close");
+  const closing = ws.close(1000, "bye");
+  for (let i = 0; i < 20; i++) {
+    const m = await ws.receive();
+    assert.ok(m?.type === "binary", `message ${i}`);
+    assert.deepEqual(m.data, pattern(50_000, i));
+    // Simulated work between receives: close() must not read ahead and drop messages meanwhile.
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  assert.equal(await ws.receive(), null);
+  await closing;
   assert.deepEqual(ws.closeInfo, { code: 1000, reason: "bye" });
   await server.close();
+});
+
+Deno.test("close() with nobody receiving parks one message instead of dropping it", async () => {
+  const server = startServer(async (req) => {
+    const ws = await req.upgrade();
+    assert.equal(await ws.receive(), null);
+    await ws.send("one");
+    await ws.send("two");
+    await ws.close(1000, "done");
+  });
+  const ws = await connectWebSocket(server.url, { closeTimeoutMs: 300 });
+  await within(ws.close(1000, "bye"), 3000, "close");
+  assert.equal(ws.closeInfo, null, "the peer's Close sat behind unread data");
+  assert.deepEqual(await ws.receive(), { type: "text", data: "one" });
+  await rejectsWith(ws.receive(), "closed");
+  await server.close();
+
+  // Nothing in the way: close() alone reads the peer's Close at once.
+  const quiet = echoServer();
+  const ws2 = await connectWebSocket(quiet.url);
+  await within(ws2.close(1000, "bye"), 1000, "close");
+  assert.deepEqual(ws2.closeInfo, { code: 1000, reason: "bye" });
+  await quiet.close();
 });
 
 Deno.test("close() gives up after its deadline when the peer never answers", async () => {

@@ -1,0 +1,89 @@
+/**
+ * The send side of one connection: frames go out one at a time, in call order, each as a single
+ * frame (outgoing messages are never fragmented), so control frames never land inside a message.
+ */
+
+import { applyMask, encodeFrameHeader, frameHeaderSize } from "./frame.ts";
+import type { BufferedConn } from "./io.ts";
+
+/** Payloads up to this size are copied next to their header and sent in one write. */
+const COALESCE_MAX = 64 * 1024;
+/** Payload offset in the scratch buffer: 4-byte aligned (word masking) with room for any header. */
+const PAYLOAD_OFFSET = 16;
+
+const noop = () => {};
+
+export class FrameWriter {
+  readonly #io: BufferedConn;
+  readonly #masked: boolean;
+  #tail: Promise<void> = Promise.resolve();
+  /** Tasks queued or running; 0 means the next one may start synchronously. */
+  #queued = 0;
+  #scratch: Uint8Array | null = null;
+  #maskPool = new Uint8Array(0);
+  #maskPos = 0;
+
+  /** `masked` is true on a client: RFC 6455 requires client frames to be masked. */
+  constructor(io: BufferedConn, masked: boolean) {
+    this.#io = io;
+    this.#masked = masked;
+  }
+
+  /** Settles (never rejects) once everything queued so far has finished. */
+  get idle(): Promise<void> {
+    return this.#tail;
+  }
+
+  /** Runs `task` after every task queued before it; the first one starts synchronously. */
+  queue(task: () => Promise<void>): Promise<void> {
+    const run = () => task().finally(() => this.#queued--);
+    const p = this.#queued++ === 0 ? run() : this.#tail.then(run);
+    this.#tail = p.then(noop, noop);
+    return p;
+  }
+
+  /**
+   * Writes one whole frame now (callers serialise through `queue`); resolves once the bytes are
+   * handed to the socket. The caller's payload is copied when masking, never modified.
+   */
+  async writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
+    const length = payload.length;
+    const mask = this.#masked ? this.#nextMask() : null;
+    const headerSize = frameHeaderSize(length, mask !== null);
+    const start = PAYLOAD_OFFSET - headerSize;
+    if (length <= COALESCE_MAX) {
+      // The scratch buffer is reused: only one frame is ever being written at a time.
+      const scratch = this.#scratch ??= new Uint8Array(PAYLOAD_OFFSET + COALESCE_MAX);
+      encodeFrameHeader(scratch, start, opcode, true, length, mask);
+      const body = scratch.subarray(PAYLOAD_OFFSET, PAYLOAD_OFFSET + length);
+      body.set(payload);
+      if (mask) applyMask(body, mask);
+      await this.#io.writeAll(scratch.subarray(start, PAYLOAD_OFFSET + length));
+    } else if (mask) {
+      // Masking needs a copy anyway: header and payload in one buffer, one write.
+      const frame = new Uint8Array(PAYLOAD_OFFSET + length);
+      encodeFrameHeader(frame, start, opcode, true, length, mask);
+      const body = frame.subarray(PAYLOAD_OFFSET);
+      body.set(payload);
+      applyMask(body, mask);
+      await this.#io.writeAll(frame.subarray(start));
+    } else {
+      // Unmasked and big: two writes cost less than copying the payload.
+      const header = new Uint8Array(headerSize);
+      encodeFrameHeader(header, 0, opcode, true, length, null);
+      await this.#io.writeAll(header);
+      await this.#io.writeAll(payload);
+    }
+  }
+
+  /** Masking keys come from the CSPRNG in batches: one call per 256 frames. */
+  #nextMask(): Uint8Array {
+    if (this.#maskPos + 4 > this.#maskPool.length) {
+      this.#maskPool = crypto.getRandomValues(new Uint8Array(1024));
+      this.#maskPos = 0;
+    }
+    const mask = this.#maskPool.subarray(this.#maskPos, this.#maskPos + 4);
+    this.#maskPos += 4;
+    return mask;
+  }
+}
