@@ -12,6 +12,7 @@ export interface JoinOptions {
   readonly maxMessageSize: number;
   readonly latencyMs: number;
   readonly inFlightBytes: number;
+  readonly halfClosedTimeoutMs: number;
   /** Aborting drops both legs (server shutdown). */
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -30,6 +31,7 @@ export async function joinRendezvous(
   opts: JoinOptions,
 ): Promise<void> {
   const { log, maxMessageSize } = opts;
+  const closeTimeoutMs = opts.halfClosedTimeoutMs;
   // The listener picks among what the sender offered (the first, with hyco-ws and .NET).
   const listenerProtocol = tokenList(listenerReq.headers.get("sec-websocket-protocol"))[0];
   const senderOffered = tokenList(senderReq.headers.get("sec-websocket-protocol"));
@@ -37,8 +39,8 @@ export async function joinRendezvous(
     ? listenerProtocol
     : undefined;
   const [l, s] = await Promise.allSettled([
-    listenerReq.upgrade({ protocol: listenerProtocol, maxMessageSize }),
-    senderReq.upgrade({ protocol: senderProtocol, maxMessageSize }),
+    listenerReq.upgrade({ protocol: listenerProtocol, maxMessageSize, closeTimeoutMs }),
+    senderReq.upgrade({ protocol: senderProtocol, maxMessageSize, closeTimeoutMs }),
   ]);
   opts.onUpgraded();
   if (l.status === "rejected" || s.status === "rejected") {

@@ -8,6 +8,7 @@ import { serveHttp } from "../ws/server.ts";
 import {
   checkInteger,
   DEFAULT_BIND,
+  DEFAULT_HALF_CLOSED_TIMEOUT_MS,
   DEFAULT_IN_FLIGHT_BYTES,
   DEFAULT_MAX_LISTENERS,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -91,6 +92,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     latencyMs,
     maxMessageSize,
     inFlightBytes: opts.inFlightBytes ?? DEFAULT_IN_FLIGHT_BYTES,
+    halfClosedTimeoutMs: opts.halfClosedTimeoutMs ?? DEFAULT_HALF_CLOSED_TIMEOUT_MS,
     tokenGraceMs: opts.tokenGraceMs ?? DEFAULT_TOKEN_GRACE_MS,
     publicBase,
     secure,

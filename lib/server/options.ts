@@ -24,6 +24,12 @@ export interface RelayServerOptions {
   readonly maxMessageSize?: number;
   /** In-flight bytes per bridge direction while latency is on. */
   readonly inFlightBytes?: number;
+  /**
+   * How long a bridged leg may stay half-closed (its peer's Close forwarded, its own not yet
+   * received). Half-close over the closing handshake (azbridge, .NET) can last as long as a
+   * download, so this is far longer than lib/ws's default close deadline.
+   */
+  readonly halfClosedTimeoutMs?: number;
   /** How long a listener's control channel outlives its token before it is closed with 1008. */
   readonly tokenGraceMs?: number;
   /** Aborting closes the server, like `close()`. */
@@ -36,6 +42,7 @@ export const DEFAULT_MAX_LISTENERS = 25;
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 /** Real Azure pushes back on a non-reading peer at about 14–16 MiB (aztunnel's mock calibration). */
+export const DEFAULT_HALF_CLOSED_TIMEOUT_MS = 60 * 60_000;
 export const DEFAULT_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
 /** hyco-ws renews at the very second its token expires; Azure's own grace is unknown. */
 export const DEFAULT_TOKEN_GRACE_MS = 60_000;

@@ -26,6 +26,7 @@ export interface RelayConfig {
   readonly latencyMs: number;
   readonly maxMessageSize: number;
   readonly inFlightBytes: number;
+  readonly halfClosedTimeoutMs: number;
   readonly tokenGraceMs: number;
   /** From `--public-url`; else accept addresses use the listener's Host header. */
   readonly publicBase?: PublicBase;
@@ -279,6 +280,7 @@ export class Relay {
         maxMessageSize: this.#cfg.maxMessageSize,
         latencyMs: this.#cfg.latencyMs,
         inFlightBytes: this.#cfg.inFlightBytes,
+        halfClosedTimeoutMs: this.#cfg.halfClosedTimeoutMs,
         signal: this.#stop.signal,
         log: log.with({ listener_id: chosen.id }),
         started,

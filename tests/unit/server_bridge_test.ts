@@ -382,3 +382,23 @@ Deno.test("wss:// with a certificate from a private CA", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a half-closed leg lives until halfClosedTimeoutMs, then is dropped", async () => {
+  await withRelay({ halfClosedTimeoutMs: 400 }, async (srv) => {
+    const { control, sender, listener } = await pair(srv);
+    const pending = sender.receive();
+    const closing = sender.close(1000, "eof");
+    assert.equal(await listener.receive(), null);
+    const halfClosedAt = performance.now();
+    await listener.send("still flowing");
+    assert.deepEqual(await pending, { type: "text", data: "still flowing" });
+    // The listener never sends its Close: the relay gives up on that leg at the deadline.
+    const dropped = sender.receive();
+    assert.equal(await dropped, null);
+    assert.ok(performance.now() - halfClosedAt >= 350, "dropped before the half-closed deadline");
+    await closing;
+    await listener.close().catch(() => {});
+    await listener.closed;
+    await control.close();
+  });
+});

@@ -96,7 +96,7 @@ export class FakeSocket implements MessageSocket {
     this.#closeSent = true;
     this.peer.#push({ type: "close", info: { code, reason } });
     this.#closing = (async () => {
-      // Like lib/ws: wait for the peer's Close (reading, discarding, if nobody receives), then drop.
+      // Like lib/ws: wait for the peer's Close (messages before it stay readable), then drop.
       while (!this.#closeInfo && !this.#dropped) {
         if (this.#inbox.some((i) => i.type === "close")) {
           const c = this.#inbox.find((i) => i.type === "close") as { info: CloseInfo };
