@@ -102,7 +102,7 @@ Deno.test("failure: a SIGKILLed listener ends its tunnels; a new listener takes 
   }
 });
 
-Deno.test("failure: SIGTERM drains — the open tunnel finishes, then the listener exits 0", async () => {
+Deno.test("failure: SIGTERM drains — the open tunnel finishes, then the listener (and the rest) exit 0", async () => {
   await using echo = startEchoServer();
   await using relay = await startRelayServer();
   await using listener = await startListener(relay, { args: ["--drain-timeout", "20s"] });
@@ -121,4 +121,9 @@ Deno.test("failure: SIGTERM drains — the open tunnel finishes, then the listen
   }
   const status = await listener.wait(15_000);
   assert.equal(status.code, 0, listener.stderr);
+  // The other long-running commands stop just as cleanly.
+  for (const p of [pf.proc, relay.proc]) {
+    const s = await p.kill("SIGTERM");
+    assert.equal(s.code, 0, `${p.name}: ${p.stderr}`);
+  }
 });
