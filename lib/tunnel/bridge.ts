@@ -9,6 +9,7 @@
  * once both directions have ended (or the peer closes the WebSocket).
  */
 import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
+import { ReadSizer } from "../ws/read_sizer.ts";
 import type { MessageSocket } from "../ws/types.ts";
 import { MAX_DATA_MESSAGE } from "./envelope.ts";
 
@@ -59,7 +60,12 @@ export interface BridgeResult {
 export const EOF_MESSAGE = '{"type":"eof"}';
 const DEFAULT_PING_INTERVAL = 30_000;
 const DEFAULT_PING_TIMEOUT = 10_000;
-const READ_BUFFER = 64 * 1024;
+/**
+ * The local stream's read buffer: small while the tunnel idles (its pending read holds it), doubled
+ * by every read that fills it, up to READ_BUFFER_MAX for bulk transfers (see ReadSizer).
+ */
+export const READ_BUFFER_INITIAL = 8 * 1024;
+export const READ_BUFFER_MAX = 64 * 1024;
 const encoder = new TextEncoder();
 
 /** A failure of the tunnel's WebSocket side as seen by the bridge (peer close code, bad control). */
@@ -138,8 +144,11 @@ export async function bridge(
   };
 
   const pumpUp = async () => {
-    const buf = new Uint8Array(READ_BUFFER);
+    const sizer = new ReadSizer(READ_BUFFER_INITIAL, READ_BUFFER_MAX);
+    let buf = new Uint8Array(sizer.size);
     while (!ending) {
+      // Resized between reads only: the sends below are done with the previous buffer by now.
+      if (buf.length !== sizer.size) buf = new Uint8Array(sizer.size);
       let n: number | null;
       try {
         n = await local.read(buf);
@@ -155,6 +164,7 @@ export async function bridge(
           directionEnded("local_close");
           return;
         }
+        sizer.record(n, buf.length);
         for (let off = 0; off < n && !ending; off += MAX_DATA_MESSAGE) {
           const end = Math.min(n, off + MAX_DATA_MESSAGE);
           await ws.send(buf.subarray(off, end));

@@ -2,13 +2,26 @@
  * A Deno.Conn with one bounded, reused read buffer. The same buffer carries the HTTP head and then
  * the frames, so bytes that arrive in the same read as the head are never lost. Never uses
  * conn.readable/conn.writable: they close the whole socket at EOF and break half-close.
+ *
+ * The buffer starts small and grows while reads keep filling it (see ReadSizer): an idle connection
+ * always has a read pending, and that read's buffer is most of what it costs.
  */
+import { ReadSizer } from "./read_sizer.ts";
 
-/** Default read buffer: big enough for a 64 KiB message plus its header in one read. */
+/** Initial read buffer: an HTTP head or a burst of small frames. */
+export const READ_BUFFER_INITIAL = 8 * 1024;
+/** Largest read buffer: big enough for a 64 KiB message plus its header in one read. */
 export const READ_BUFFER_SIZE = 64 * 1024 + 64;
 
 /** Reads of at least this many bytes go straight into the destination, skipping the buffer copy. */
 const DIRECT_READ_MIN = 16 * 1024;
+
+export interface BufferSizes {
+  /** Default READ_BUFFER_INITIAL (capped at maxSize). */
+  initialSize?: number;
+  /** Default READ_BUFFER_SIZE. */
+  maxSize?: number;
+}
 
 export class HeadTooLargeError extends Error {
   constructor(limit: number) {
@@ -26,35 +39,55 @@ export class UnexpectedEofError extends Error {
 
 export class BufferedConn {
   readonly conn: Deno.Conn;
-  readonly buf: Uint8Array;
+  #buf: Uint8Array;
+  readonly #sizer: ReadSizer;
   /** Unconsumed bytes are buf[start..end). */
   start = 0;
   end = 0;
 
-  constructor(conn: Deno.Conn, size = READ_BUFFER_SIZE) {
+  constructor(conn: Deno.Conn, sizes: BufferSizes = {}) {
     this.conn = conn;
-    this.buf = new Uint8Array(size);
+    const max = sizes.maxSize ?? READ_BUFFER_SIZE;
+    this.#sizer = new ReadSizer(Math.min(sizes.initialSize ?? READ_BUFFER_INITIAL, max), max);
+    this.#buf = new Uint8Array(this.#sizer.size);
+  }
+
+  /** The current buffer; `fill()` may replace it (with the unconsumed bytes moved to its start). */
+  get buf(): Uint8Array {
+    return this.#buf;
   }
 
   get buffered(): number {
     return this.end - this.start;
   }
 
-  /** Reads more bytes into the buffer (compacting first when needed). False at EOF. */
+  /** Reads more bytes into the buffer (resizing or compacting first as needed). False at EOF. */
   async fill(): Promise<boolean> {
-    if (this.start === this.end) {
-      this.start = 0;
-      this.end = 0;
-    } else if (this.end === this.buf.length) {
-      if (this.start === 0) throw new Error("read buffer full");
-      this.buf.copyWithin(0, this.start, this.end);
-      this.end -= this.start;
-      this.start = 0;
-    }
-    const n = await this.conn.read(this.buf.subarray(this.end));
+    this.#makeRoom();
+    const room = this.#buf.length - this.end;
+    const n = await this.conn.read(this.#buf.subarray(this.end));
     if (n === null) return false;
     this.end += n;
+    this.#sizer.record(n, room);
     return true;
+  }
+
+  /** Moves the unconsumed bytes to the start of a buffer of the size the sizer asks for. */
+  #makeRoom(): void {
+    const buffered = this.end - this.start;
+    const want = this.#sizer.size;
+    if (want !== this.#buf.length && buffered < want) {
+      const next = new Uint8Array(want);
+      next.set(this.#buf.subarray(this.start, this.end));
+      this.#buf = next;
+    } else if (this.start > 0) {
+      // Only a partial frame header or HTTP head is left here, so the copy is small.
+      this.#buf.copyWithin(0, this.start, this.end);
+    } else if (buffered === this.#buf.length) {
+      throw new Error("read buffer full");
+    }
+    this.start = 0;
+    this.end = buffered;
   }
 
   /** Fills `dst` completely: buffered bytes first, then large remainders read straight into it. */

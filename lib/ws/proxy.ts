@@ -111,7 +111,7 @@ export async function openTunnel(
   const headers: [string, string][] = [["Host", authority]];
   if (proxy.authorization) headers.push(["Proxy-Authorization", proxy.authorization]);
   // A small buffer: the proxy's answer head is all we read here.
-  const io = new BufferedConn(conn, 16 * 1024);
+  const io = new BufferedConn(conn, { maxSize: 16 * 1024 });
   await io.writeAll(encodeHead(`CONNECT ${authority} HTTP/1.1`, headers));
   const head = await io.readHead(16 * 1024 - 4);
   if (head === null) throw new WsError("connect_failed", "proxy closed the connection");

@@ -10,6 +10,21 @@ import type { BufferedConn } from "./io.ts";
 const COALESCE_MAX = 64 * 1024;
 /** Payload offset in the scratch buffer: 4-byte aligned (word masking) with room for any header. */
 const PAYLOAD_OFFSET = 16;
+/** Frames up to this payload size get a buffer of their own, sized to fit. */
+const SMALL_PAYLOAD = 1024;
+const SCRATCH_SIZE = PAYLOAD_OFFSET + COALESCE_MAX;
+/** Free scratch buffers kept for reuse; more writers at once allocate and let the GC have them. */
+const SCRATCH_POOL_MAX = 8;
+
+/**
+ * Scratch buffers shared by every connection of the process. A connection holds one only while a
+ * frame is being written, so idle connections (most of them, with thousands of tunnels) hold none.
+ */
+const scratchPool: Uint8Array[] = [];
+
+/** Masking keys for every client connection: each key is used synchronously, then never again. */
+let maskPool = new Uint8Array(0);
+let maskPos = 0;
 
 const noop = () => {};
 
@@ -19,9 +34,6 @@ export class FrameWriter {
   #tail: Promise<void> = Promise.resolve();
   /** Tasks queued or running; 0 means the next one may start synchronously. */
   #queued = 0;
-  #scratch: Uint8Array | null = null;
-  #maskPool = new Uint8Array(0);
-  #maskPos = 0;
 
   /** `masked` is true on a client: RFC 6455 requires client frames to be masked. */
   constructor(io: BufferedConn, masked: boolean) {
@@ -48,17 +60,21 @@ export class FrameWriter {
    */
   async writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
     const length = payload.length;
-    const mask = this.#masked ? this.#nextMask() : null;
+    const mask = this.#masked ? nextMask() : null;
     const headerSize = frameHeaderSize(length, mask !== null);
     const start = PAYLOAD_OFFSET - headerSize;
     if (length <= COALESCE_MAX) {
-      // The scratch buffer is reused: only one frame is ever being written at a time.
-      const scratch = this.#scratch ??= new Uint8Array(PAYLOAD_OFFSET + COALESCE_MAX);
+      const pooled = length > SMALL_PAYLOAD;
+      const scratch = pooled
+        ? scratchPool.pop() ?? new Uint8Array(SCRATCH_SIZE)
+        : new Uint8Array(PAYLOAD_OFFSET + length);
       encodeFrameHeader(scratch, start, opcode, true, length, mask);
       const body = scratch.subarray(PAYLOAD_OFFSET, PAYLOAD_OFFSET + length);
       body.set(payload);
       if (mask) applyMask(body, mask);
       await this.#io.writeAll(scratch.subarray(start, PAYLOAD_OFFSET + length));
+      // Returned only after a write that completed: a failed one is left to the GC.
+      if (pooled && scratchPool.length < SCRATCH_POOL_MAX) scratchPool.push(scratch);
     } else if (mask) {
       // Masking needs a copy anyway: header and payload in one buffer, one write.
       const frame = new Uint8Array(PAYLOAD_OFFSET + length);
@@ -75,15 +91,15 @@ export class FrameWriter {
       await this.#io.writeAll(payload);
     }
   }
+}
 
-  /** Masking keys come from the CSPRNG in batches: one call per 256 frames. */
-  #nextMask(): Uint8Array {
-    if (this.#maskPos + 4 > this.#maskPool.length) {
-      this.#maskPool = crypto.getRandomValues(new Uint8Array(1024));
-      this.#maskPos = 0;
-    }
-    const mask = this.#maskPool.subarray(this.#maskPos, this.#maskPos + 4);
-    this.#maskPos += 4;
-    return mask;
+/** Masking keys come from the CSPRNG in batches: one call per 256 frames. */
+function nextMask(): Uint8Array {
+  if (maskPos + 4 > maskPool.length) {
+    maskPool = crypto.getRandomValues(new Uint8Array(1024));
+    maskPos = 0;
   }
+  const mask = maskPool.subarray(maskPos, maskPos + 4);
+  maskPos += 4;
+  return mask;
 }

@@ -465,7 +465,9 @@ for (
     ]);
     const deploy = docs[2];
     const sidecar = deploy.slice(deploy.indexOf("- name: aztunnel"));
-    assert.match(sidecar, /image: ghcr\.io\/philsphicas\/aztunnel:/);
+    assert.match(sidecar, /image: registry\.example\.com\/aztunnel:/);
+    // The Go tool's image serves no /healthz or /readyz: its probes would restart the pod forever.
+    assert.doesNotMatch(sidecar, /philsphicas/);
     const argsBlock = /^ {10}args:\n((?: {12}- .*\n)+)/m.exec(sidecar)?.[1] ?? "";
     const args = argsBlock.trimEnd().split("\n").map((l) => l.trim().slice(2));
     assert.equal(args[0], role);
