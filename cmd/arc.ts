@@ -1,13 +1,13 @@
 /** `arc connect` and `arc port-forward`: reach an Azure Arc machine through its Arc-managed relay. */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { parseDuration } from "../lib/duration.ts";
 import {
+  arcKeepAlive,
   DEFAULT_ARM_ENDPOINT,
-  parseArcPort,
   parseArcRelayUrl,
   parseArcService,
   parseArmEndpoint,
   parseResourceId,
+  resolveArcPort,
 } from "../lib/arc/config.ts";
 import { runArcConnect } from "../lib/arc/connect.ts";
 import { runArcPortForward } from "../lib/arc/port_forward.ts";
@@ -25,7 +25,8 @@ import { runSenderWithOps } from "./ops.ts";
 
 interface ArcFlags {
   resourceId?: string;
-  port: string;
+  /** Undefined when not given: the default depends on the service. */
+  port?: string;
   service: string;
   relayCaCert?: string;
   armEndpoint?: string;
@@ -34,10 +35,11 @@ interface ArcFlags {
 /** Flags (and the AZTUNNEL_ARC_RELAY_URL override) to session options; throws UsageError. */
 async function sessionOptions(flags: ArcFlags): Promise<ArcSessionOptions> {
   const relayUrl = Deno.env.get("AZTUNNEL_ARC_RELAY_URL");
+  const service = parseArcService(flags.service);
   return {
     resourceId: parseResourceId(flags.resourceId),
-    port: parseArcPort(flags.port),
-    service: parseArcService(flags.service),
+    port: resolveArcPort(flags.port, service),
+    service,
     armEndpoint: parseArmEndpoint(flags.armEndpoint),
     relayBase: relayUrl ? parseArcRelayUrl(relayUrl) : undefined,
     caCerts: await readCaCerts(flags.relayCaCert),
@@ -51,7 +53,10 @@ export function register(program: Command): void {
     .addOption(
       new Option("--resource-id <id>", "Arc machine resource ID").env("AZTUNNEL_ARC_RESOURCE_ID"),
     )
-    .addOption(new Option("--port <port>", "port on the machine").default("22"))
+    // No commander default: an absent --port picks the service's port (resolveArcPort).
+    .addOption(
+      new Option("--port <port>", "port on the machine (default: 22, or 6516 with --service WAC)"),
+    )
     .addOption(new Option("--service <name>", "Arc service: SSH or WAC").default("SSH"))
     .addOption(relayCaCertOption())
     .addOption(
@@ -103,8 +108,7 @@ Example ssh config:
     .action(async (local, cmd) => {
       const opts = await sessionOptions(cmd.optsWithGlobals() as ArcFlags);
       const bind = resolveBind(local.bind, local.gateway);
-      // As in Go for arc: 0 or less sets nothing (no `durationOrDefault` fallback).
-      const keepAlive = parseDuration(local.tcpKeepalive, "--tcp-keepalive") > 0;
+      const keepAlive = arcKeepAlive(local.tcpKeepalive);
       await runSenderWithOps(cmd, (ops, ready) =>
         runArcPortForward({
           ...opts,

@@ -1,12 +1,16 @@
 /**
  * `aztunnel demo`: the whole tunnel in one process on 127.0.0.1 — relay-server, a listener, a small
  * HTTP target, a port-forward and a SOCKS5 proxy — with a self-check through each, the commands to
- * try, and a clean stop on Ctrl-C. `--once` exits after the self-check (0 ok, 1 failed).
+ * try, and a clean stop on Ctrl-C. `--once` exits after the self-check (0 ok, 1 failed). With
+ * `--metrics-addr` one ops server covers them all: the relay's and the tunnels' metrics in one
+ * registry, ready once every component is up.
  */
 import type { Command } from "@commander-js/extra-typings";
 import { AztunnelError, errorMessage } from "../lib/errors.ts";
 import { runListener } from "../lib/listener/service.ts";
-import { configureLogging, getLogger, type LogFormat } from "../lib/observe/log.ts";
+import { getLogger, type Logger } from "../lib/observe/log.ts";
+import { registerRelayServerMetrics } from "../lib/observe/metrics.ts";
+import type { Readiness } from "../lib/observe/ops_server.ts";
 import { parseRelayEndpoint } from "../lib/relay/endpoint.ts";
 import { SasTokenProvider } from "../lib/relay/token.ts";
 import type { RelayConfig } from "../lib/sender/open_tunnel.ts";
@@ -14,7 +18,7 @@ import { runPortForward } from "../lib/sender/port_forward.ts";
 import { runSocks5Proxy } from "../lib/sender/socks5_proxy.ts";
 import { type RelayServer, resolvePolicies, startRelayServer } from "../lib/server/mod.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
-import { shutdownSignal } from "./common.ts";
+import { type Ops, relayServerCounts, runWithOps } from "./ops.ts";
 
 const LOOPBACK = "127.0.0.1";
 const ALLOW = ["127.0.0.1:*", "localhost:*"];
@@ -37,12 +41,31 @@ export function register(program: Command): void {
     .option("--hyco <name>", "hybrid connection name", "demo")
     .action(async (flags, cmd) => {
       // Per-connection INFO lines would bury the demo's own output; --log-level brings them back.
-      const root = cmd.parent;
-      if (root?.getOptionValueSource("logLevel") === "default") {
-        await configureLogging({ level: "warn", format: root.opts().logFormat as LogFormat });
-      }
-      await runDemo({ once: flags.once === true, hyco: flags.hyco });
+      // Only the components are quietened: the ops server's INFO line still tells where it is.
+      const quiet = cmd.parent?.getOptionValueSource("logLevel") === "default";
+      let ready = false;
+      const readiness = (): Readiness =>
+        ready ? { ready: true } : { ready: false, reason: "demo components not up" };
+      await runWithOps(cmd, { readiness }, (ops) =>
+        runDemo({
+          once: flags.once === true,
+          hyco: flags.hyco,
+          quiet,
+          ops,
+          onReady: (up) => ready = up,
+        }));
     });
+}
+
+/** `inner` without its debug and info lines. */
+function warnAndAbove(inner: Logger): Logger {
+  return {
+    debug: () => {},
+    info: () => {},
+    warn: (msg, attrs) => inner.warn(msg, attrs),
+    error: (msg, attrs) => inner.error(msg, attrs),
+    with: (attrs) => warnAndAbove(inner.with(attrs)),
+  };
 }
 
 interface Check {
@@ -52,14 +75,26 @@ interface Check {
   detail: string;
 }
 
-async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
-  const log = getLogger({ component: "demo" });
-  const { policies, generated } = resolvePolicies([], Deno.env);
+interface DemoOptions {
+  once: boolean;
+  hyco: string;
+  /** Components log warnings and errors only. */
+  quiet: boolean;
+  ops: Ops;
+  /** Every component is up (true), or the demo is stopping (false). */
+  onReady: (up: boolean) => void;
+}
+
+async function runDemo(opts: DemoOptions): Promise<void> {
+  const { ops } = opts;
+  const root = getLogger({ component: "demo" });
+  const log = opts.quiet ? warnAndAbove(root) : root;
+  const { policies, generated } = resolvePolicies({}, Deno.env);
   const policy = policies[0];
   const stop = new AbortController();
-  const signals = shutdownSignal();
-  const onSignal = () => stop.abort(signals.signal.reason);
-  signals.signal.addEventListener("abort", onSignal, { once: true });
+  const onSignal = () => stop.abort(ops.signal.reason);
+  if (ops.signal.aborted) onSignal();
+  else ops.signal.addEventListener("abort", onSignal, { once: true });
 
   const tasks: Promise<void>[] = [];
   // A component that dies early must end the demo instead of leaving it half up.
@@ -78,6 +113,10 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
       policies,
       logger: log.with({ component: "relay-server" }),
     });
+    const running = server;
+    if (ops.metrics) {
+      registerRelayServerMetrics(ops.metrics.registry, () => relayServerCounts(running.stats()));
+    }
     target = Deno.serve(
       { hostname: LOOPBACK, port: 0, onListen: () => {} },
       () => new Response(TARGET_BODY, { headers: { "content-type": "text/plain" } }),
@@ -86,7 +125,7 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
     const relay: RelayConfig = {
       endpoint: parseRelayEndpoint(server.url),
       entity: opts.hyco,
-      tokens: new SasTokenProvider(policy.name, policy.key),
+      tokens: ops.tokens(new SasTokenProvider(policy.name, policy.key)),
     };
     const listenerUp = Promise.withResolvers<void>();
     const pfBound = Promise.withResolvers<Deno.NetAddr>();
@@ -99,7 +138,11 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
         drainTimeoutMs: DRAIN_MS,
         signal: stop.signal,
         logger: log.with({ component: "relay-listener" }),
-        onConnectedChange: (up) => up && listenerUp.resolve(),
+        observer: ops.observer,
+        onConnectedChange: (up) => {
+          ops.metrics?.setControlConnected(up);
+          if (up) listenerUp.resolve();
+        },
       }),
     );
     const sender = {
@@ -108,6 +151,7 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
       keepAlive: true,
       drainTimeoutMs: DRAIN_MS,
       signal: stop.signal,
+      observer: ops.observer,
     };
     run(
       "port-forward",
@@ -130,9 +174,18 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
       Promise.all([listenerUp.promise, pfBound.promise, socksBound.promise]),
       stop.signal,
     );
+    opts.onReady(true);
 
     console.log(
-      describe(server.url, opts.hyco, targetPort, pf.port, socks.port, generated !== undefined),
+      describe(
+        server.url,
+        opts.hyco,
+        targetPort,
+        pf.port,
+        socks.port,
+        generated !== undefined,
+        ops.opsAddr,
+      ),
     );
     const checks = [
       await check("HTTP GET through the port-forward", async () => {
@@ -172,8 +225,8 @@ async function runDemo(opts: { once: boolean; hyco: string }): Promise<void> {
       console.log("\nStopping…");
     }
   } finally {
-    signals.signal.removeEventListener("abort", onSignal);
-    signals.dispose();
+    opts.onReady(false);
+    ops.signal.removeEventListener("abort", onSignal);
     stop.abort(new DOMException("demo stopped", "AbortError"));
     await Promise.all(tasks);
     await target?.shutdown();
@@ -307,6 +360,7 @@ function describe(
   pfPort: number,
   socksPort: number,
   generatedKey: boolean,
+  opsAddr: string | undefined,
 ): string {
   const keyNote = generatedKey
     ? "a SAS key generated for this run"
@@ -319,6 +373,7 @@ function describe(
     `  HTTP target      http://${LOOPBACK}:${targetPort}/`,
     `  port-forward     ${LOOPBACK}:${pfPort} -> ${LOOPBACK}:${targetPort} (through the relay)`,
     `  socks5-proxy     ${LOOPBACK}:${socksPort}`,
+    ...(opsAddr ? [`  metrics          http://${opsAddr}/metrics  (also /healthz, /readyz)`] : []),
     "",
   ].join("\n");
 }

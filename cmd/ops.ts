@@ -8,7 +8,12 @@ import { AztunnelError, errorMessage, UsageError } from "../lib/errors.ts";
 import { redactArc } from "../lib/arc/redact.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { DEFAULT_MAX_TARGETS, Metrics, type RelayServerCounts } from "../lib/observe/metrics.ts";
-import { type OpsServer, type Readiness, startOpsServer } from "../lib/observe/ops_server.ts";
+import {
+  type OpsServer,
+  parseListenAddr,
+  type Readiness,
+  startOpsServer,
+} from "../lib/observe/ops_server.ts";
 import { timedTokenProvider, type TokenProvider } from "../lib/relay/token.ts";
 import type { RelayStats } from "../lib/server/mod.ts";
 import { metricsObserver } from "../lib/tunnel/metrics_observer.ts";
@@ -39,7 +44,8 @@ export interface MetricsConfig {
 
 /**
  * The metrics settings, or undefined when `--metrics-addr` (or AZTUNNEL_METRICS_ADDR) is empty.
- * A negative `--metrics-max-targets` is an error only when metrics are on, as in Go.
+ * A malformed address is a usage error; a negative `--metrics-max-targets` is one only when metrics
+ * are on, as in Go.
  */
 export function parseMetricsFlags(flags: MetricsFlags): MetricsConfig | undefined {
   const text = (flags.metricsMaxTargets ?? String(DEFAULT_MAX_TARGETS)).trim();
@@ -48,6 +54,10 @@ export function parseMetricsFlags(flags: MetricsFlags): MetricsConfig | undefine
   }
   const addr = flags.metricsAddr?.trim() ?? "";
   if (addr === "") return undefined;
+  // Checked here, not at listen time: a typo is a usage error (exit 2), a busy port a failure (1).
+  if (!parseListenAddr(addr)) {
+    throw new UsageError(`invalid --metrics-addr "${flags.metricsAddr}": expected host:port`);
+  }
   const maxTargets = Number(text);
   if (maxTargets < 0) throw new UsageError(`--metrics-max-targets must be >= 0, got ${maxTargets}`);
   return { addr, maxTargets };
@@ -59,6 +69,8 @@ export interface Ops {
   readonly signal: AbortSignal;
   /** Undefined when metrics are off. */
   readonly metrics?: Metrics;
+  /** The ops server's bound `host:port` (port resolved); undefined when metrics are off. */
+  readonly opsAddr?: string;
   /** The metrics hooks plus the command's own (readiness); pass it to the tunnel code. */
   readonly observer?: TunnelObserver;
   /** `tokens` with every call recorded in `aztunnel_token_fetch_*` when metrics are on. */
@@ -100,6 +112,7 @@ export async function runWithOps(
     await body({
       signal: stop.signal,
       metrics,
+      opsAddr: server?.addr,
       observer: combineObservers(metrics && metricsObserver(metrics), setup.observer),
       tokens: (tokens) => (metrics ? timedTokenProvider(tokens, metrics) : tokens),
     });

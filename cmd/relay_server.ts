@@ -1,11 +1,23 @@
 /** `aztunnel relay-server`: a local Hybrid Connections–compatible relay (lib/server). */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { parseDuration } from "../lib/duration.ts";
-import { UsageError } from "../lib/errors.ts";
+import { errorMessage, UsageError } from "../lib/errors.ts";
+import { getLogger, type Logger } from "../lib/observe/log.ts";
 import { registerRelayServerMetrics } from "../lib/observe/metrics.ts";
 import type { Readiness } from "../lib/observe/ops_server.ts";
-import { type RelayServer, resolvePolicies, startRelayServer } from "../lib/server/mod.ts";
-import { checkInteger, DEFAULT_BIND, DEFAULT_MAX_LISTENERS } from "../lib/server/options.ts";
+import {
+  parseSasPolicyFile,
+  type RelayServer,
+  resolvePolicies,
+  type SasPolicy,
+  startRelayServer,
+} from "../lib/server/mod.ts";
+import {
+  checkInteger,
+  DEFAULT_BIND,
+  DEFAULT_MAX_LISTENERS,
+  tlsProblem,
+} from "../lib/server/options.ts";
 import { relayServerCounts, runWithOps } from "./ops.ts";
 
 // No commander default: it would print "(default: [])" in the help.
@@ -47,8 +59,20 @@ export function register(program: Command): void {
         .argParser(collect),
     )
     .addOption(
+      new Option(
+        "--sas-policy-file <file>",
+        "SAS rules, one NAME=KEY[:rights] per line (# comments)",
+      )
+        .env("AZTUNNEL_RELAY_SAS_POLICY_FILE"),
+    )
+    .addOption(
       new Option("--entra-jwt-key <secret>", "accept HS256 JWTs signed with this secret").env(
         "AZTUNNEL_RELAY_ENTRA_JWT_KEY",
+      ),
+    )
+    .addOption(
+      new Option("--entra-jwt-key-file <file>", "read the --entra-jwt-key secret from a file").env(
+        "AZTUNNEL_RELAY_ENTRA_JWT_KEY_FILE",
       ),
     )
     .addOption(
@@ -72,15 +96,27 @@ export function register(program: Command): void {
     .addHelpText(
       "after",
       `
-Keys: --sas-policy rules; else AZTUNNEL_KEY_NAME/AZTUNNEL_KEY (all rights); else a random key is
-generated and the matching export lines are printed on stdout.
+Keys: --sas-policy and --sas-policy-file rules; else AZTUNNEL_RELAY_SAS_POLICIES (NAME=KEY[:rights]
+entries separated by ";"); else AZTUNNEL_KEY_NAME/AZTUNNEL_KEY (all rights); else a random key is
+generated and the matching export lines are printed on stdout. Rights are Listen, Send and Manage
+(any case, comma-separated, default all); a key containing ":" needs an explicit rights suffix
+(NAME=a:b:Listen,Send). Secrets on the command line are visible to other local users: prefer the
+file flags or the environment.
 
 Example:
   aztunnel relay-server --bind 127.0.0.1:8080 --hyco demo
   aztunnel relay-listener --relay ws://127.0.0.1:8080 --hyco demo --allow 127.0.0.1:22`,
     )
     .action(async (flags, cmd) => {
-      const { policies, generated } = resolvePolicies(flags.sasPolicy ?? [], Deno.env);
+      const log = getLogger();
+      const { policies, generated } = resolvePolicies({
+        flags: flags.sasPolicy,
+        file: flags.sasPolicyFile === undefined
+          ? undefined
+          : await readPolicyFile(flags.sasPolicyFile),
+        list: Deno.env.get("AZTUNNEL_RELAY_SAS_POLICIES"),
+      }, Deno.env);
+      const entraJwtKey = await resolveJwtKey(flags, cmd);
       const tls = await readTls(flags.tlsCert, flags.tlsKey);
       const options = {
         bind: flags.bind,
@@ -88,12 +124,22 @@ Example:
         publicUrl: flags.publicUrl,
         hycos: flags.hyco ?? [],
         policies,
-        entraJwtKey: flags.entraJwtKey,
+        entraJwtKey,
         maxListeners: parseCount(flags.maxListeners, "--max-listeners"),
         rendezvousTimeoutMs: parseDuration(flags.rendezvousTimeout, "--rendezvous-timeout"),
         latencyMs: parseDuration(flags.latency, "--latency"),
         maxMessageSize: parseSize(flags.maxMessageSize, "--max-message-size"),
       };
+      if (flags.sasPolicy?.length) {
+        warnSecretOnArgv(log, "--sas-policy", "--sas-policy-file or AZTUNNEL_RELAY_SAS_POLICIES");
+      }
+      if (cmd.getOptionValueSource("entraJwtKey") === "cli" && flags.entraJwtKey) {
+        warnSecretOnArgv(
+          log,
+          "--entra-jwt-key",
+          "--entra-jwt-key-file or AZTUNNEL_RELAY_ENTRA_JWT_KEY",
+        );
+      }
       let server: RelayServer | undefined;
       const readiness = (): Readiness =>
         server ? { ready: true } : { ready: false, reason: "relay server not listening" };
@@ -118,6 +164,57 @@ Example:
     });
 }
 
+function warnSecretOnArgv(log: Logger, flag: string, prefer: string): void {
+  log.warn(
+    `secret passed on the command line is visible to other local users; prefer ${prefer}`,
+    { flag },
+  );
+}
+
+async function readFlagFile(file: string, flag: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${errorMessage(err)}`);
+  }
+}
+
+async function readPolicyFile(file: string): Promise<SasPolicy[]> {
+  const policies = parseSasPolicyFile(await readFlagFile(file, "--sas-policy-file"), file);
+  if (policies.length === 0) throw new UsageError(`--sas-policy-file ${file}: no policy in file`);
+  return policies;
+}
+
+/**
+ * The HS256 secret: the flag or the file, whichever came from the command line (flags win over the
+ * environment); both from the same place is a usage error. An empty value means none.
+ */
+async function resolveJwtKey(
+  flags: { entraJwtKey?: string; entraJwtKeyFile?: string },
+  cmd: { getOptionValueSource(key: string): string | undefined },
+): Promise<string | undefined> {
+  const direct = flags.entraJwtKey || undefined;
+  const file = flags.entraJwtKeyFile || undefined;
+  if (direct !== undefined && file !== undefined) {
+    const fromCli = (key: string) => cmd.getOptionValueSource(key) === "cli";
+    if (fromCli("entraJwtKey") === fromCli("entraJwtKeyFile")) {
+      throw new UsageError(
+        "--entra-jwt-key and --entra-jwt-key-file (or their environment variables) exclude each other",
+      );
+    }
+    if (fromCli("entraJwtKey")) return direct;
+  }
+  if (file === undefined) return direct;
+  // Editors and `echo` end files with a newline that is no part of the secret.
+  const key = (await readFlagFile(file, "--entra-jwt-key-file")).replace(/(?:\r?\n)+$/, "");
+  if (key === "") throw new UsageError(`--entra-jwt-key-file ${file}: the file is empty`);
+  return key;
+}
+
+/**
+ * Reads --tls-cert/--tls-key and checks them the way Deno will use them, so a bad file is a usage
+ * error naming it before anything listens.
+ */
 async function readTls(
   certFile: string | undefined,
   keyFile: string | undefined,
@@ -126,20 +223,26 @@ async function readTls(
   if (!certFile || !keyFile) {
     throw new UsageError("--tls-cert and --tls-key must be given together");
   }
-  const read = async (file: string, flag: string, marker: string) => {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(file);
-    } catch (err) {
-      throw new UsageError(`${flag} ${file}: ${(err as Error).message}`);
-    }
-    if (!text.includes(marker)) throw new UsageError(`${flag} ${file}: no PEM ${marker} in file`);
-    return text;
-  };
-  return {
-    cert: await read(certFile, "--tls-cert", "CERTIFICATE"),
-    key: await read(keyFile, "--tls-key", "PRIVATE KEY"),
-  };
+  const cert = await readFlagFile(certFile, "--tls-cert");
+  const key = await readFlagFile(keyFile, "--tls-key");
+  if (!cert.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new UsageError(`--tls-cert ${certFile}: no PEM certificate in file`);
+  }
+  if (key.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+    throw new UsageError(`--tls-key ${keyFile}: encrypted private keys are not supported`);
+  }
+  if (!/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(key)) {
+    throw new UsageError(`--tls-key ${keyFile}: no PEM private key in file`);
+  }
+  const problem = tlsProblem({ cert, key });
+  if (problem?.part === "cert") throw new UsageError(`--tls-cert ${certFile}: ${problem.message}`);
+  if (problem?.part === "key") throw new UsageError(`--tls-key ${keyFile}: ${problem.message}`);
+  if (problem) {
+    throw new UsageError(
+      `--tls-key ${keyFile} does not match --tls-cert ${certFile}: ${problem.message}`,
+    );
+  }
+  return { cert, key };
 }
 
 function parseCount(text: string, flag: string): number {

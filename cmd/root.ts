@@ -1,5 +1,5 @@
 /** Builds the CLI from the modules in cmd/ and maps outcomes to exit codes (0 ok, 1 failure, 2 usage). */
-import { Command, CommanderError, Option } from "@commander-js/extra-typings";
+import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { errorMessage, UsageError } from "../lib/errors.ts";
 import { configureLogging, LOG_FORMATS, LOG_LEVELS } from "../lib/observe/log.ts";
 import type { LogFormat, LogLevel } from "../lib/observe/log.ts";
@@ -20,12 +20,12 @@ export function buildProgram(): Command {
     )
     .version(VERSION, "--version", "print the version and exit")
     .addOption(
-      new Option("--log-level <level>", "log level").choices(LOG_LEVELS).default("info" as const),
+      new Option("--log-level <level>", "log level").choices(LOG_LEVELS)
+        .argParser(anyCase(LOG_LEVELS)).default("info" as const),
     )
     .addOption(
-      new Option("--log-format <format>", "log format").choices(LOG_FORMATS).default(
-        "logfmt" as const,
-      ),
+      new Option("--log-format <format>", "log format").choices(LOG_FORMATS)
+        .argParser(anyCase(LOG_FORMATS)).default("logfmt" as const),
     )
     .addOption(metricsAddrOption())
     .addOption(metricsMaxTargetsOption())
@@ -47,6 +47,20 @@ export function buildProgram(): Command {
   registerDemo(program);
   for (const cmd of program.commands) applyErrorHandling(cmd);
   return program;
+}
+
+/**
+ * A `.choices()` check that ignores case, as the Go tool does for `--log-level INFO`. It replaces the
+ * parser `.choices()` installs; the choices stay on the option for the help text.
+ */
+function anyCase<T extends string>(choices: readonly T[]): (value: string) => T {
+  return (value) => {
+    const hit = choices.find((c) => c === value.trim().toLowerCase());
+    if (hit === undefined) {
+      throw new InvalidArgumentError(`Allowed choices are ${choices.join(", ")}.`);
+    }
+    return hit;
+  };
 }
 
 function applyErrorHandling(

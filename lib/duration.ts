@@ -11,7 +11,16 @@ const UNITS: Record<string, number> = {
   h: 3_600_000,
 };
 
-/** Parses a Go duration (`30s`, `1m30s`, `500ms`, `0`) into milliseconds. */
+/**
+ * The longest duration a timer can wait: setTimeout treats anything above 2^31-1 ms (~24.8 days) as
+ * 1 ms, so a longer flag value would fire at once instead of never.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * Parses a Go duration (`30s`, `1m30s`, `500ms`, `0`) into milliseconds, at most `MAX_DURATION_MS`.
+ * Negative values pass (commands read them as "default" or "off").
+ */
 export function parseDuration(text: string, flag = "duration"): number {
   const s = text.trim();
   const fail = () =>
@@ -27,6 +36,11 @@ export function parseDuration(text: string, flag = "duration"): number {
     total += Number(part[1]) * UNITS[part[2]];
   }
   if (!Number.isFinite(total)) throw fail();
+  if (sign > 0 && total > MAX_DURATION_MS) {
+    throw new UsageError(
+      `invalid ${flag} "${text}": must be at most ${formatDuration(MAX_DURATION_MS)}`,
+    );
+  }
   return sign * total;
 }
 

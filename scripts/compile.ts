@@ -7,12 +7,15 @@
  *   linux-arm64, darwin-amd64/macos-x64, darwin-arm64/macos-arm64, windows-amd64/windows-x64).
  *   No target: all five. --host: the machine's own. --output: only with exactly one target.
  *
+ * Binaries built into dist/ leave their version in dist/VERSION, which release.ts names the bundles
+ * after (resolving the version again at pack time could disagree with what was compiled in).
+ *
  * `deno compile` downloads denort-<triple>.zip from dl.deno.land once per target into $DENO_DIR;
  * it cannot run where that host is unreachable.
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { REPO_ROOT, resolveVersion, takeVersionFlag } from "./version.ts";
+import { checkVersion, REPO_ROOT, resolveVersion, takeVersionFlag } from "./version.ts";
 
 export interface Target {
   triple: string;
@@ -153,6 +156,52 @@ export async function compile(plan: CompilePlan): Promise<void> {
   if (code !== 0) throw new Error(`deno compile for ${plan.target.triple} failed (exit ${code})`);
 }
 
+/** The file in the binaries' directory that records the version compiled into them. */
+export const VERSION_FILE = "VERSION";
+
+export async function writeVersionFile(dir: string, version: string): Promise<void> {
+  await Deno.writeTextFile(join(dir, VERSION_FILE), `${checkVersion(version)}\n`);
+}
+
+/** The version recorded in `dir`, or undefined when there is no VERSION file. */
+export async function readVersionFile(dir: string): Promise<string | undefined> {
+  try {
+    return checkVersion((await Deno.readTextFile(join(dir, VERSION_FILE))).trim());
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Binaries in `dir` for targets other than `building` when they were built as another version:
+ * release.ts packs every binary it finds under the one version in VERSION.
+ */
+export async function staleBinaries(
+  dir: string,
+  building: readonly Target[],
+  version: string,
+): Promise<string[]> {
+  let recorded: string | undefined;
+  try {
+    recorded = await readVersionFile(dir);
+  } catch {
+    recorded = undefined;
+  }
+  if (recorded === undefined || recorded === version) return [];
+  const stale: string[] = [];
+  for (const t of TARGETS) {
+    if (building.includes(t)) continue;
+    try {
+      await Deno.stat(join(dir, binaryName(t)));
+      stale.push(binaryName(t));
+    } catch {
+      // not there: nothing stale
+    }
+  }
+  return stale;
+}
+
 async function main(argv: string[]): Promise<void> {
   const { version: explicit, rest } = takeVersionFlag(argv);
   let output: string | undefined;
@@ -166,14 +215,24 @@ async function main(argv: string[]): Promise<void> {
   if (!targets.length) targets.push(...TARGETS);
   if (output && targets.length !== 1) throw new Error("--output needs exactly one target");
   const version = await resolveVersion({ explicit });
+  const dist = fileURLToPath(new URL("dist/", REPO_ROOT));
+  if (!output) {
+    const stale = await staleBinaries(dist, targets, version);
+    if (stale.length) {
+      console.error(
+        `compile: warning: ${stale.join(", ")} in dist/ were built as another version than ` +
+          `${version}; rebuild or delete them before \`deno task release\``,
+      );
+    }
+  }
   const buildDir = new URL("dist/.build/", REPO_ROOT);
   const entry = await writeBuildEntry(buildDir, version);
   try {
     for (const target of targets) {
-      const out = output
-        ? resolve(output)
-        : fileURLToPath(new URL(`dist/${binaryName(target)}`, REPO_ROOT));
+      const out = output ? resolve(output) : join(dist, binaryName(target));
       await compile({ target, version, output: out, entry });
+      // After the first binary exists, so a failed build never leaves a VERSION that names nothing.
+      if (!output) await writeVersionFile(dist, version);
     }
   } finally {
     await Deno.remove(buildDir, { recursive: true });

@@ -7,11 +7,21 @@
  * last commit's time), gzip without a timestamp. The archive writers are here rather than in tar
  * and zip so the output is identical on every build host (BSD tar has no --sort, Windows no tar -z).
  *
+ * The version is the one compile.ts recorded in <dist>/VERSION, so bundle names always match the
+ * binaries inside; only without that file is it resolved again (with a warning).
+ *
  * Usage: deno run -A scripts/release.ts [--version=X] [--dist=dist] [--out=dist/release]
  */
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { binaryName, exeSuffix, type Target, TARGETS } from "./compile.ts";
+import {
+  binaryName,
+  exeSuffix,
+  readVersionFile,
+  type Target,
+  TARGETS,
+  VERSION_FILE,
+} from "./compile.ts";
 import { REPO_ROOT, resolveVersion, takeVersionFlag } from "./version.ts";
 
 export interface ArchiveEntry {
@@ -224,6 +234,36 @@ export async function buildRelease(o: ReleaseOptions): Promise<string[]> {
   return written;
 }
 
+export interface ReleaseVersionOptions {
+  /** Directory holding the binaries and compile.ts's VERSION file. */
+  binDir: string;
+  /** `--version`: must agree with VERSION when that exists. */
+  explicit?: string;
+  /** Resolves the version when VERSION is missing; default version.ts's resolveVersion. */
+  resolve?: (explicit?: string) => Promise<string>;
+  warn?: (message: string) => void;
+}
+
+/** The version the binaries in `binDir` were compiled with (see the module comment). */
+export async function releaseVersion(o: ReleaseVersionOptions): Promise<string> {
+  const recorded = await readVersionFile(o.binDir);
+  if (recorded !== undefined) {
+    if (o.explicit && o.explicit !== recorded) {
+      throw new Error(
+        `--version=${o.explicit} disagrees with ${join(o.binDir, VERSION_FILE)} (${recorded}), ` +
+          "the version compiled into the binaries; recompile or drop --version",
+      );
+    }
+    return recorded;
+  }
+  const version = await (o.resolve ?? ((explicit) => resolveVersion({ explicit })))(o.explicit);
+  (o.warn ?? console.error)(
+    `release: warning: ${join(o.binDir, VERSION_FILE)} is missing (binaries not built by ` +
+      `scripts/compile.ts?); naming the bundles ${version}, which may not match the binaries`,
+  );
+  return version;
+}
+
 /** SOURCE_DATE_EPOCH, else the last commit's time, else 1980-01-01 (zip's earliest). */
 export async function releaseMtime(): Promise<number> {
   const env = Deno.env.get("SOURCE_DATE_EPOCH");
@@ -253,7 +293,7 @@ if (import.meta.main) {
     const root = fileURLToPath(REPO_ROOT);
     const binDir = resolve(opt("dist", join(root, "dist")));
     const written = await buildRelease({
-      version: await resolveVersion({ explicit }),
+      version: await releaseVersion({ binDir, explicit }),
       binDir,
       outDir: resolve(opt("out", join(binDir, "release"))),
       readme: join(root, "README.md"),

@@ -1,8 +1,9 @@
 /**
  * A minimal Azure Resource Manager client on fetch: bearer token, JSON in and out, azcore's retry
- * rule (408, 429, 5xx and network failures, honouring Retry-After), and errors that carry the status
- * and ARM's `error.code`/`error.message`.
+ * rule (408, 429, 5xx, network failures and tries that got no answer in time, honouring
+ * Retry-After), and errors that carry the status and ARM's `error.code`/`error.message`.
  */
+import { formatDuration } from "../duration.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Token } from "../relay/token.ts";
@@ -14,6 +15,11 @@ export const ARM_API_VERSION = "2023-03-15";
 
 /** Retries after the first attempt, as azcore's default policy (3). */
 export const DEFAULT_ARM_RETRY_DELAYS_MS: readonly number[] = [800, 1600, 3200];
+/**
+ * One try, answer body included. azcore has no such limit, but a front end that accepts the TCP
+ * connection and never answers would otherwise hang `arc connect` (an ssh ProxyCommand) for good.
+ */
+export const DEFAULT_ARM_TRY_TIMEOUT_MS = 30_000;
 const MAX_RETRY_AFTER_MS = 60_000;
 const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 
@@ -27,6 +33,8 @@ export interface ArmClientOptions {
   fetch?: typeof fetch;
   /** Waits before each retry; its length is the retry count. */
   retryDelaysMs?: readonly number[];
+  /** Deadline of one try, from sending the request to the end of the answer; default 30 s. */
+  tryTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -51,6 +59,7 @@ export class ArmClient {
   readonly #tokens: ArmTokenSource;
   readonly #fetch: typeof fetch;
   readonly #retryDelaysMs: readonly number[];
+  readonly #tryTimeoutMs: number;
   readonly #logger: Logger | undefined;
 
   constructor(opts: ArmClientOptions) {
@@ -58,6 +67,7 @@ export class ArmClient {
     this.#tokens = opts.tokens;
     this.#fetch = opts.fetch ?? fetch;
     this.#retryDelaysMs = opts.retryDelaysMs ?? DEFAULT_ARM_RETRY_DELAYS_MS;
+    this.#tryTimeoutMs = opts.tryTimeoutMs ?? DEFAULT_ARM_TRY_TIMEOUT_MS;
     this.#logger = opts.logger;
   }
 
@@ -71,7 +81,11 @@ export class ArmClient {
     const url = new URL(pathAndQuery, this.endpoint);
     for (let attempt = 0;; attempt++) {
       const { token } = await this.#tokens.get(signal);
+      const timeout = new AbortController();
+      const timer = setTimeout(() => timeout.abort(), this.#tryTimeoutMs);
+      const trySignal = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
       let res: Response;
+      let text: string;
       try {
         res = await this.#fetch(url, {
           method,
@@ -82,21 +96,36 @@ export class ArmClient {
             "User-Agent": `aztunnel/${VERSION}`,
           },
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal,
+          signal: trySignal,
         });
+        text = await res.text();
       } catch (err) {
         signal?.throwIfAborted();
+        const silent = timeout.signal.aborted;
+        const why = silent
+          ? `no answer within ${formatDuration(this.#tryTimeoutMs)}`
+          : describeFetchFailure(err);
         if (attempt < this.#retryDelaysMs.length) {
-          await this.#backoff(attempt, undefined, signal, errorMessage(err));
+          await this.#backoff(attempt, undefined, signal, why);
           continue;
+        }
+        if (silent) {
+          throw new AztunnelError(
+            "arm_timeout",
+            `ARM at ${this.endpoint.origin} did not answer within ${
+              formatDuration(this.#tryTimeoutMs)
+            }`,
+            { cause: err },
+          );
         }
         throw new AztunnelError(
           "arm_unreachable",
-          `cannot reach ARM at ${this.endpoint.origin}: ${errorMessage(err)}`,
+          `cannot reach ARM at ${this.endpoint.origin}: ${why}`,
           { cause: err },
         );
+      } finally {
+        clearTimeout(timer);
       }
-      const text = await res.text();
       if (res.ok) return text === "" ? {} : parseJson(text);
       if (RETRY_STATUSES.has(res.status) && attempt < this.#retryDelaysMs.length) {
         await this.#backoff(attempt, res.headers.get("retry-after"), signal, `HTTP ${res.status}`);
@@ -117,6 +146,28 @@ export class ArmClient {
     this.#logger?.debug("ARM request failed (retrying)", { error: why, delay: `${ms}ms` });
     await sleep(ms, signal);
   }
+}
+
+/**
+ * Why fetch failed, from the innermost cause: Deno's own message is only "fetch failed", and its
+ * cause repeats the URL and hyper's layers ("error sending request for url (…): client error
+ * (Connect): tcp connect error: …") around the part a user can act on.
+ */
+export function describeFetchFailure(err: unknown): string {
+  let inner: unknown = err;
+  while (inner instanceof Error && inner.cause !== undefined && inner.cause !== inner) {
+    inner = inner.cause;
+  }
+  const text = errorMessage(inner) || errorMessage(err);
+  if (/connection refused/i.test(text)) return "connection refused";
+  const dns = /dns error: (?:failed to lookup address information: )?(.*)$/i.exec(text);
+  if (dns) return `DNS name not found (${dns[1].replace(/\s*\(os error \d+\)$/, "")})`;
+  if (/connection reset/i.test(text)) return "connection reset by peer";
+  if (/timed out/i.test(text)) return "connection timed out";
+  return text
+    .replace(/^error sending request(?: for url)? \([^)]*\):\s*/i, "")
+    .replace(/^client error \(\w+\):\s*/i, "")
+    .replace(/\s*\(os error \d+\)$/, "");
 }
 
 function parseJson(text: string): unknown {

@@ -1,4 +1,5 @@
 /** Validation of the Arc command inputs: resource id, service, port, ARM endpoint, relay override. */
+import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 
 export const ARC_SERVICES = ["SSH", "WAC"] as const;
@@ -12,6 +13,29 @@ export function parseArcService(text: string): ArcService {
   const found = ARC_SERVICES.find((s) => s === upper);
   if (!found) throw new UsageError(`invalid --service "${text}": must be SSH or WAC`);
   return found;
+}
+
+/**
+ * The machine port when `--port` is not given. The Go tool used 22 for every service, so
+ * `--service WAC` alone pointed the agent at SSH, where no WAC client can work; 6516 is where
+ * Windows Admin Center (and Arc's WAC extension) listens. A deliberate difference: nothing that
+ * worked with Go changes, since an explicit `--port` (22 included) is always honoured.
+ */
+export const DEFAULT_ARC_PORTS: Readonly<Record<ArcService, number>> = { SSH: 22, WAC: 6516 };
+
+/** `--port` when given, else the service's default port. Throws UsageError. */
+export function resolveArcPort(text: string | number | undefined, service: ArcService): number {
+  return text === undefined ? DEFAULT_ARC_PORTS[service] : parseArcPort(text);
+}
+
+/**
+ * `arc port-forward --tcp-keepalive`: validated, and keepalive stays on for every value. Go passed
+ * 0 and negative values to a setter that then set nothing, which left Go's own 15 s keepalive on;
+ * Deno cannot set the interval, so "on" is the only faithful reading.
+ */
+export function arcKeepAlive(text: string): boolean {
+  parseDuration(text, "--tcp-keepalive");
+  return true;
 }
 
 export function parseArcPort(text: string | number): number {

@@ -60,6 +60,7 @@ export async function listCredentials(
   const body = await call(
     "list credentials",
     resourceId,
+    service,
     () => arm.request("POST", path, { serviceName: service }, signal),
   );
   return parseRelayCredentials(body);
@@ -74,14 +75,14 @@ export async function ensureEndpoint(
   signal?: AbortSignal,
 ): Promise<void> {
   const base = endpointPath(resourceId);
-  await call("create HybridConnectivity endpoint", resourceId, () =>
+  await call("create HybridConnectivity endpoint", resourceId, service, () =>
     arm.request(
       "PUT",
       `${base}?api-version=${ARM_API_VERSION}`,
       { properties: { type: "default" } },
       signal,
     ));
-  await call("create service configuration", resourceId, () =>
+  await call("create service configuration", resourceId, service, () =>
     arm.request(
       "PUT",
       `${base}/serviceConfigurations/${service}?api-version=${ARM_API_VERSION}`,
@@ -90,12 +91,17 @@ export async function ensureEndpoint(
     ));
 }
 
-async function call<T>(op: ArcOperation, resourceId: string, fn: () => Promise<T>): Promise<T> {
+async function call<T>(
+  op: ArcOperation,
+  resourceId: string,
+  service: ArcService,
+  fn: () => Promise<T>,
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof ArmError) {
-      throw new ArcArmError(op, err, explainArmError(op, err, resourceId));
+      throw new ArcArmError(op, err, explainArmError(op, err, resourceId, service));
     }
     if (err instanceof AztunnelError && err.code !== "auth_unavailable") {
       throw new AztunnelError(err.code, `${op}: ${err.message}`, { cause: err });
@@ -117,11 +123,21 @@ export function isMachineNotFound(err: ArmError): boolean {
   return /'Microsoft\.HybridCompute\/machines\/[^']*' under resource group/i.test(err.armMessage);
 }
 
+/**
+ * The built-in role that grants listCredentials for each service without the rest of Contributor:
+ * naming the SSH role to a WAC user sends them to assign a role that does not open WAC's port.
+ */
+export const LOGIN_ROLES: Readonly<Record<ArcService, string>> = {
+  SSH: "Virtual Machine Local User Login",
+  WAC: "Windows Admin Center Administrator Login",
+};
+
 /** The one sentence that tells the user what to change, or undefined when ARM said it all. */
 export function explainArmError(
   op: ArcOperation,
   err: ArmError,
   resourceId: string,
+  service: ArcService = "SSH",
 ): string | undefined {
   if (
     err.armCode === "MissingSubscriptionRegistration" ||
@@ -138,8 +154,9 @@ export function explainArmError(
   if (err.status === 403) {
     if (op === "list credentials") {
       return "your identity lacks Microsoft.HybridConnectivity/endpoints/listCredentials/action on " +
-        'the machine: assign it a role that includes it (Owner, Contributor or "Virtual Machine ' +
-        'Local User Login") on the machine or its resource group';
+        `the machine: assign it a role that includes it (Owner, Contributor or "${
+          LOGIN_ROLES[service]
+        }") on the machine or its resource group`;
     }
     return "creating the connectivity endpoint needs Microsoft.HybridConnectivity/endpoints/write " +
       "and endpoints/serviceConfigurations/write on the machine (Owner or Contributor): assign " +

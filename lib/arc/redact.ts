@@ -5,8 +5,13 @@
  */
 import { redact } from "../relay/redact.ts";
 
+/**
+ * A header value ends at whitespace, `;`, `,`, `(`, `)`, `"`, `}`, `]` or the end of the line, so a
+ * hint that follows it in an error survives. The access key's `SharedAccessSignature ` scheme word is
+ * followed by a space, which is why it is matched on its own before the token proper.
+ */
 const HEADER_VALUE =
-  /(servicebusauthorization|service-configuration-token)("?\s*[:=]\s*"?)[^"\r\n,}]*/gi;
+  /(servicebusauthorization|service-configuration-token)("?[ \t]*[:=][ \t]*"?\[?)(?:SharedAccessSignature[ \t]+)?[^\s;,()"}\]]*/gi;
 const JSON_FIELD = /"(accessKey|serviceConfigurationToken)"(\s*:\s*)"(?:[^"\\]|\\.)*"/g;
 
 /** Secrets shorter than this are not replaced verbatim (they would mangle ordinary text). */

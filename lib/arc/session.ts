@@ -47,6 +47,8 @@ export interface ArcSessionOptions extends ArcTarget {
   credential?: CredentialLike;
   fetch?: typeof fetch;
   armRetryDelaysMs?: readonly number[];
+  /** Deadline of one ARM try; default 30 s. */
+  armTryTimeoutMs?: number;
   dialTiming?: Partial<ArcDialTiming>;
   /** Replaces lib/ws's client in tests. */
   connect?: ArcDialOptions["connect"];
@@ -82,6 +84,7 @@ export class ArcSession {
       tokens,
       fetch: opts.fetch,
       retryDelaysMs: opts.armRetryDelaysMs,
+      tryTimeoutMs: opts.armTryTimeoutMs,
       logger: this.#log,
     });
   }

@@ -11,7 +11,12 @@ import type { WebSocketConn } from "../ws/conn.ts";
 import { WsHandshakeError } from "../ws/errors.ts";
 import { backoffDelay } from "./backoff.ts";
 import { type AcceptMessage, parseControlMessage } from "./control_message.ts";
-import { authFailureMessage, describeDialFailure, isAuthStatus } from "./dial_error.ts";
+import {
+  authFailureMessage,
+  describeDialFailure,
+  errorSummary,
+  isAuthStatus,
+} from "./dial_error.ts";
 import type { RelayEndpoint } from "./endpoint.ts";
 import { newId } from "./ids.ts";
 import { renewLoop } from "./renew.ts";
@@ -72,6 +77,8 @@ export type ControlEndReason =
 interface SessionEnd {
   readonly reason: ControlEndReason;
   readonly error?: string;
+  /** `error` without its explanation (an Entra failure's credentials tried and fix). */
+  readonly summary?: string;
 }
 
 /** Keeps the listener registered until `opts.signal` aborts. Never rejects. */
@@ -83,13 +90,21 @@ export async function runControlChannel(opts: ControlChannelOptions): Promise<vo
   };
   const resetMs = opts.reconnectResetMs ?? 30_000;
   let failures = 0;
+  // The listener retries forever (a missing role or `az login` never fixes itself quickly): the
+  // full explanation goes out once per distinct error, on the WARN line since that level is the
+  // one operators filter on; every other line, and every repeat, carries the short form.
+  let explained: string | undefined;
   while (!opts.signal.aborted) {
     const { end, upMs } = await runSession(opts);
     if (opts.signal.aborted) return;
     if (upMs >= resetMs) failures = 0;
     const delay = backoffDelay(failures++, backoff);
+    const full = end.error ?? end.reason;
+    // A session that got connected ends an incident: the next failure is explained afresh.
+    const repeated = full === explained && upMs === 0;
+    explained = full;
     opts.logger.warn("control channel disconnected, reconnecting", {
-      error: end.error ?? end.reason,
+      error: repeated ? end.summary ?? errorSummary(full) : full,
       delay: formatDuration(delay),
     });
     try {
@@ -108,7 +123,7 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
     log.info("control_ended", {
       reason: end.reason,
       duration_seconds: Math.round(performance.now() - started) / 1000,
-      error: end.error,
+      error: end.summary ?? (end.error === undefined ? undefined : errorSummary(end.error)),
     });
     return { end, upMs };
   };
@@ -119,7 +134,11 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
     token = await opts.tokens.getToken(resUri, opts.signal);
   } catch (err) {
     if (opts.signal.aborted) return finish({ reason: "context_cancelled" });
-    return finish({ reason: "token_fetch_failed", error: `get token: ${errorMessage(err)}` });
+    return finish({
+      reason: "token_fetch_failed",
+      error: `get token: ${errorMessage(err)}`,
+      summary: `get token: ${errorSummary(err)}`,
+    });
   }
 
   let conn: WebSocketConn;

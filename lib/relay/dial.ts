@@ -4,7 +4,7 @@
  * so a slow dial can never kill a healthy tunnel later, and a late one never reaches a listener for
  * a client that already left.
  */
-import { errorMessage } from "../errors.ts";
+import { errorCode, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { connectWebSocket } from "../ws/client.ts";
@@ -14,6 +14,7 @@ import { backoffDelay } from "./backoff.ts";
 import {
   authFailureMessage,
   describeDialFailure,
+  errorSummary,
   isAuthStatus,
   isNoResponse,
   RelayDialError,
@@ -86,7 +87,10 @@ export async function dialRelay(opts: DialRelayOptions): Promise<WebSocketConn> 
         token = (await opts.tokens.getToken(resUri, signal)).token;
       } catch (err) {
         if (signal.aborted) throw stopped(last);
-        throw new RelayDialError("relay_failed", `get token: ${errorMessage(err)}`, { cause: err });
+        throw new RelayDialError("relay_failed", `get token: ${errorMessage(err)}`, {
+          cause: err,
+          summary: `get token: ${errorSummary(err)}`,
+        });
       }
       try {
         // lib/ws drops its abort listener once the handshake is over: the budget cannot reach the
@@ -122,7 +126,9 @@ export async function dialRelay(opts: DialRelayOptions): Promise<WebSocketConn> 
     }
   } catch (err) {
     if (!(err instanceof RelayDialError && err.code === "aborted")) {
-      log.warn("relay dial failed", { error: errorMessage(err) });
+      // Short: every caller reports the error in full right after (connect's final error line,
+      // port-forward's `forward failed`, socks5's `socks5 failed`).
+      log.warn("relay dial failed", { code: errorCode(err), error: errorSummary(err) });
     }
     throw err;
   } finally {

@@ -16,16 +16,33 @@ export class RelayDialError extends AztunnelError {
   /** The HTTP status when the relay answered one. */
   readonly status?: number;
   readonly statusText?: string;
+  /** The message without its explanation, for log lines next to which the full text is printed. */
+  readonly summary: string;
   constructor(
     code: RelayDialErrorCode,
     message: string,
-    opts: { cause?: unknown; status?: number; statusText?: string } = {},
+    opts: { cause?: unknown; status?: number; statusText?: string; summary?: string } = {},
   ) {
     super(code, redact(message), { cause: opts.cause });
     this.name = "RelayDialError";
     this.status = opts.status;
     this.statusText = opts.statusText;
+    this.summary = opts.summary === undefined ? firstLine(this.message) : redact(opts.summary);
   }
+}
+
+/**
+ * The short form of an error: its `summary` when it has one (an Entra failure lists every
+ * credential tried and how to fix it in ~700 characters), else the first line of its message.
+ */
+export function errorSummary(err: unknown): string {
+  const summary = (err as { summary?: unknown } | null)?.summary;
+  if (typeof summary === "string" && summary !== "") return summary;
+  return firstLine(typeof err === "string" ? err : errorMessage(err));
+}
+
+function firstLine(text: string): string {
+  return text.split("\n", 1)[0].trimEnd();
 }
 
 /** Which relay role the refused credential needed. */

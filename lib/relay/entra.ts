@@ -6,7 +6,7 @@
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger } from "../observe/log.ts";
-import type { Token, TokenProvider } from "./token.ts";
+import type { GetTokenOptions, Token, TokenProvider } from "./token.ts";
 
 /** The one scope Azure Relay accepts; the resource URI of a dial never changes it. */
 export const RELAY_SCOPE = "https://relay.azure.net/.default";
@@ -71,9 +71,10 @@ export function defaultAzureCredential(): Promise<CredentialLike> {
 }
 
 /**
- * One cached token for one scope: reused until RefreshOn (else 5 minutes before expiry), refreshed
- * by a single in-flight request however many callers wait, failures never cached. A caller's signal
- * only abandons its own wait; the shared fetch keeps going for the others.
+ * One cached token for one scope: reused until RefreshOn (else 5 minutes before expiry), or sooner
+ * for a caller that needs it valid longer (`minValidityMs`); refreshed by a single in-flight request
+ * however many callers wait, failures never cached. A caller's signal only abandons its own wait;
+ * the shared fetch keeps going for the others.
  */
 export class EntraTokenCache {
   readonly scope: string;
@@ -90,10 +91,16 @@ export class EntraTokenCache {
     this.#now = opts.now ?? Date.now;
   }
 
-  get(signal?: AbortSignal): Promise<Token> {
+  get(signal?: AbortSignal, opts: GetTokenOptions = {}): Promise<Token> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const cached = this.#cached;
-    if (cached && this.#now() < cached.refreshAt) return Promise.resolve(cached.token);
+    const now = this.#now();
+    if (
+      cached && now < cached.refreshAt &&
+      cached.token.expiresAt - now >= (opts.minValidityMs ?? 0)
+    ) {
+      return Promise.resolve(cached.token);
+    }
     this.#inflight ??= this.#refresh().finally(() => {
       this.#inflight = undefined;
     });
@@ -145,8 +152,8 @@ class EntraTokenProvider implements TokenProvider {
   constructor(cache: EntraTokenCache) {
     this.#cache = cache;
   }
-  getToken(_resourceUri: string, signal?: AbortSignal): Promise<Token> {
-    return this.#cache.get(signal);
+  getToken(_resourceUri: string, signal?: AbortSignal, opts?: GetTokenOptions): Promise<Token> {
+    return this.#cache.get(signal, opts);
   }
 }
 
@@ -178,22 +185,32 @@ export function createEntraTokenProvider(opts: EntraProviderOptions = {}): Token
   );
 }
 
-/**
- * One line for a credential failure: `AztunnelError` code `auth_unavailable`, saying what was tried
- * and how to fix it.
- */
+/** A credential failure (code `auth_unavailable`) whose message says what was tried and the fix. */
+export class EntraAuthError extends AztunnelError {
+  /** The message without the credentials tried and the fix, for repeated log lines. */
+  readonly summary: string;
+  constructor(message: string, summary: string, options?: ErrorOptions) {
+    super("auth_unavailable", message, options);
+    this.name = "EntraAuthError";
+    this.summary = summary;
+  }
+}
+
+/** One line for a credential failure, saying what was tried and how to fix it. */
 export function entraError(
   err: unknown,
   scope: string,
   fixHint?: string,
-): AztunnelError {
+): EntraAuthError {
   const hint = fixHint ? `; to fix: ${fixHint}` : "";
   // Our own failures (library missing, empty answer) already read well.
-  const what = err instanceof AztunnelError
+  const summary = err instanceof AztunnelError
     ? err.message
-    : `Entra ID authentication failed: no credential could get a token for ${scope} ` +
-      `(${summarizeCredentialError(err)})`;
-  return new AztunnelError("auth_unavailable", `${what}${hint}`, { cause: err });
+    : `Entra ID authentication failed: no credential could get a token for ${scope}`;
+  const what = err instanceof AztunnelError
+    ? summary
+    : `${summary} (${summarizeCredentialError(err)})`;
+  return new EntraAuthError(`${what}${hint}`, summary, { cause: err });
 }
 
 /** Labels for DefaultAzureCredential's links, matched on the messages the library writes. */

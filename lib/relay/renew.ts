@@ -35,6 +35,18 @@ export interface RenewOptions {
   renewBeforeMs?: number;
   /** Waits before attempts 2, 3…; default [5 s, 10 s] (3 attempts, as in Go). */
   retryDelaysMs?: readonly number[];
+  /** Clock (epoch ms) and timer; tests pass a fake pair to cover hours at once. */
+  now?: () => number;
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/**
+ * How long the renewed token must stay valid: past the current one's expiry by at least the
+ * shortest renew delay. A caching provider (Entra) would otherwise hand back the very token the
+ * relay already holds until its own refresh point, and the renewal would extend nothing.
+ */
+export function renewMinValidityMs(current: Token, now: number): number {
+  return Math.max(0, current.expiresAt - now) + MIN_RENEW_DELAY_MS;
 }
 
 /**
@@ -48,18 +60,20 @@ export async function renewLoop(
   log: Logger,
   opts: RenewOptions,
 ): Promise<string | null> {
+  const now = opts.now ?? Date.now;
+  const wait = opts.sleep ?? sleep;
   let current = first;
-  let obtainedAt = Date.now();
+  let obtainedAt = now();
   for (;;) {
     try {
-      await sleep(renewDelay(current, obtainedAt, Date.now(), opts.renewBeforeMs), signal);
+      await wait(renewDelay(current, obtainedAt, now(), opts.renewBeforeMs), signal);
     } catch {
       return null;
     }
     const next = await renewOnce(socket, current, signal, log, opts);
     if (next === null || typeof next === "string") return next;
     current = next;
-    obtainedAt = Date.now();
+    obtainedAt = now();
   }
 }
 
@@ -72,11 +86,13 @@ export async function renewOnce(
   opts: RenewOptions,
 ): Promise<Token | string | null> {
   const delays = opts.retryDelaysMs ?? [5000, 10_000];
+  const now = opts.now ?? Date.now;
+  const wait = opts.sleep ?? sleep;
   let lastError = "";
   for (let attempt = 1; attempt <= delays.length + 1; attempt++) {
     if (attempt > 1) {
       try {
-        await sleep(delays[attempt - 2], signal);
+        await wait(delays[attempt - 2], signal);
       } catch {
         return null;
       }
@@ -85,11 +101,13 @@ export async function renewOnce(
     const elapsed = () => Math.round(performance.now() - t0);
     log.info("renew_attempted", {
       attempt,
-      expires_in_seconds: Math.round((current.expiresAt - Date.now()) / 1000),
+      expires_in_seconds: Math.round((current.expiresAt - now()) / 1000),
     });
     let next: Token;
     try {
-      next = await opts.tokens.getToken(opts.resourceUri, signal);
+      next = await opts.tokens.getToken(opts.resourceUri, signal, {
+        minValidityMs: renewMinValidityMs(current, now()),
+      });
     } catch (err) {
       if (signal.aborted) {
         log.warn("renew_failed", {
@@ -119,7 +137,7 @@ export async function renewOnce(
     }
     log.info("renew_ok", {
       attempt,
-      new_expires_in_seconds: Math.round((next.expiresAt - Date.now()) / 1000),
+      new_expires_in_seconds: Math.round((next.expiresAt - now()) / 1000),
       elapsed_ms: elapsed(),
     });
     return next;

@@ -12,9 +12,18 @@ export interface Token {
   readonly expiresAt: number;
 }
 
+export interface GetTokenOptions {
+  /**
+   * The token must stay valid at least this long from now; a cached one that expires sooner is
+   * replaced. Renewal asks for this: resending the token the relay already holds renews nothing.
+   * Providers that mint a new token per call (SAS) ignore it.
+   */
+  minValidityMs?: number;
+}
+
 export interface TokenProvider {
   readonly kind: "sas" | "entra";
-  getToken(resourceUri: string, signal?: AbortSignal): Promise<Token>;
+  getToken(resourceUri: string, signal?: AbortSignal, opts?: GetTokenOptions): Promise<Token>;
 }
 
 /** Lifetime of the SAS tokens we mint, as in the Go tool. */
@@ -45,7 +54,12 @@ export class SasTokenProvider implements TokenProvider {
     this.#now = opts.now ?? Date.now;
   }
 
-  async getToken(resourceUri: string, signal?: AbortSignal): Promise<Token> {
+  /** Every token is new and lives `lifetimeMs`, so `_opts.minValidityMs` needs nothing done. */
+  async getToken(
+    resourceUri: string,
+    signal?: AbortSignal,
+    _opts?: GetTokenOptions,
+  ): Promise<Token> {
     signal?.throwIfAborted();
     const se = Math.floor((this.#now() + this.#lifetimeMs) / 1000);
     const token = await createSasToken(resourceUri, this.#keyName, this.#key, se);
@@ -65,8 +79,8 @@ export interface TokenFetchTimer {
 export function timedTokenProvider(inner: TokenProvider, timer: TokenFetchTimer): TokenProvider {
   return {
     kind: inner.kind,
-    getToken: (resourceUri, signal) =>
-      timer.timeTokenFetch(inner.kind, () => inner.getToken(resourceUri, signal)),
+    getToken: (resourceUri, signal, opts) =>
+      timer.timeTokenFetch(inner.kind, () => inner.getToken(resourceUri, signal, opts)),
   };
 }
 

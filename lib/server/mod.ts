@@ -2,7 +2,8 @@
  * `aztunnel relay-server`: a local relay speaking the Azure Relay Hybrid Connections WebSocket
  * protocol (hybrid-connections-protocol.md §8.5), over ws:// or wss://.
  */
-import { UsageError } from "../errors.ts";
+import { AztunnelError, errorMessage, UsageError } from "../errors.ts";
+import { formatDuration, MAX_DURATION_MS } from "../duration.ts";
 import { getLogger } from "../observe/log.ts";
 import { serveHttp } from "../ws/server.ts";
 import {
@@ -19,12 +20,21 @@ import {
   parseBind,
   parsePublicUrl,
   type RelayServerOptions,
+  tlsProblem,
 } from "./options.ts";
 import { Relay, type RelayStats } from "./relay.ts";
 
 export type { RelayServerOptions } from "./options.ts";
 export type { RelayStats } from "./relay.ts";
-export { parseSasPolicy, resolvePolicies, type Right, type SasPolicy } from "./policy.ts";
+export {
+  parseSasPolicy,
+  parseSasPolicyFile,
+  parseSasPolicyList,
+  type PolicySources,
+  resolvePolicies,
+  type Right,
+  type SasPolicy,
+} from "./policy.ts";
 
 export interface RelayServer {
   /** The address actually bound (port resolved when 0 was asked for). */
@@ -38,7 +48,10 @@ export interface RelayServer {
   stats(): RelayStats;
 }
 
-/** Starts the relay. Throws UsageError for bad options, Deno errors when it cannot bind. */
+/**
+ * Starts the relay. Throws UsageError for bad options (including a TLS certificate or key Deno
+ * refuses), AztunnelError `listen_failed` naming the address when it cannot bind.
+ */
 export async function startRelayServer(opts: RelayServerOptions = {}): Promise<RelayServer> {
   const bindText = opts.bind ?? DEFAULT_BIND;
   const bind = parseBind(bindText);
@@ -63,18 +76,49 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   if (!(rendezvousTimeoutMs > 0)) throw new UsageError("--rendezvous-timeout must be positive");
   const latencyMs = opts.latencyMs ?? 0;
   if (!(latencyMs >= 0)) throw new UsageError("--latency must not be negative");
+  // Above this setTimeout fires after 1 ms; the CLI's parseDuration already refuses such values.
+  for (
+    const [flag, ms] of [
+      ["--rendezvous-timeout", rendezvousTimeoutMs],
+      ["--latency", latencyMs],
+      ["halfClosedTimeoutMs", opts.halfClosedTimeoutMs ?? 0],
+    ] as const
+  ) {
+    if (ms > MAX_DURATION_MS) {
+      throw new UsageError(`${flag} must be at most ${formatDuration(MAX_DURATION_MS)}`);
+    }
+  }
   const hycos = [...new Set((opts.hycos ?? []).map((h) => h.replace(/^\/+|\/+$/g, "")))];
   if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
 
+  if (opts.tls) {
+    const problem = tlsProblem(opts.tls);
+    if (problem) {
+      throw new UsageError(
+        problem.part === "mismatch"
+          ? `TLS key and certificate do not match: ${problem.message}`
+          : `invalid TLS ${problem.part === "cert" ? "certificate" : "key"}: ${problem.message}`,
+      );
+    }
+  }
+
   const log = opts.logger ?? getLogger();
-  const listener = opts.tls
-    ? Deno.listenTls({
-      hostname: bind.hostname,
-      port: bind.port,
-      cert: opts.tls.cert,
-      key: opts.tls.key,
-    })
-    : Deno.listen({ hostname: bind.hostname, port: bind.port });
+  let listener: Deno.Listener;
+  try {
+    listener = opts.tls
+      ? Deno.listenTls({
+        hostname: bind.hostname,
+        port: bind.port,
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+      })
+      : Deno.listen({ hostname: bind.hostname, port: bind.port });
+  } catch (err) {
+    // Deno's text ("Address already in use (os error 98)") does not say which address.
+    throw new AztunnelError("listen_failed", `listen ${bindText.trim()}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
   const addr = listener.addr as Deno.NetAddr;
   const secure = opts.tls !== undefined;
   // Keep a name the user bound to (a TLS certificate is more likely to carry `localhost`).

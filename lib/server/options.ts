@@ -104,3 +104,38 @@ export function checkInteger(value: number, flag: string, min: number): number {
   }
   return value;
 }
+
+/** What `tlsProblem` found wrong: the certificate chain, the key, or the two together. */
+export interface TlsProblem {
+  readonly part: "cert" | "key" | "mismatch";
+  readonly message: string;
+}
+
+/**
+ * Why Deno would refuse to serve with this certificate chain and key, or undefined when it would
+ * not. Deno has no API to check them apart from a listen, and it checks them before binding; a probe
+ * on an ephemeral loopback port finds the problem without touching the real address, so a bad file is
+ * reported as such and not as a listen failure.
+ */
+export function tlsProblem(
+  tls: { readonly cert: string; readonly key: string },
+): TlsProblem | undefined {
+  let probe: Deno.TlsListener;
+  try {
+    probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: tls.cert, key: tls.key });
+  } catch (err) {
+    // The probe itself could not bind: the PEMs passed, and the real listen will speak for itself.
+    if (
+      err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.AddrNotAvailable ||
+      err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable
+    ) return undefined;
+    const message = err instanceof Error ? err.message : String(err);
+    // Deno's messages are the only classification there is; an unknown one blames both files.
+    if (/KeyMismatch|not be consistent/i.test(message)) return { part: "mismatch", message };
+    if (/private key|no keys/i.test(message)) return { part: "key", message };
+    if (/certificate/i.test(message)) return { part: "cert", message };
+    return { part: "mismatch", message };
+  }
+  probe.close();
+  return undefined;
+}

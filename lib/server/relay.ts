@@ -155,8 +155,16 @@ export class Relay {
       this.#cfg.auth,
     );
     if (!auth.ok) return await this.#refuse(req, auth.status, auth.reason, t);
-    const id = t.query.get("sb-hc-id") || newId();
-    const log = this.#log.with({ hyco, listener_id: id });
+    // Our own id, not the listener's: `listener_id` in the listener's logs is a different value,
+    // and a client-chosen id need be neither unique nor tidy. The client's, if any, is logged beside.
+    const id = newId();
+    const clientId = t.query.get("sb-hc-id");
+    // Bounded: it is repeated on every line of the channel, and the client picks its length.
+    const log = this.#log.with(
+      clientId
+        ? { hyco, registration_id: id, client_id: clientId.slice(0, 128) }
+        : { hyco, registration_id: id },
+    );
     const ch = new ControlChannel({
       id,
       hyco,
@@ -245,7 +253,7 @@ export class Relay {
         break;
       } catch (err) {
         log.debug("accept dispatch failed, trying the next listener", {
-          listener_id: ch.id,
+          registration_id: ch.id,
           error: err,
         });
       }
@@ -255,14 +263,14 @@ export class Relay {
       if (this.#stop.signal.aborted) return await this.#refuse(req, 503, "Service Unavailable", t);
       return await this.#refuse(req, 404, noListener, t);
     }
-    log.debug("accept dispatched", { listener_id: chosen.id });
+    log.debug("accept dispatched", { registration_id: chosen.id });
 
     const outcome = await this.#awaitOutcome(pending.outcome, id);
     if (outcome === "timeout" || outcome === "shutdown") {
       const [status, reason] = outcome === "timeout"
         ? [504, "Gateway Timeout: the listener did not accept in time"]
         : [503, "Service Unavailable: relay shutting down"];
-      log.info("rendezvous failed", { status, reason, listener_id: chosen.id });
+      log.info("rendezvous failed", { status, reason, registration_id: chosen.id });
       return await respondQuietly(req, status, reason);
     }
     if (outcome.kind === "reject") {
@@ -270,7 +278,7 @@ export class Relay {
       log.info("rendezvous failed", {
         status: outcome.status,
         reason: outcome.description,
-        listener_id: chosen.id,
+        registration_id: chosen.id,
       });
       return await respondQuietly(req, outcome.status, outcome.description);
     }
@@ -282,7 +290,7 @@ export class Relay {
         inFlightBytes: this.#cfg.inFlightBytes,
         halfClosedTimeoutMs: this.#cfg.halfClosedTimeoutMs,
         signal: this.#stop.signal,
-        log: log.with({ listener_id: chosen.id }),
+        log: log.with({ registration_id: chosen.id }),
         started,
         onUpgraded: outcome.release,
         onBridge: (open) => {

@@ -1,8 +1,9 @@
 /**
  * The listener's `--allow` list, matched like the Go tool (reference §4.1): `host:port`, `CIDR:port`,
- * `CIDR:*`, `*`; hosts compared literally (no DNS), ports compared as strings. Two deliberate
- * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match, and malformed entries are a
- * startup error instead of being skipped.
+ * `CIDR:*`, `*`; hosts compared literally (no DNS), ports compared as strings. Deliberate
+ * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match, and malformed entries
+ * (including `*:*`, an empty host or one with whitespace) are a startup error instead of being
+ * skipped or matched literally.
  */
 import { UsageError } from "../errors.ts";
 import { cidrContains, parseCidr, parseIP, splitHostPort } from "./ip.ts";
@@ -56,6 +57,8 @@ function parseRule(entry: string): Rule {
   const bad = (why: string) => new UsageError(`invalid --allow entry "${entry}": ${why}`);
   if (entry === "") throw bad("empty entry");
   if (entry === "*") return { any: true };
+  // Go reads `*:*` as the literal host `*`, which allows nothing anyone means; say what does work.
+  if (entry === "*:*") throw bad('use "*" to allow every target');
   let hostText: string;
   let port: string;
   let host: HostRule;
@@ -76,6 +79,8 @@ function parseRule(entry: string): Rule {
     hostText = entry.slice(0, i);
     port = entry.slice(i + 1);
     if (hostText === "") throw bad("missing host");
+    // A target never holds whitespace, so such an entry could only ever match nothing.
+    if (/\s/.test(hostText)) throw bad("the host must not contain whitespace");
     if (hostText.includes("/")) {
       const net = parseCidr(hostText);
       if (!net) throw bad(`invalid CIDR "${hostText}"`);

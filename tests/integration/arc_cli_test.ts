@@ -330,3 +330,71 @@ Deno.test("arc (CLI): bad flags are usage errors (exit 2)", async () => {
     assert.match(r.stderr, re);
   }
 });
+
+Deno.test("arc port-forward (CLI): --service WAC without --port configures and targets 6516", async () => {
+  await using world = await arcWorld();
+  await using pf = spawnCli(
+    ["arc", "port-forward", ...world.flags, "--service", "WAC", "-b", "127.0.0.1:0"],
+    { env: world.env, name: "arc port-forward WAC" },
+  );
+  const m = await pf.waitForLine(LISTENING, 30_000);
+  assert.equal(Number(m[3]), 6516);
+  // The fake ARM had only SSH configured: the 412 led to the PUTs, which carry the port.
+  assert.equal(world.arm.serviceConfigs.get("WAC"), 6516);
+  const put = world.arm.calls.find((c) => c.op === "putServiceConfig");
+  assert.deepEqual(put?.body, { properties: { serviceName: "WAC", port: 6516 } });
+});
+
+/**
+ * The `tr` (timer) column of the /proc/net/tcp row for local port `local` and remote port
+ * `remote`: "02" while the keepalive timer is armed on an idle established socket, "00" without.
+ */
+function tcpTimer(local: number, remote: number): string | undefined {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, "0");
+  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex(local)}`) && f[2]?.endsWith(`:${hex(remote)}`)) {
+      return f[5]?.split(":")[0];
+    }
+  }
+  return undefined;
+}
+
+Deno.test({
+  name: "arc port-forward (CLI): --tcp-keepalive 0 leaves TCP keepalive on, as Go's default did",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using world = await arcWorld();
+    const echo = startEchoServer();
+    try {
+      await using pf = spawnCli(
+        [
+          "--log-level",
+          "debug",
+          "arc",
+          "port-forward",
+          ...world.flags,
+          "--port",
+          String(echo.port),
+          "--tcp-keepalive",
+          "0",
+          "-b",
+          "127.0.0.1:0",
+        ],
+        { env: world.env, name: "arc port-forward keepalive 0" },
+      );
+      const port = boundPort(await pf.waitForLine(LISTENING, 30_000));
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        // Logged right after the accepted socket's options were set; nothing has been written to
+        // it, so no retransmit timer can hide the keepalive timer.
+        await pf.waitForLine(/msg="connection requested"/, 30_000);
+        assert.equal(tcpTimer(port, (conn.localAddr as Deno.NetAddr).port), "02");
+      } finally {
+        conn.close();
+      }
+    } finally {
+      await echo.close();
+    }
+  },
+});

@@ -147,6 +147,12 @@ Deno.test("entra: no working credential gives one explained line and exit 1", as
     assert.match(line, /AZTUNNEL_KEY_NAME and AZTUNNEL_KEY/);
     assert.match(line, /`az login`/);
     assert.match(line, /Azure Relay Sender/);
+    // The explanation is printed once: the dial's WARN carries only the short form.
+    assert.equal(r.stderr.split("to fix:").length, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /level=WARN msg="relay dial failed" .*code=relay_failed error="get token: Entra ID authentication failed: no credential could get a token for https:\/\/relay\.azure\.net\/\.default"\n/,
+    );
     assert.ok(!/^\s+at /m.test(r.stderr), "stack trace on stderr");
   } finally {
     await fake.close();

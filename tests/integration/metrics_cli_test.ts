@@ -1,9 +1,11 @@
 /**
  * The global metrics flags as a process: accepted by every command in any position, validated only
- * when metrics are on, and a bind failure ends the command (ERROR `metrics server failed`, exit 1).
+ * when metrics are on (a malformed address is a usage error, exit 2), and a bind failure ends the
+ * command (ERROR `metrics server failed`, exit 1). `demo` serves them too.
  */
 import assert from "node:assert/strict";
-import { runCli, sasEnv } from "../helpers/proc.ts";
+import { logAttr, runCli, sasEnv, spawnCli } from "../helpers/proc.ts";
+import { sample, scrape } from "../helpers/metrics.ts";
 
 const RID =
   "/subscriptions/00000000-0000-0000-0000-000000000004/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/vm";
@@ -57,6 +59,74 @@ Deno.test("metrics flags: a malformed --metrics-max-targets is always a usage er
     res.stderr,
     /^aztunnel: error: invalid --metrics-max-targets "many": expected an integer$/m,
   );
+});
+
+Deno.test("metrics flags: a malformed --metrics-addr is a usage error (exit 2) on every command", async () => {
+  const env = sasEnv();
+  const cases: [string, string[], Record<string, string>][] = [
+    ...Object.entries(COMMANDS).map((
+      [name, args],
+      i,
+    ): [string, string[], Record<string, string>] => [
+      name,
+      [...args, "--metrics-addr", i % 2 === 0 ? "bogus" : "127.0.0.1:99999"],
+      {},
+    ]),
+    ["demo", ["demo", "--once", "--metrics-addr", "bogus"], {}],
+    ["env", COMMANDS["port-forward"], { AZTUNNEL_METRICS_ADDR: "bad" }],
+  ];
+  await Promise.all(cases.map(async ([name, argv, extra]) => {
+    const res = await runCli(argv, { env: { ...env, ...extra } });
+    assert.equal(res.code, 2, `${name}: ${res.stderr}`);
+    const value = extra.AZTUNNEL_METRICS_ADDR ?? argv[argv.length - 1];
+    assert.equal(
+      res.stderr,
+      `aztunnel: error: invalid --metrics-addr "${value}": expected host:port\n`,
+      name,
+    );
+  }));
+});
+
+Deno.test("metrics flags: demo --once --metrics-addr serves and logs its address", async () => {
+  const res = await runCli(["demo", "--once", "--metrics-addr", "127.0.0.1:0"], {
+    env: { AZTUNNEL_KEY_NAME: "", AZTUNNEL_KEY: "" },
+  });
+  assert.equal(res.code, 0, res.stderr + res.text);
+  // The demo quietens its components' INFO lines, not the ops server's.
+  assert.match(
+    res.stderr,
+    /^time=\S+ level=INFO msg="metrics server listening" addr=127\.0\.0\.1:\d+$/m,
+  );
+  assert.equal(res.stderr.trim().split("\n").length, 1, res.stderr);
+  const addr = /addr=(\S+)/.exec(res.stderr)?.[1];
+  assert.match(
+    res.text,
+    new RegExp(`^  metrics +http://${addr}/metrics  \\(also /healthz, /readyz\\)$`, "m"),
+  );
+});
+
+Deno.test("metrics flags: a running demo serves the relay's and the tunnels' metrics in one registry", async () => {
+  await using demo = spawnCli(["demo", "--metrics-addr", "127.0.0.1:0"], {
+    env: { AZTUNNEL_KEY_NAME: "", AZTUNNEL_KEY: "" },
+    stdout: "lines",
+    name: "demo",
+  });
+  const addr = logAttr((await demo.waitForLine(/metrics server listening/)).input ?? "", "addr");
+  assert.ok(addr, demo.stderr);
+  await demo.waitForLine(/Press Ctrl-C to stop/, 30_000, { stream: "stdout" });
+  const ready = await scrape(addr, "/readyz");
+  assert.deepEqual([ready.status, ready.body], [200, "ready\n"]);
+  assert.equal((await scrape(addr, "/healthz")).status, 200);
+  const { body } = await scrape(addr, "/metrics");
+  assert.equal(sample(body, "aztunnel_relay_listeners"), 1);
+  // The self-check's two tunnels, seen by the relay and by both tunnel ends.
+  assert.equal(sample(body, "aztunnel_relay_bridged_connections_total"), 2);
+  assert.equal(sample(body, "aztunnel_control_channel_connected"), 1);
+  assert.match(body, /^aztunnel_connections_total\{role="sender",.*\} 1$/m);
+  assert.match(body, /^aztunnel_connections_total\{role="listener",.*\} 1$/m);
+  demo.child.kill("SIGINT");
+  const status = await demo.wait(15_000);
+  assert.equal(status.code, 0, demo.stderr);
 });
 
 Deno.test("metrics flags: a metrics address that cannot be bound ends the command with exit 1", async () => {

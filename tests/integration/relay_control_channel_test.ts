@@ -5,6 +5,7 @@ import {
   type ControlChannelOptions,
   runControlChannel,
 } from "../../lib/relay/control_channel.ts";
+import { createEntraTokenProvider } from "../../lib/relay/entra.ts";
 import { parseSasToken, verifySasSignature } from "../../lib/relay/sas.ts";
 import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
@@ -296,4 +297,38 @@ Deno.test("control channel backs off on refusals and resets after a long session
   assert.ok(within20(delays[2], 80), String(delays));
   assert.ok(within20(delays[3], 20), String(delays));
   await run.stop();
+});
+
+Deno.test("control channel explains a token failure once per distinct error, then logs it short", async () => {
+  await using logs = await captureLogs();
+  const { relay } = socketRelay();
+  await using _relay = relay;
+  let calls = 0;
+  const tokens = createEntraTokenProvider({
+    credential: {
+      getToken: () =>
+        Promise.reject(new Error(++calls <= 3 ? "endpoint down" : "endpoint returned 500")),
+    },
+  });
+  await using run = start(relay, { tokens, reconnectBaseMs: 1, reconnectMaxMs: 4 });
+  const reconnecting = /msg="control channel disconnected, reconnecting"/;
+  const warns: string[] = [];
+  for (let n = 1; n <= 5; n++) warns.push(await logs.waitFor(reconnecting, 5000, n));
+  await run.stop();
+
+  const SHORT =
+    'error="get token: Entra ID authentication failed: no credential could get a token for https://relay.azure.net/.default"';
+  const isShort = (line: string) => line.trimEnd().endsWith(SHORT) || line.includes(`${SHORT} `);
+  const full = (why: string) =>
+    'error="get token: Entra ID authentication failed: no credential could get a token for ' +
+    `https://relay.azure.net/.default (${why}); to fix: set AZTUNNEL_KEY_NAME and AZTUNNEL_KEY`;
+  assert.ok(warns[0].includes(full("endpoint down")), warns[0]);
+  assert.ok(isShort(warns[1]), warns[1]);
+  assert.ok(isShort(warns[2]), warns[2]);
+  assert.ok(warns[3].includes(full("endpoint returned 500")), warns[3]);
+  assert.ok(isShort(warns[4]), warns[4]);
+  const ended = logs.lines.filter((l) => /msg=control_ended .*reason=token_fetch_failed/.test(l));
+  assert.ok(ended.length >= 5, String(ended.length));
+  for (const line of ended) assert.ok(isShort(line), line);
+  assert.equal(logs.count(/to fix:/), 2);
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { dialRelay } from "../../lib/relay/dial.ts";
-import { RelayDialError } from "../../lib/relay/dial_error.ts";
+import { errorSummary, RelayDialError } from "../../lib/relay/dial_error.ts";
+import { createEntraTokenProvider } from "../../lib/relay/entra.ts";
 import { parseSasToken, verifySasSignature } from "../../lib/relay/sas.ts";
 import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
@@ -295,4 +296,38 @@ Deno.test("the dial budget does not reach an established socket", async () => {
     data: "still here",
   });
   await conn.close();
+});
+
+Deno.test("dialRelay: a failed Entra token fetch warns short; the error keeps the explanation", async () => {
+  await using logs = await captureLogs();
+  await using relay = startFakeRelay((req) => req.respond(500));
+  const tokens = createEntraTokenProvider({
+    credential: { getToken: () => Promise.reject(new Error("identity endpoint down")) },
+  });
+  const what = "get token: Entra ID authentication failed: no credential could get a token for " +
+    "https://relay.azure.net/.default";
+  await assert.rejects(
+    dialRelay({ endpoint: relay.endpoint, entity: "hc", tokens, ...fast }),
+    (err: unknown) => {
+      isDialError("relay_failed")(err);
+      const e = err as RelayDialError;
+      assert.ok(e.message.startsWith(`${what} (identity endpoint down); to fix: `), e.message);
+      assert.equal(e.summary, what);
+      assert.equal(errorSummary(e), what);
+      return true;
+    },
+  );
+  assert.equal(relay.requests.length, 0);
+  const line = await logs.waitFor([/level=WARN/, /msg="relay dial failed"/]);
+  assert.ok(line.trimEnd().endsWith(`code=relay_failed error="${what}"`), line);
+  assert.equal(logs.count(/to fix:/), 0);
+});
+
+Deno.test("errorSummary: a summary when there is one, else the first line", () => {
+  assert.equal(errorSummary(new Error("one\ntwo")), "one");
+  assert.equal(errorSummary("plain text"), "plain text");
+  assert.equal(
+    errorSummary(new RelayDialError("rejected", "relay rejected the connection: HTTP 400")),
+    "relay rejected the connection: HTTP 400",
+  );
 });

@@ -47,9 +47,9 @@ Deno.test("allowlist: reference §4.1 table", () => {
     [["Host:22"], "host:22", false],
     [["host:022"], "host:22", false],
     [["host:22"], "host:022", false],
-    // `*:*` is not a wildcard: only the literal host `*`.
-    [["*:*"], "a:5", false],
-    [["*:*"], "*:5", true],
+    // A literal host `*` with a port is still a name, as in Go (only `*:*` is refused).
+    [["*:5"], "a:5", false],
+    [["*:5"], "*:5", true],
     // Mixed lists.
     [["internal.corp:22", "10.0.0.0/8:*"], "internal.corp:22", true],
     [["internal.corp:22", "10.0.0.0/8:*"], "10.9.9.9:80", true],
@@ -119,6 +119,24 @@ Deno.test("allowlist: malformed entries are usage errors", () => {
         'invalid --allow entry "10.0.0.5": missing port (use host:port, CIDR:port, CIDR:* or *)',
     },
   );
+});
+
+Deno.test("allowlist: `*:*`, empty hosts and hosts with whitespace are refused with the fix", () => {
+  const cases: [string[], string][] = [
+    [["*:*"], 'invalid --allow entry "*:*": use "*" to allow every target'],
+    [["10.0.0.5:22, *:*"], 'invalid --allow entry "*:*": use "*" to allow every target'],
+    [[":*"], 'invalid --allow entry ":*": missing host'],
+    [["my host:22"], 'invalid --allow entry "my host:22": the host must not contain whitespace'],
+    [["a\tb:*"], 'invalid --allow entry "a\tb:*": the host must not contain whitespace'],
+    [["a:1, ,y:1"], 'invalid --allow entry "": empty entry'],
+  ];
+  for (const [values, message] of cases) {
+    assert.throws(() => parseAllowlist(values), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.message, message);
+      return true;
+    }, JSON.stringify(values));
+  }
 });
 
 Deno.test("ip: parse like Go's net.ParseIP", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ArmClient, ArmError } from "../../lib/arc/arm.ts";
+import { ArmClient, ArmError, describeFetchFailure } from "../../lib/arc/arm.ts";
 import {
   ArcArmError,
   ensureEndpoint,
@@ -211,4 +211,122 @@ Deno.test("explanations: role, resource id, provider registration, sign-in", () 
     /az login/,
   );
   assert.equal(explainArmError("list credentials", e(400, "BadRequest"), RID), undefined);
+});
+
+/** A TCP server that accepts connections and never answers (an ARM front end gone quiet). */
+function silentServer() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.TcpConn[] = [];
+  const waiters: Array<() => void> = [];
+  const loop = (async () => {
+    for (;;) {
+      try {
+        conns.push(await listener.accept());
+      } catch {
+        return;
+      }
+      for (const w of waiters.splice(0)) w();
+    }
+  })();
+  return {
+    url: new URL(`http://127.0.0.1:${listener.addr.port}`),
+    conns,
+    /** Resolves once `n` connections have been accepted. */
+    async accepted(n: number) {
+      while (conns.length < n) await new Promise<void>((r) => waiters.push(r));
+    },
+    async close() {
+      listener.close();
+      await loop;
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+function networkClient(endpoint: URL, retryDelaysMs: number[], tryTimeoutMs?: number) {
+  return new ArmClient({
+    endpoint,
+    tokens: { get: () => Promise.resolve({ token: "arm-jwt", expiresAt: Date.now() + 3600e3 }) },
+    retryDelaysMs,
+    tryTimeoutMs,
+  });
+}
+
+Deno.test("an ARM that accepts TCP but never answers: each try times out, is retried, then a clear error", async () => {
+  const silent = silentServer();
+  try {
+    const arm = networkClient(silent.url, [0], 100);
+    await assert.rejects(listCredentials(arm, RID, "SSH"), (e: unknown) => {
+      assert.ok(e instanceof AztunnelError);
+      assert.equal(e.code, "arm_timeout");
+      assert.equal(
+        e.message,
+        `list credentials: ARM at ${silent.url.origin} did not answer within 100ms`,
+      );
+      return true;
+    });
+    // One try plus one retry, each on its own connection.
+    await silent.accepted(2);
+    assert.equal(silent.conns.length, 2);
+  } finally {
+    await silent.close();
+  }
+});
+
+Deno.test("an unreachable ARM names the cause: connection refused", async () => {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = probe.addr.port;
+  probe.close();
+  const arm = networkClient(new URL(`http://127.0.0.1:${port}`), []);
+  await assert.rejects(listCredentials(arm, RID, "SSH"), {
+    code: "arm_unreachable",
+    message: `list credentials: cannot reach ARM at http://127.0.0.1:${port}: connection refused`,
+  });
+});
+
+Deno.test("describeFetchFailure: Deno's nested causes become the part a user can act on", () => {
+  const denoFetch = (inner: string) =>
+    new TypeError("fetch failed", {
+      cause: new Error(`error sending request for url (https://arm.example/x?y=1): ${inner}`),
+    });
+  assert.equal(
+    describeFetchFailure(
+      denoFetch("client error (Connect): tcp connect error: Connection refused (os error 111)"),
+    ),
+    "connection refused",
+  );
+  assert.equal(
+    describeFetchFailure(
+      denoFetch(
+        "client error (Connect): dns error: failed to lookup address information: Name or service not known",
+      ),
+    ),
+    "DNS name not found (Name or service not known)",
+  );
+  assert.equal(
+    describeFetchFailure(
+      denoFetch("client error (Connect): invalid peer certificate: UnknownIssuer"),
+    ),
+    "invalid peer certificate: UnknownIssuer",
+  );
+  assert.equal(describeFetchFailure(new TypeError("dns error")), "dns error");
+});
+
+Deno.test("a 403 on listCredentials names the role of the service, with the exact action", async () => {
+  const action = "Microsoft.HybridConnectivity/endpoints/listCredentials/action";
+  for (
+    const [service, role, other] of [
+      ["WAC", "Windows Admin Center Administrator Login", "Virtual Machine Local User Login"],
+      ["SSH", "Virtual Machine Local User Login", "Windows Admin Center Administrator Login"],
+    ] as const
+  ) {
+    const c = client([armErr(403, "AuthorizationFailed", "denied")]);
+    await assert.rejects(listCredentials(c.arm, RID, service), (e: unknown) => {
+      assert.ok(e instanceof ArcArmError);
+      assert.ok(e.message.includes(`lacks ${action} on the machine`), e.message);
+      assert.ok(e.message.includes(`(Owner, Contributor or "${role}")`), e.message);
+      assert.ok(!e.message.includes(other), e.message);
+      return true;
+    });
+  }
 });

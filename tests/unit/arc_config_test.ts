@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  arcKeepAlive,
   armScope,
   isLoopbackHost,
   parseArcPort,
@@ -7,6 +8,7 @@ import {
   parseArcService,
   parseArmEndpoint,
   parseResourceId,
+  resolveArcPort,
 } from "../../lib/arc/config.ts";
 import { UsageError } from "../../lib/errors.ts";
 
@@ -107,4 +109,20 @@ Deno.test("loopback hosts", () => {
   for (const h of ["0.0.0.0", "10.0.0.1", "localhost.example", "128.0.0.1"]) {
     assert.ok(!isLoopbackHost(h), h);
   }
+});
+
+Deno.test("--port absent: 22 for SSH, 6516 for WAC; an explicit port always wins", () => {
+  assert.equal(resolveArcPort(undefined, "SSH"), 22);
+  assert.equal(resolveArcPort(undefined, "WAC"), 6516);
+  assert.equal(resolveArcPort("22", "WAC"), 22);
+  assert.equal(resolveArcPort("443", "WAC"), 443);
+  assert.equal(resolveArcPort("2222", "SSH"), 2222);
+  assert.throws(() => resolveArcPort("0", "WAC"), {
+    message: 'invalid --port "0": must be 1-65535',
+  });
+});
+
+Deno.test("arc --tcp-keepalive: keepalive stays on for 0 and negative values, bad text is usage", () => {
+  for (const v of ["30s", "1s", "0", "-1s", "-0"]) assert.equal(arcKeepAlive(v), true, v);
+  assert.throws(() => arcKeepAlive("soon"), UsageError);
 });

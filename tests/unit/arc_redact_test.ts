@@ -48,3 +48,35 @@ Deno.test("redactAttrs cleans string values only", () => {
     n: 3,
   });
 });
+
+Deno.test("a redacted header value stops where the value does, so a following hint survives", () => {
+  assert.equal(
+    redactArc(
+      "dial arc relay: HTTP 401 (Service-Configuration-Token: eyJhbGciOi.payload.sig; the relay " +
+        "refused the Arc credentials (they may have expired; try again)",
+    ),
+    "dial arc relay: HTTP 401 (Service-Configuration-Token: REDACTED; the relay refused the Arc " +
+      "credentials (they may have expired; try again)",
+  );
+  assert.equal(
+    redactArc("Service-Configuration-Token: abc.def hint follows"),
+    "Service-Configuration-Token: REDACTED hint follows",
+  );
+  assert.equal(
+    redactArc('headers {"service-configuration-token":"abc.def","x":"1"} (see docs)'),
+    'headers {"service-configuration-token":"REDACTED","x":"1"} (see docs)',
+  );
+  assert.equal(
+    redactArc("service-configuration-token=abc.def, then check the agent"),
+    "service-configuration-token=REDACTED, then check the agent",
+  );
+  // The access key's scheme word and its space belong to the value.
+  assert.equal(
+    redactArc(`Servicebusauthorization: ${SAS}; then a hint (with parentheses)`),
+    "Servicebusauthorization: REDACTED; then a hint (with parentheses)",
+  );
+  assert.equal(
+    redactArc(`map[Servicebusauthorization:[${SAS}]]`),
+    "map[Servicebusauthorization:[REDACTED]]",
+  );
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatDuration, parseDuration } from "../../lib/duration.ts";
+import { formatDuration, MAX_DURATION_MS, parseDuration } from "../../lib/duration.ts";
 import { UsageError } from "../../lib/errors.ts";
 
 Deno.test("parseDuration reads Go duration syntax", () => {
@@ -43,4 +43,19 @@ Deno.test("formatDuration prints like Go's time.Duration", () => {
     [-2000, "-2s"],
   ];
   for (const [ms, text] of cases) assert.equal(formatDuration(ms), text, String(ms));
+});
+
+Deno.test("parseDuration refuses what setTimeout cannot wait for (over 2^31-1 ms)", () => {
+  assert.equal(MAX_DURATION_MS, 2_147_483_647);
+  assert.equal(parseDuration("596h31m23.647s"), 2_147_483_647);
+  assert.equal(parseDuration("2147483647ms"), 2_147_483_647);
+  // Negative values mean "default" or "off" to the commands; they never reach a timer as such.
+  assert.equal(parseDuration("-1000h"), -3_600_000_000);
+  for (const big of ["596h31m23.648s", "2147483648ms", "597h", "1000h"]) {
+    assert.throws(() => parseDuration(big, "--latency"), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.message, `invalid --latency "${big}": must be at most 596h31m23.647s`);
+      return true;
+    }, big);
+  }
 });

@@ -183,3 +183,22 @@ Deno.test("an empty answer from the credential is an error", async () => {
 Deno.test("without an injected credential the provider is one per process", () => {
   assert.equal(createEntraTokenProvider(), createEntraTokenProvider());
 });
+
+Deno.test("minValidityMs: a cached token that expires too soon is replaced", async () => {
+  const c = clock();
+  let n = 0;
+  const cred: CredentialLike = {
+    getToken: () => Promise.resolve({ token: `jwt-${++n}`, expiresOnTimestamp: c.now() + HOUR }),
+  };
+  const cache = new EntraTokenCache(RELAY_SCOPE, { credential: cred, now: c.now });
+  const first = await cache.get();
+  c.advance(45 * 60_000);
+  // 15 minutes left: enough for this caller, not for one that needs 20.
+  assert.equal(await cache.get(undefined, { minValidityMs: 15 * 60_000 }), first);
+  const fresh = await cache.get(undefined, { minValidityMs: 20 * 60_000 });
+  assert.equal(fresh.token, "jwt-2");
+  assert.equal(fresh.expiresAt, c.now() + HOUR);
+  // The replacement is what everyone gets from now on.
+  assert.equal(await cache.get(), fresh);
+  assert.equal(n, 2);
+});

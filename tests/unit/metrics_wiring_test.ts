@@ -124,6 +124,22 @@ Deno.test("parseMetricsFlags: off without an address; max targets checked only w
   );
 });
 
+Deno.test("parseMetricsFlags: a malformed --metrics-addr is a usage error naming the value", () => {
+  for (const bad of ["bogus", "127.0.0.1:99999", "9090", "host:", "[::1]", " :x "]) {
+    assert.throws(
+      () => parseMetricsFlags({ metricsAddr: bad }),
+      (e: Error) =>
+        e instanceof UsageError &&
+        e.message === `invalid --metrics-addr "${bad}": expected host:port`,
+      bad,
+    );
+  }
+  assert.deepEqual(parseMetricsFlags({ metricsAddr: "[::1]:0" }), {
+    addr: "[::1]:0",
+    maxTargets: 500,
+  });
+});
+
 Deno.test("readiness: listener follows the control channel; sender needs a bound socket and a working dial", () => {
   const l = new ListenerReadiness();
   assert.deepEqual(l.check(), { ready: false, reason: "control channel not connected" });

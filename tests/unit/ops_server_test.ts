@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import { Metrics } from "../../lib/observe/metrics.ts";
 import {
+  DEFAULT_OPS_TIMEOUTS,
   formatHostPort,
   OpsServerError,
   parseListenAddr,
@@ -12,6 +13,81 @@ import {
 async function get(addr: string, path: string, method = "GET") {
   const res = await fetch(`http://${addr}${path}`, { method });
   return { status: res.status, headers: res.headers, body: await res.text() };
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+async function rawConnect(addr: string): Promise<Deno.TcpConn> {
+  const port = Number(addr.slice(addr.lastIndexOf(":") + 1));
+  return await Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+async function send(conn: Deno.Conn, text: string): Promise<void> {
+  const bytes = enc.encode(text);
+  let off = 0;
+  while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/**
+ * Reads one response (head plus content-length body, none for a HEAD request); the head's lines are
+ * lower-cased; `rest` is what followed it.
+ */
+async function readResponse(
+  conn: Deno.Conn,
+  carry = "",
+  noBody = false,
+): Promise<{ head: string[]; body: string; rest: string }> {
+  let text = carry;
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const end = text.indexOf("\r\n\r\n");
+    if (end >= 0) {
+      const head = text.slice(0, end).split("\r\n").map((l) => l.toLowerCase());
+      const length = noBody
+        ? 0
+        : Number(head.find((l) => l.startsWith("content-length:"))?.slice(15) ?? 0);
+      if (text.length >= end + 4 + length) {
+        return {
+          head,
+          body: text.slice(end + 4, end + 4 + length),
+          rest: text.slice(end + 4 + length),
+        };
+      }
+    }
+    const n = await conn.read(buf);
+    if (n === null) throw new Error(`EOF inside a response: ${JSON.stringify(text)}`);
+    text += dec.decode(buf.subarray(0, n));
+  }
+}
+
+/** Resolves with what the peer did once we stop hearing from it: a clean EOF or a reset. */
+async function untilClosed(conn: Deno.Conn): Promise<"eof" | "reset"> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    while ((await conn.read(buf)) !== null) {
+      // discard
+    }
+    return "eof";
+  } catch (err) {
+    if (err instanceof Deno.errors.ConnectionReset) return "reset";
+    throw err;
+  }
+}
+
+/** Rejects when `p` has not settled within `ms`: a guard against a hang, not a synchronisation. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function promtoolPath(): Promise<string | undefined> {
@@ -106,6 +182,157 @@ Deno.test("ops server errors carry codes", async () => {
     );
   } finally {
     await first.close();
+  }
+});
+
+Deno.test("ops server timeouts default to Go's: 10 s header and write, 60 s idle", () => {
+  assert.deepEqual(DEFAULT_OPS_TIMEOUTS, { headerMs: 10_000, writeMs: 10_000, idleMs: 60_000 });
+});
+
+Deno.test("ops server close() does not wait for a slow-loris client holding half a request", async () => {
+  const srv = startOpsServer({ addr: "127.0.0.1:0", metrics: new Metrics() });
+  const conn = await rawConnect(srv.addr);
+  try {
+    // A full request first: then the server certainly holds this connection.
+    await send(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    const first = await readResponse(conn);
+    assert.equal(first.head[0], "http/1.1 200 ok");
+    assert.equal(first.body, "ok\n");
+    await send(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    // With the default 10 s header timeout only close() itself can end this quickly.
+    await within(srv.close(), 2_000, "close()");
+    // FIN, or RST if the server had not yet read the half request when it dropped the connection.
+    assert.match(await untilClosed(conn), /^(?:eof|reset)$/);
+  } finally {
+    conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("ops server close() is bounded by the write timeout for a client that never reads", async () => {
+  // Far more than the socket buffers hold, so the write blocks on the silent client.
+  const big = "#".repeat(64 * 1024 * 1024);
+  const srv = startOpsServer({
+    addr: "127.0.0.1:0",
+    metrics: { render: () => big },
+    timeouts: { writeMs: 200 },
+  });
+  const conn = await rawConnect(srv.addr);
+  try {
+    const healthy = await rawConnect(srv.addr);
+    try {
+      // Our request is accepted and being answered once a later request on another connection is.
+      await send(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+      const buf = new Uint8Array(16);
+      assert.ok((await conn.read(buf)) !== null);
+      await send(healthy, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.equal((await readResponse(healthy)).body, "ok\n");
+    } finally {
+      healthy.close();
+    }
+    await within(srv.close(), 5_000, "close()");
+  } finally {
+    conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("ops server drops a connection whose head is late, and one idle too long", async () => {
+  const srv = startOpsServer({
+    addr: "127.0.0.1:0",
+    metrics: new Metrics(),
+    timeouts: { headerMs: 50, idleMs: 50 },
+  });
+  try {
+    const slow = await rawConnect(srv.addr);
+    try {
+      await send(slow, "GET /metrics HTTP/1.1\r\n");
+      assert.match(await untilClosed(slow), /^(?:eof|reset)$/);
+    } finally {
+      slow.close();
+    }
+    const idle = await rawConnect(srv.addr);
+    try {
+      await send(idle, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+      const res = await readResponse(idle);
+      assert.deepEqual([res.head[0], res.body], ["http/1.1 200 ok", "ready\n"]);
+      assert.ok(!res.head.includes("connection: close"), "kept alive");
+      assert.equal(await untilClosed(idle), "eof");
+    } finally {
+      idle.close();
+    }
+    // The server itself is unaffected.
+    assert.equal((await get(srv.addr, "/healthz")).status, 200);
+  } finally {
+    await srv.close();
+  }
+});
+
+Deno.test("ops server speaks plain HTTP/1.x: 1.0, pipelining, absolute form, bad and oversized heads", async () => {
+  const srv = startOpsServer({ addr: "127.0.0.1:0", metrics: new Metrics() });
+  const exchange = async (request: string) => {
+    const conn = await rawConnect(srv.addr);
+    try {
+      await send(conn, request);
+      const first = await readResponse(conn);
+      return { first, conn };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  };
+  try {
+    {
+      const { first, conn } = await exchange("GET /healthz HTTP/1.0\r\n\r\n");
+      assert.deepEqual([first.head[0], first.body], ["http/1.1 200 ok", "ok\n"]);
+      assert.ok(first.head.includes("connection: close"));
+      assert.equal(await untilClosed(conn), "eof");
+      conn.close();
+    }
+    {
+      const { first, conn } = await exchange(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nHEAD /readyz HTTP/1.1\nHost: x\nConnection: close\n\n",
+      );
+      assert.equal(first.body, "ok\n");
+      const second = await readResponse(conn, first.rest, true);
+      assert.equal(second.head[0], "http/1.1 200 ok");
+      assert.ok(second.head.includes("content-length: 6"), "HEAD keeps the length");
+      assert.equal(await untilClosed(conn), "eof");
+      conn.close();
+    }
+    {
+      const { first, conn } = await exchange(
+        "GET http://ops.example/x/../healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+      );
+      assert.equal(first.body, "ok\n");
+      conn.close();
+    }
+    {
+      const { first, conn } = await exchange(
+        "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+      );
+      assert.equal(first.head[0], "http/1.1 405 method not allowed");
+      // The body was not read, so the connection cannot carry another request.
+      assert.ok(first.head.includes("connection: close"));
+      conn.close();
+    }
+    for (
+      const [request, status] of [
+        ["nonsense\r\n\r\n", "http/1.1 400 bad request"],
+        ["GET /healthz HTTP/1.1\r\nno colon\r\n\r\n", "http/1.1 400 bad request"],
+        [
+          `GET /healthz HTTP/1.1\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`,
+          "http/1.1 431 request header fields too large",
+        ],
+      ]
+    ) {
+      const { first, conn } = await exchange(request);
+      assert.equal(first.head[0], status, request.slice(0, 40));
+      assert.ok(first.head.includes("connection: close"));
+      conn.close();
+    }
+  } finally {
+    await srv.close();
   }
 });
 

@@ -7,10 +7,20 @@ import {
   findTarget,
   hostTarget,
   permissionFlags,
+  readVersionFile,
+  staleBinaries,
   TARGETS,
   writeBuildEntry,
+  writeVersionFile,
 } from "../../scripts/compile.ts";
-import { buildRelease, bundleName, crc32, makeBundle, tar } from "../../scripts/release.ts";
+import {
+  buildRelease,
+  bundleName,
+  crc32,
+  makeBundle,
+  releaseVersion,
+  tar,
+} from "../../scripts/release.ts";
 import {
   checkVersion,
   gitDescribe,
@@ -355,6 +365,78 @@ Deno.test("release: bundles, SHA256SUMS and reproducibility", async () => {
     assert.match(zinfo.stdout, /-rwxr-xr-x.*aztunnel\.exe/);
     const test = await run("unzip", ["-t", join(out, written[1])]);
     assert.match(test.stdout, /No errors detected/);
+  });
+});
+
+Deno.test("release: the version comes from compile's dist/VERSION, not from resolving again", async () => {
+  await withTempDir(async (dir) => {
+    const dist = join(dir, "dist");
+    await Deno.mkdir(dist);
+    await Deno.writeTextFile(join(dist, "aztunnel-linux-amd64"), "fake linux binary\n");
+    await Deno.writeTextFile(join(dist, "aztunnel-darwin-arm64"), "fake darwin binary\n");
+    await writeVersionFile(dist, "v9.8.7");
+    assert.equal(await Deno.readTextFile(join(dist, "VERSION")), "v9.8.7\n");
+    assert.equal(await readVersionFile(dist), "v9.8.7");
+
+    const warnings: string[] = [];
+    const resolved = (explicit?: string) => Promise.resolve(explicit ?? "v0.0.0-elsewhere");
+    const o = { binDir: dist, resolve: resolved, warn: (m: string) => warnings.push(m) };
+    assert.equal(await releaseVersion(o), "v9.8.7");
+    assert.equal(await releaseVersion({ ...o, explicit: "v9.8.7" }), "v9.8.7");
+    await assert.rejects(
+      releaseVersion({ ...o, explicit: "v1.0.0" }),
+      /--version=v1\.0\.0 disagrees with .*VERSION \(v9\.8\.7\)/,
+    );
+    assert.deepEqual(warnings, []);
+
+    // The script itself, with a version in the environment that the binaries were not built with.
+    const out = join(dir, "out");
+    const script = async (env: Record<string, string>) => {
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          rootPath("scripts/release.ts"),
+          `--dist=${dist}`,
+          `--out=${out}`,
+        ],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: r.code, stderr: dec.decode(r.stderr) };
+    };
+    const r = await script({ AZTUNNEL_VERSION: "v0.0.0-elsewhere", SOURCE_DATE_EPOCH: "0" });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stderr,
+      "wrote aztunnel-v9.8.7-linux-amd64.tar.gz\nwrote aztunnel-v9.8.7-darwin-arm64.tar.gz\n",
+    );
+
+    // Without VERSION (binaries from elsewhere): resolved again, and said so.
+    await Deno.remove(join(dist, "VERSION"));
+    assert.equal(await releaseVersion(o), "v0.0.0-elsewhere");
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /VERSION is missing .* naming the bundles v0\.0\.0-elsewhere/);
+    const again = await script({ AZTUNNEL_VERSION: "v5.5.5", SOURCE_DATE_EPOCH: "0" });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /^release: warning: .*VERSION is missing/);
+    assert.match(again.stderr, /wrote aztunnel-v5\.5\.5-linux-amd64\.tar\.gz\n/);
+  });
+});
+
+Deno.test("compile: a new version in dist/ flags other targets' binaries as stale", async () => {
+  await withTempDir(async (dir) => {
+    const linux = findTarget("linux-amd64");
+    const win = findTarget("windows-amd64");
+    assert.deepEqual(await staleBinaries(dir, [linux], "v2"), []);
+    await Deno.writeTextFile(join(dir, binaryName(linux)), "old");
+    await Deno.writeTextFile(join(dir, binaryName(win)), "old");
+    await writeVersionFile(dir, "v1");
+    assert.deepEqual(await staleBinaries(dir, [linux], "v1"), []);
+    assert.deepEqual(await staleBinaries(dir, [linux], "v2"), ["aztunnel-windows-amd64.exe"]);
+    assert.deepEqual(await staleBinaries(dir, TARGETS, "v2"), []);
   });
 });
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { renewDelay, renewLoop, renewOnce } from "../../lib/relay/renew.ts";
-import type { Token, TokenProvider } from "../../lib/relay/token.ts";
+import { createEntraTokenProvider } from "../../lib/relay/entra.ts";
+import { renewDelay, renewLoop, renewMinValidityMs, renewOnce } from "../../lib/relay/renew.ts";
+import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
 import { captureLogs } from "../helpers/fake_relay.ts";
 
@@ -98,4 +99,56 @@ Deno.test("renewLoop stops quietly when its session ends", async () => {
   });
   ac.abort();
   assert.equal(await loop, null);
+});
+
+Deno.test("Entra renewal sends a fresh token that outlives the old one, every 45 minutes", async () => {
+  const MIN = 60_000;
+  const t0 = 1_700_000_000_000;
+  let t = t0;
+  const issued: Token[] = [];
+  const provider = createEntraTokenProvider({
+    credential: {
+      getToken: () => {
+        const token = { token: `jwt-${issued.length + 1}`, expiresOnTimestamp: t + 60 * MIN };
+        issued.push({ token: token.token, expiresAt: token.expiresOnTimestamp });
+        return Promise.resolve(token);
+      },
+    },
+    now: () => t,
+  });
+  const first = await provider.getToken("https://ns/hc");
+  const ac = new AbortController();
+  const sent: Array<{ at: number; token: string }> = [];
+  const socket = {
+    send(d: string | Uint8Array) {
+      sent.push({ at: t - t0, token: JSON.parse(String(d)).renewToken.token });
+      if (sent.length === 2) ac.abort();
+      return Promise.resolve();
+    },
+  };
+  const result = await renewLoop(socket, first, ac.signal, getLogger(), {
+    tokens: provider,
+    resourceUri: "https://ns/hc",
+    now: () => t,
+    // A fake timer: time passes at once, so hours of renewals take no wall time.
+    sleep: (ms, signal) => {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      t += ms;
+      return Promise.resolve();
+    },
+  });
+  assert.equal(result, null);
+  // Without minValidityMs the cache would hand jwt-1 back at 45 minutes (it refreshes at 55).
+  assert.deepEqual(sent, [{ at: 45 * MIN, token: "jwt-2" }, { at: 90 * MIN, token: "jwt-3" }]);
+  assert.deepEqual(issued.map((i) => i.expiresAt - t0), [60 * MIN, 105 * MIN, 150 * MIN]);
+  assert.ok(issued[1].expiresAt > first.expiresAt);
+});
+
+Deno.test("renewMinValidityMs: past the current expiry by the 30 s floor; SAS mints anyway", async () => {
+  const now = 1_700_000_000_000;
+  assert.equal(renewMinValidityMs({ token: "t", expiresAt: now + 15 * 60_000 }, now), 930_000);
+  assert.equal(renewMinValidityMs({ token: "t", expiresAt: now - 1000 }, now), 30_000);
+  const sas = new SasTokenProvider("k", "secret", { now: () => now });
+  const a = await sas.getToken("https://ns/hc", undefined, { minValidityMs: 2 * 3_600_000 });
+  assert.equal(a.expiresAt, now + 3_600_000);
 });

@@ -5,6 +5,8 @@ import { audienceIsRelay, verifyHs256Jwt } from "../../lib/server/jwt.ts";
 import {
   hasRight,
   parseSasPolicy,
+  parseSasPolicyFile,
+  parseSasPolicyList,
   randomKey,
   resolvePolicies,
   type SasPolicy,
@@ -69,6 +71,70 @@ Deno.test("parseSasPolicy: rights suffix, defaults, keys with colons, errors", (
   assert.equal(parseSasPolicy("n=k:").key, "k:");
 });
 
+Deno.test("parseSasPolicy: a word list after the last colon must be all rights", () => {
+  const refused: [string, string][] = [
+    ["foo=bar:Listen,Bogus", 'unknown right "Bogus"'],
+    ["foo=bar:Lsiten", 'unknown right "Lsiten"'],
+    // A key with a colon and word-like text after it needs an explicit rights suffix.
+    ["foo=abc:def", 'unknown right "def"'],
+  ];
+  for (const [text, why] of refused) {
+    assert.throws(() => parseSasPolicy(text), (e: Error) => {
+      assert.ok(e instanceof UsageError);
+      assert.equal(
+        e.message,
+        `invalid --sas-policy "foo=***": ${why} (expected Listen, Send or Manage)`,
+      );
+      return true;
+    }, text);
+  }
+  for (const [text, list] of [["n=k:Listen,,Send", "Listen,,Send"], ["n=k:Listen,", "Listen,"]]) {
+    assert.throws(() => parseSasPolicy(text), {
+      message: `invalid --sas-policy "n=***": empty right in "${list}"`,
+    }, text);
+  }
+  assert.deepEqual(parseSasPolicy("foo=abc:def:Listen,Send,Manage"), {
+    name: "foo",
+    key: "abc:def",
+    rights: ["Listen", "Send", "Manage"],
+  });
+  assert.deepEqual(parseSasPolicy("n=k: LISTEN , manage"), {
+    name: "n",
+    key: "k",
+    rights: ["Listen", "Manage"],
+  });
+  // Not a word list (base64 padding, `+`, `/`): all of it is the key.
+  assert.equal(parseSasPolicy("n=a:b+c/d=").key, "a:b+c/d=");
+  assert.throws(
+    () => parseSasPolicy("x=k:Nope", "AZTUNNEL_RELAY_SAS_POLICIES entry"),
+    {
+      message:
+        'invalid AZTUNNEL_RELAY_SAS_POLICIES entry "x=***": unknown right "Nope" (expected Listen, Send or Manage)',
+    },
+  );
+  assert.throws(() => parseSasPolicy("a;b=k"), {
+    message: `invalid --sas-policy "a;b=***": the name must not contain spaces, '&' or ';'`,
+  });
+});
+
+Deno.test("parseSasPolicyList and parseSasPolicyFile: separators, comments, line numbers", () => {
+  assert.deepEqual(parseSasPolicyList(" a=k1:Listen ; b=k2\nc=k3:Send;;\r\n", "ENV"), [
+    { name: "a", key: "k1", rights: ["Listen"] },
+    { name: "b", key: "k2", rights: ["Listen", "Send", "Manage"] },
+    { name: "c", key: "k3", rights: ["Send"] },
+  ]);
+  assert.deepEqual(parseSasPolicyList(" ; \n", "ENV"), []);
+  const file = "# listeners\nlisten=k1:Listen\n\n   # senders\r\nsend=k2+/=:Send\r\n";
+  assert.deepEqual(parseSasPolicyFile(file, "/etc/p"), [
+    { name: "listen", key: "k1", rights: ["Listen"] },
+    { name: "send", key: "k2+/=", rights: ["Send"] },
+  ]);
+  assert.throws(() => parseSasPolicyFile("# x\nok=k\nbad=k:Listen,Bogus\n", "/etc/p"), {
+    message:
+      'invalid --sas-policy-file /etc/p:3 "bad=***": unknown right "Bogus" (expected Listen, Send or Manage)',
+  });
+});
+
 Deno.test("hasRight: Manage implies Listen and Send", () => {
   assert.ok(hasRight(["Manage"], "Listen"));
   assert.ok(hasRight(["Manage"], "Send"));
@@ -77,20 +143,40 @@ Deno.test("hasRight: Manage implies Listen and Send", () => {
   assert.ok(!hasRight([], "Listen"));
 });
 
-Deno.test("resolvePolicies: flags, then environment, then a generated key", () => {
+Deno.test("resolvePolicies: flags and file, then the policy list, then AZTUNNEL_KEY*, then generated", () => {
   const env = (vars: Record<string, string>) => ({ get: (k: string) => vars[k] });
+  const keyEnv = env({ AZTUNNEL_KEY_NAME: "x", AZTUNNEL_KEY: "y" });
+  const fromFile = [{ name: "f", key: "kf", rights: ["Listen" as const] }];
   assert.deepEqual(
-    resolvePolicies(["a=1:Send"], env({ AZTUNNEL_KEY_NAME: "x", AZTUNNEL_KEY: "y" })),
+    resolvePolicies({ flags: ["a=1:Send"], file: fromFile, list: "l=2" }, keyEnv),
     {
-      policies: [{ name: "a", key: "1", rights: ["Send"] }],
+      policies: [
+        { name: "a", key: "1", rights: ["Send"] },
+        { name: "f", key: "kf", rights: ["Listen"] },
+      ],
     },
   );
-  assert.throws(() => resolvePolicies(["a=1", "a=2"], env({})), /duplicate/);
-  assert.deepEqual(resolvePolicies([], env({ AZTUNNEL_KEY_NAME: "x", AZTUNNEL_KEY: "y" })), {
+  assert.deepEqual(resolvePolicies({ file: fromFile, list: "l=2" }, keyEnv), {
+    policies: fromFile,
+  });
+  assert.deepEqual(resolvePolicies({ list: "l=2:Manage;m=3" }, keyEnv), {
+    policies: [
+      { name: "l", key: "2", rights: ["Manage"] },
+      { name: "m", key: "3", rights: ["Listen", "Send", "Manage"] },
+    ],
+  });
+  assert.throws(() => resolvePolicies({ flags: ["a=1", "a=2"] }, env({})), {
+    message: 'duplicate SAS policy name "a"',
+  });
+  assert.throws(() => resolvePolicies({ flags: ["f=1"], file: fromFile }, env({})), {
+    message: 'duplicate SAS policy name "f"',
+  });
+  // An empty list is no list.
+  assert.deepEqual(resolvePolicies({ list: "" }, keyEnv), {
     policies: [{ name: "x", key: "y", rights: ["Listen", "Send", "Manage"] }],
   });
-  assert.throws(() => resolvePolicies([], env({ AZTUNNEL_KEY: "y" })), UsageError);
-  const gen = resolvePolicies([], env({}));
+  assert.throws(() => resolvePolicies({}, env({ AZTUNNEL_KEY: "y" })), UsageError);
+  const gen = resolvePolicies({}, env({}));
   assert.ok(gen.generated);
   assert.deepEqual(gen.policies, [gen.generated]);
   assert.equal(atob(gen.generated.key).length, 32);

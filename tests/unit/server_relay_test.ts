@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { connectWebSocket, type WebSocketConn } from "../../lib/ws/mod.ts";
 import { createSasToken } from "../../lib/relay/sas.ts";
 import { startRelayServer } from "../../lib/server/mod.ts";
-import { UsageError } from "../../lib/errors.ts";
+import { AztunnelError, UsageError } from "../../lib/errors.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import {
   acceptConnection,
@@ -378,6 +378,32 @@ Deno.test("options: public URL rules, bind parsing, url of the server", async ()
   );
   await assert.rejects(startRelayServer({ bind: "127.0.0.1:0", maxListeners: 0 }), UsageError);
   await assert.rejects(startRelayServer({ bind: "127.0.0.1:0", latencyMs: -1 }), UsageError);
+  // Beyond 2^31-1 ms setTimeout would fire at once.
+  await assert.rejects(startRelayServer({ bind: "127.0.0.1:0", latencyMs: 2 ** 31 }), {
+    message: "--latency must be at most 596h31m23.647s",
+  });
+  await assert.rejects(
+    startRelayServer({ bind: "127.0.0.1:0", halfClosedTimeoutMs: 30 * 86_400_000 }),
+    { message: "halfClosedTimeoutMs must be at most 596h31m23.647s" },
+  );
+  // Certificates Deno refuses are usage errors, found before anything is bound.
+  await assert.rejects(
+    startRelayServer({ bind: "127.0.0.1:0", tls: { cert: "not pem", key: "not pem" } }),
+    (e: Error) =>
+      e instanceof UsageError &&
+      e.message === "invalid TLS certificate: No certificates found in certificate data",
+  );
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      startRelayServer({ bind: `127.0.0.1:${busy.addr.port}` }),
+      (e: Error) =>
+        e instanceof AztunnelError && !(e instanceof UsageError) && e.code === "listen_failed" &&
+        e.message.startsWith(`listen 127.0.0.1:${busy.addr.port}: `),
+    );
+  } finally {
+    busy.close();
+  }
   const srv = await startRelayServer({
     bind: "0.0.0.0:0",
     publicUrl: "https://relay.example:9443/",
@@ -428,6 +454,10 @@ Deno.test("logs: listening line, listener registered/unregistered, rendezvous ok
   try {
     await withRelay({ rendezvousTimeoutMs: 100 }, async (srv) => {
       const control = await listen(srv, "hyco");
+      // A listener that names itself: its id is logged as client_id, beside ours.
+      const named = await listen(srv, "named", undefined, { query: "sb-hc-id=my-listener-1" });
+      await named.close();
+      await waitFor(() => lines.some((l) => l.includes('msg="listener unregistered" hyco=named')));
       const s1 = connectSender(srv, "hyco");
       const { conn } = await acceptConnection(control);
       await closePair(await s1, conn);
@@ -445,13 +475,27 @@ Deno.test("logs: listening line, listener registered/unregistered, rendezvous ok
     text,
     /msg="relay-server listening" addr=127\.0\.0\.1:\d+ url=ws:\/\/127\.0\.0\.1:\d+/,
   );
+  // registration_id is the relay's own id; `listener_id` belongs to the listener process's logs.
+  assert.doesNotMatch(text, /listener_id=/);
+  const registered =
+    /msg="listener registered" hyco=hyco registration_id=([A-Z2-7]{16}) remote=127\.0\.0\.1:\d+ principal=sas:all listeners=1\n/
+      .exec(text);
+  assert.ok(registered, text);
   assert.match(
     text,
-    /msg="listener registered" hyco=hyco listener_id=\S+ remote=127\.0\.0\.1:\d+ principal=sas:all listeners=1/,
+    new RegExp(
+      `msg="rendezvous ok" hyco=hyco rendezvous_id=\\S+ registration_id=${
+        registered[1]
+      } elapsed_ms=\\d+`,
+    ),
   );
   assert.match(
     text,
-    /msg="rendezvous ok" hyco=hyco rendezvous_id=\S+ listener_id=\S+ elapsed_ms=\d+/,
+    /msg="listener registered" hyco=named registration_id=[A-Z2-7]{16} client_id=my-listener-1 remote=/,
+  );
+  assert.match(
+    text,
+    /msg="listener unregistered" hyco=named registration_id=[A-Z2-7]{16} client_id=my-listener-1 reason=client_close listeners=0/,
   );
   assert.match(text, /msg="rendezvous failed" .*status=504/);
   assert.match(text, /msg="listener unregistered" .*reason=client_close/);
