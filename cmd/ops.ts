@@ -67,6 +67,8 @@ export function parseMetricsFlags(flags: MetricsFlags): MetricsConfig | undefine
 export interface Ops {
   /** Aborted on the first SIGINT/SIGTERM. */
   readonly signal: AbortSignal;
+  /** Aborted on the second: stop draining, cut open tunnels now. */
+  readonly force: AbortSignal;
   /** Undefined when metrics are off. */
   readonly metrics?: Metrics;
   /** The ops server's bound `host:port` (port resolved); undefined when metrics are off. */
@@ -111,6 +113,7 @@ export async function runWithOps(
   try {
     await body({
       signal: stop.signal,
+      force: stop.force,
       metrics,
       opsAddr: server?.addr,
       observer: combineObservers(metrics && metricsObserver(metrics), setup.observer),

@@ -57,6 +57,7 @@ export function register(program: Command): void {
           keepAlive: true,
           drainTimeoutMs,
           signal: ops.signal,
+          force: ops.force,
           logger: getLogger(),
           observer: ops.observer,
           onConnectedChange: (up) => {

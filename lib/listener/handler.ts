@@ -41,13 +41,26 @@ export interface HandlerConfig {
   dial?: (target: string, opts: DialTargetOptions) => Promise<ByteStream>;
 }
 
+export interface HandlerContext {
+  logger: Logger;
+  /** Ends the tunnel in any phase. */
+  signal?: AbortSignal;
+  /** Ends it only before the data phase (envelope read, target dial): the listener is stopping. */
+  opening?: AbortSignal;
+  /** Called when the data phase starts; the returned function when it has ended. */
+  enterBridge?: () => () => void;
+}
+
 /** Serves one rendezvous socket to the end and closes it (Close 1000 "done"). Never rejects. */
 export async function handleTunnel(
   ws: MessageSocket,
   cfg: HandlerConfig,
-  ctx: { logger: Logger; signal?: AbortSignal },
+  ctx: HandlerContext,
 ): Promise<void> {
   let log = ctx.logger;
+  const opening = ctx.signal && ctx.opening
+    ? AbortSignal.any([ctx.signal, ctx.opening])
+    : ctx.signal ?? ctx.opening;
   const error = (reason: ConnectionErrorReason) =>
     cfg.observer?.connectionError?.("listener", reason);
   const respond = async (res: Omit<ConnectResponse, "version" | "listener_id">) => {
@@ -66,7 +79,7 @@ export async function handleTunnel(
     await ws.close(1000, "done").catch(() => ws.closeNow());
   };
 
-  const first = await readEnvelope(ws, cfg.connectTimeoutMs, ctx.signal);
+  const first = await readEnvelope(ws, cfg.connectTimeoutMs, opening);
   if ("error" in first) {
     log.warn("failed to read envelope", { error: first.error, close_code: first.closeCode });
     error("envelope_error");
@@ -106,7 +119,7 @@ export async function handleTunnel(
   try {
     conn = await dial(target, {
       timeoutMs: cfg.connectTimeoutMs,
-      signal: ctx.signal,
+      signal: opening,
       keepAlive: cfg.keepAlive,
     });
   } catch (err) {
@@ -127,11 +140,17 @@ export async function handleTunnel(
   }
   cfg.observer?.connectionStarted?.("listener", target);
   const bridgeStarted = performance.now();
-  const result = await bridge(conn, ws, {
-    halfClose: features.includes(FEATURE_HALF_CLOSE),
-    signal: ctx.signal,
-    pingIntervalMs: cfg.pingIntervalMs,
-  });
+  const leave = ctx.enterBridge?.();
+  let result;
+  try {
+    result = await bridge(conn, ws, {
+      halfClose: features.includes(FEATURE_HALF_CLOSE),
+      signal: ctx.signal,
+      pingIntervalMs: cfg.pingIntervalMs,
+    });
+  } finally {
+    leave?.();
+  }
   log.debug("bridge ended", { target, ...bridgeLogAttrs(result) });
   cfg.observer?.connectionEnded?.("listener", target, result, performance.now() - bridgeStarted);
 }

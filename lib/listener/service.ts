@@ -1,7 +1,8 @@
 /**
  * `relay-listener` as a service: keeps the control channel up and serves each accept (slot →
- * rendezvous → handler). On stop it closes the control channel, lets open tunnels finish for
- * `drainTimeoutMs`, then cancels them.
+ * rendezvous → handler). On stop it closes the control channel, abandons accepts that have not
+ * reached their data phase, lets bridged tunnels finish for `drainTimeoutMs` (or until `force`),
+ * then cancels them.
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
@@ -31,6 +32,8 @@ export interface ListenerOptions {
   /** How long open tunnels may finish after `signal` aborts; default 10 s. */
   drainTimeoutMs?: number;
   signal: AbortSignal;
+  /** A second stop request: open tunnels are cut without waiting for the drain. */
+  force?: AbortSignal;
   logger?: Logger;
   /** Minted when absent. */
   listenerId?: string;
@@ -60,6 +63,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     ...opts.handler,
   };
   const tracker = new TaskTracker();
+  const opening = AbortSignal.any([opts.signal, tracker.stopSignal]);
   let active = 0;
 
   const onAccept = (
@@ -72,7 +76,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
         rejectRendezvous(accept.address, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, {
           caCerts: opts.caCerts,
           timeoutMs: REJECT_TIMEOUT_MS,
-          signal: tracker.cancelSignal,
+          signal: opening,
         }).catch((err) => ctx.logger.debug("reject failed", { error: errorMessage(err) })),
       );
       return;
@@ -85,9 +89,14 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
         const ws = await acceptRendezvous(accept.address, {
           caCerts: opts.caCerts,
           logger: ctx.logger,
-          signal: tunnel.signal,
+          signal: AbortSignal.any([tunnel.signal, opening]),
         });
-        await handleTunnel(ws, cfg, { logger: ctx.logger, signal: tunnel.signal });
+        await handleTunnel(ws, cfg, {
+          logger: ctx.logger,
+          signal: tunnel.signal,
+          opening,
+          enterBridge: () => tracker.enterBridge(),
+        });
       } catch {
         // acceptRendezvous logged accept_dropped; the handler never rejects
       } finally {
@@ -110,7 +119,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     reconnectBaseMs: opts.controlChannel?.reconnectBaseMs,
     pingIntervalMs: opts.controlChannel?.pingIntervalMs,
   });
-  await tracker.drain(opts.drainTimeoutMs ?? 10_000);
+  await tracker.drain(opts.drainTimeoutMs ?? 10_000, { logger: log, force: opts.force });
 }
 
 /**

@@ -23,8 +23,9 @@ export interface ConnectOptions {
 }
 
 /**
- * Resolves when the tunnel ended cleanly (or `signal` stopped it); throws AztunnelError with the
- * reason otherwise. The local stream is always closed.
+ * Resolves when the tunnel ended cleanly (or `signal` stopped it once open); throws AztunnelError
+ * with the reason otherwise, including a stop before the tunnel opened. The local stream is always
+ * closed.
  */
 export async function runConnect(opts: ConnectOptions): Promise<void> {
   const local = opts.local ?? stdioStream();
@@ -39,7 +40,12 @@ export async function runConnect(opts: ConnectOptions): Promise<void> {
     });
   } catch (err) {
     local.close();
-    if (opts.signal.aborted) return;
+    // Nothing was bridged, so ssh must not take this for a session that ended normally.
+    if (opts.signal.aborted) {
+      throw new AztunnelError("interrupted", "interrupted before the tunnel opened", {
+        cause: err,
+      });
+    }
     throw err;
   }
   const result = await runTunnel(local, tunnel, opts.target, {

@@ -2,6 +2,7 @@
  * The sender's half of opening a tunnel: relay rendezvous dial, ConnectEnvelope out, one
  * ConnectResponse in (reference §2.2). Nothing is read from the local client until this succeeds.
  */
+import { formatDuration } from "../duration.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { dialRelay } from "../relay/dial.ts";
@@ -31,7 +32,16 @@ export interface RelayConfig {
   dialBudgetMs?: number;
   /** First retry delay of the relay dial (default 1 s); tests shorten it. */
   retryBaseMs?: number;
+  /** How long the listener may take to answer the envelope (default 60 s). */
+  replyTimeoutMs?: number;
 }
+
+/**
+ * Longer than the listener's own deadline for the envelope and the target dial (--connect-timeout,
+ * 30 s by default), so a slow but working listener still answers first; a listener that took the
+ * rendezvous and then hung no longer holds the client forever (Go waits without a bound).
+ */
+export const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
 
 export interface OpenTunnelOptions {
   relay: RelayConfig;
@@ -67,11 +77,14 @@ export class EnvelopeRejected extends AztunnelError {
   }
 }
 
-/** Writing the envelope or reading/parsing the response failed. */
+/**
+ * Writing the envelope or reading/parsing the response failed (code `envelope_failed`), or no
+ * response came in time (code `reply_timeout`).
+ */
 export class EnvelopeExchangeError extends AztunnelError {
   readonly closeCode?: number;
-  constructor(message: string, closeCode?: number, options?: ErrorOptions) {
-    super("envelope_failed", message, options);
+  constructor(message: string, closeCode?: number, options?: ErrorOptions & { code?: string }) {
+    super(options?.code ?? "envelope_failed", message, options);
     this.name = "EnvelopeExchangeError";
     this.closeCode = closeCode;
   }
@@ -120,7 +133,12 @@ export async function openTunnel(target: string, opts: OpenTunnelOptions): Promi
       metadata: featuresMetadata(offered),
       bridge_id: bridgeId,
     });
-    const text = await exchange(socket, envelope, opts.signal);
+    const text = await exchange(
+      socket,
+      envelope,
+      opts.relay.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
+      opts.signal,
+    );
     let res: ConnectResponse;
     try {
       res = decodeResponse(text);
@@ -162,14 +180,27 @@ export async function openTunnel(target: string, opts: OpenTunnelOptions): Promi
   }
 }
 
-/** Sends the envelope and returns the response text; bounded only by `signal`, as in Go. */
+/** Sends the envelope and returns the response text, within `timeoutMs` or until `signal`. */
 async function exchange(
   ws: MessageSocket,
   envelope: string,
+  timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<string> {
   let onAbort: (() => void) | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const aborted = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new EnvelopeExchangeError(
+            `no reply from listener within ${formatDuration(timeoutMs)}`,
+            undefined,
+            { code: "reply_timeout" },
+          ),
+        ),
+      timeoutMs,
+    );
     onAbort = () =>
       reject(
         new EnvelopeExchangeError("envelope exchange aborted", undefined, {
@@ -212,6 +243,7 @@ async function exchange(
     }
     return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
   } finally {
+    clearTimeout(timer);
     if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }

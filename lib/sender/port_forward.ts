@@ -6,7 +6,7 @@ import { type BindAddress, formatAddr, listenTcp } from "./listen.ts";
 import { openTunnel, type RelayConfig } from "./open_tunnel.ts";
 import { RelayDialError } from "../relay/dial_error.ts";
 import { runTunnel } from "./run_tunnel.ts";
-import { serveConnections } from "./serve.ts";
+import { type ConnectionScope, serveConnections } from "./serve.ts";
 
 export interface PortForwardOptions {
   relay: RelayConfig;
@@ -15,6 +15,8 @@ export interface PortForwardOptions {
   keepAlive: boolean;
   drainTimeoutMs: number;
   signal: AbortSignal;
+  /** A second stop request: open tunnels are cut without waiting for the drain. */
+  force?: AbortSignal;
   logger: Logger;
   observer?: TunnelObserver;
   /** Called with the bound address once listening (tests use it instead of parsing logs). */
@@ -33,20 +35,21 @@ export async function runPortForward(opts: PortForwardOptions): Promise<void> {
   opts.onListening?.(listener.addr);
   await serveConnections(listener, {
     signal: opts.signal,
+    force: opts.force,
     drainTimeoutMs: opts.drainTimeoutMs,
     logger: opts.logger,
     keepAlive: opts.keepAlive,
-    handle: (conn, cancel) => forward(conn, cancel, opts),
+    handle: (conn, scope) => forward(conn, scope, opts),
   });
 }
 
-async function forward(conn: Deno.TcpConn, cancel: AbortSignal, opts: PortForwardOptions) {
+async function forward(conn: Deno.TcpConn, scope: ConnectionScope, opts: PortForwardOptions) {
   let tunnel;
   try {
     tunnel = await openTunnel(opts.target, {
       relay: opts.relay,
       logger: opts.logger,
-      signal: cancel,
+      signal: scope.opening,
       features: opts.features,
       observer: opts.observer,
     });
@@ -57,5 +60,14 @@ async function forward(conn: Deno.TcpConn, cancel: AbortSignal, opts: PortForwar
     conn.close();
     return;
   }
-  await runTunnel(conn, tunnel, opts.target, { signal: cancel, observer: opts.observer });
+  const leave = scope.enterBridge();
+  try {
+    const result = await runTunnel(conn, tunnel, opts.target, {
+      signal: scope.cancel,
+      observer: opts.observer,
+    });
+    if (result.error) tunnel.logger.warn("forward failed", { error: errorMessage(result.error) });
+  } finally {
+    leave();
+  }
 }

@@ -1,19 +1,31 @@
 /**
  * The accept loop shared by port-forward and socks5-proxy: one task per local connection, tracked
- * so that a stop (signal) closes the listener, lets open tunnels finish for `drainTimeoutMs`, then
- * cancels them.
+ * so that a stop (signal) closes the listener, abandons connections whose tunnel is still opening,
+ * lets bridged tunnels finish for `drainTimeoutMs` (or until `force`), then cancels them.
  */
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
 
+/** What a connection handler gets to follow the service's stop. */
+export interface ConnectionScope {
+  /** Aborts as soon as the stop begins: for the handshake, relay dial and envelope exchange. */
+  opening: AbortSignal;
+  /** Aborts when the drain runs out (or is forced): for the bridge. */
+  cancel: AbortSignal;
+  /** Marks the tunnel as bridged (a drain waits for it); call the result when it has ended. */
+  enterBridge(): () => void;
+}
+
 export interface ServeOptions {
   signal: AbortSignal;
+  /** A second stop request: bridged tunnels are cancelled without waiting for the drain. */
+  force?: AbortSignal;
   drainTimeoutMs: number;
   logger: Logger;
   keepAlive: boolean;
-  /** Handles one accepted connection; must close it. `cancel` aborts when the drain runs out. */
-  handle(conn: Deno.TcpConn, cancel: AbortSignal): Promise<void>;
+  /** Handles one accepted connection; must close it. */
+  handle(conn: Deno.TcpConn, scope: ConnectionScope): Promise<void>;
 }
 
 /** Backoff after a failed accept (e.g. EMFILE) so the loop does not spin. */
@@ -24,6 +36,11 @@ export async function serveConnections(
   opts: ServeOptions,
 ): Promise<void> {
   const tracker = new TaskTracker();
+  const scope: ConnectionScope = {
+    opening: AbortSignal.any([opts.signal, tracker.stopSignal]),
+    cancel: tracker.cancelSignal,
+    enterBridge: () => tracker.enterBridge(),
+  };
   const stop = () => {
     try {
       listener.close();
@@ -51,12 +68,12 @@ export async function serveConnections(
       } catch {
         // the client already left; the handler will notice
       }
-      tracker.track(opts.handle(conn, tracker.cancelSignal));
+      tracker.track(opts.handle(conn, scope));
     }
   } finally {
     opts.signal.removeEventListener("abort", stop);
     stop();
-    await tracker.drain(opts.drainTimeoutMs);
+    await tracker.drain(opts.drainTimeoutMs, { logger: opts.logger, force: opts.force });
   }
 }
 

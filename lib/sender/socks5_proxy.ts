@@ -6,10 +6,11 @@ import type { TunnelObserver } from "../tunnel/observer.ts";
 import { type BindAddress, formatAddr, listenTcp } from "./listen.ts";
 import { openTunnel, type RelayConfig } from "./open_tunnel.ts";
 import { runTunnel } from "./run_tunnel.ts";
-import { serveConnections } from "./serve.ts";
+import { type ConnectionScope, serveConnections } from "./serve.ts";
 import {
   encodeReply,
   readSocks5Request,
+  REP_GENERAL_FAILURE,
   REP_SUCCEEDED,
   replyCodeFor,
   SOCKS5_HANDSHAKE_TIMEOUT_MS,
@@ -21,6 +22,8 @@ export interface Socks5ProxyOptions {
   keepAlive: boolean;
   drainTimeoutMs: number;
   signal: AbortSignal;
+  /** A second stop request: open tunnels are cut without waiting for the drain. */
+  force?: AbortSignal;
   logger: Logger;
   observer?: TunnelObserver;
   onListening?(addr: Deno.NetAddr): void;
@@ -34,10 +37,11 @@ export async function runSocks5Proxy(opts: Socks5ProxyOptions): Promise<void> {
   opts.onListening?.(listener.addr);
   await serveConnections(listener, {
     signal: opts.signal,
+    force: opts.force,
     drainTimeoutMs: opts.drainTimeoutMs,
     logger: opts.logger,
     keepAlive: opts.keepAlive,
-    handle: (conn, cancel) => serveClient(conn, cancel, opts),
+    handle: (conn, scope) => serveClient(conn, scope, opts),
   });
 }
 
@@ -71,28 +75,28 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
-async function serveClient(conn: Deno.TcpConn, cancel: AbortSignal, opts: Socks5ProxyOptions) {
+async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Socks5ProxyOptions) {
   let target: string;
-  // A client still handshaking when the drain runs out is cut off.
-  const onCancel = () => conn.close();
-  cancel.addEventListener("abort", onCancel, { once: true });
+  // A client still handshaking when the stop begins is cut off: it has no tunnel to drain.
+  const onStop = () => conn.close();
+  scope.opening.addEventListener("abort", onStop, { once: true });
   try {
     target = (await readSocks5Request(conn, {
       timeoutMs: opts.handshakeTimeoutMs ?? SOCKS5_HANDSHAKE_TIMEOUT_MS,
     })).target;
   } catch (err) {
     opts.logger.debug("socks5 handshake failed", { error: errorMessage(err) });
-    if (!cancel.aborted) await lingerClose(conn);
+    if (!scope.opening.aborted) await lingerClose(conn);
     return;
   } finally {
-    cancel.removeEventListener("abort", onCancel);
+    scope.opening.removeEventListener("abort", onStop);
   }
   let tunnel;
   try {
     tunnel = await openTunnel(target, {
       relay: opts.relay,
       logger: opts.logger,
-      signal: cancel,
+      signal: scope.opening,
       features: opts.features,
       observer: opts.observer,
     });
@@ -100,7 +104,9 @@ async function serveClient(conn: Deno.TcpConn, cancel: AbortSignal, opts: Socks5
     if (err instanceof RelayDialError && err.code !== "aborted") {
       opts.logger.warn("socks5 failed", { error: errorMessage(err) });
     }
-    await writeAll(conn, encodeReply(replyCodeFor(err))).catch(() => {});
+    // Stopped mid-open: a general failure, not a verdict on the target.
+    const rep = scope.opening.aborted ? REP_GENERAL_FAILURE : replyCodeFor(err);
+    await writeAll(conn, encodeReply(rep)).catch(() => {});
     await lingerClose(conn);
     return;
   }
@@ -113,5 +119,14 @@ async function serveClient(conn: Deno.TcpConn, cancel: AbortSignal, opts: Socks5
     await tunnel.socket.closed;
     return;
   }
-  await runTunnel(conn, tunnel, target, { signal: cancel, observer: opts.observer });
+  const leave = scope.enterBridge();
+  try {
+    const result = await runTunnel(conn, tunnel, target, {
+      signal: scope.cancel,
+      observer: opts.observer,
+    });
+    if (result.error) tunnel.logger.warn("socks5 failed", { error: errorMessage(result.error) });
+  } finally {
+    leave();
+  }
 }

@@ -3,6 +3,9 @@
  * and Close is forwarded transparently. When one leg's Close arrives, the same code and reason go to
  * the other leg (whose socket stays readable), and the other direction keeps flowing until that
  * leg's own Close comes back — so a half-close made with the closing handshake survives the relay.
+ * A leg that drops without Close reaches the other as 1000 "peer connection lost": Go senders always
+ * drop their socket at the end of a tunnel, and Go listeners treat anything but 1000 as an error.
+ * Our own peers tell a cut from a normal end by the missing eof, not by the code.
  *
  * Backpressure: with no latency a lane holds at most one message read ahead of the one being
  * written to the other leg. With latency, messages wait in a per-lane pipeline until due, bounded by
@@ -70,6 +73,9 @@ export async function bridgeSockets(
   }
 }
 
+/** The reason of the Close sent on a leg whose partner dropped without Close. */
+export const PEER_LOST_REASON = "peer connection lost";
+
 /** The Close to send on the other leg for what ended `from`. */
 export function forwardedClose(
   info: CloseInfo | null,
@@ -78,9 +84,9 @@ export function forwardedClose(
   const code = errorCode(err);
   if (code === "protocol_error") return { code: 1011, reason: "peer sent an invalid frame" };
   if (code === "message_too_big") return { code: 1011, reason: "peer sent a message too big" };
-  if (!info || info.code === 1005 || info.code === 1006) {
-    return { code: 1000, reason: info?.reason ?? "" };
-  }
+  // 1005/1006 may never go on the wire; the reason still tells a lost peer from a normal end.
+  if (!info || info.code === 1006) return { code: 1000, reason: PEER_LOST_REASON };
+  if (info.code === 1005) return { code: 1000, reason: info.reason };
   return { code: info.code, reason: info.reason };
 }
 

@@ -53,7 +53,10 @@ export interface BridgeResult {
   error?: Error;
   tcpToWsErr?: Error;
   wsToTcpErr?: Error;
-  /** The peer's close code when it was not a normal 1000 close (1006 for a dropped connection). */
+  /**
+   * The peer's close code when the close was an error: not 1000, or (half-close) any code before
+   * the peer's eof. 1006 for a dropped connection.
+   */
   closeCode?: number;
 }
 
@@ -121,7 +124,10 @@ export async function bridge(
   let ending = false;
   let firstEnd: BridgeCause | undefined;
   let localDone = false;
+  let eofSent = false;
   let peerDone = false;
+  /** endOnPeerEof ended the tunnel: our eof is still owed, or the peer sees a truncated tunnel. */
+  let eofOwed = false;
   let wsBroken = false;
   const { promise: ended, resolve: endNow } = Promise.withResolvers<void>();
 
@@ -159,7 +165,10 @@ export async function bridge(
       if (ending) return;
       try {
         if (n === null) {
-          if (opts.halfClose) await ws.send(EOF_MESSAGE);
+          if (opts.halfClose) {
+            eofSent = true;
+            await ws.send(EOF_MESSAGE);
+          }
           localDone = true;
           directionEnded("local_close");
           return;
@@ -193,9 +202,23 @@ export async function bridge(
       if (msg === null) {
         const code = ws.closeInfo?.code ?? 1005;
         if (!ending) {
-          // With half-close, a direction may have ended before: it is what ended the tunnel.
-          if (code === 1000) finish(firstEnd ?? "peer_close");
-          else {
+          if (opts.halfClose && !peerDone) {
+            // A Close before the peer's eof means its data was cut off (a killed peer reaches us
+            // through the relay as 1001): even a 1000 here is not a clean end.
+            result.closeCode = code;
+            const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
+            finish(
+              "peer_close",
+              new BridgeError(
+                "closed_before_eof",
+                `tunnel closed by peer before end of data (close ${code}${reason})`,
+              ),
+              "ws_to_tcp",
+            );
+          } else if (code === 1000) {
+            // With half-close, a direction may have ended before: it is what ended the tunnel.
+            finish(firstEnd ?? "peer_close");
+          } else {
             result.closeCode = code;
             const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
             finish(
@@ -253,8 +276,10 @@ export async function bridge(
       if (!ending) finish(localCause(err), err, "ws_to_tcp");
       return true;
     }
-    if (opts.endOnPeerEof) finish(firstEnd ?? "peer_close");
-    else directionEnded("peer_close");
+    if (opts.endOnPeerEof) {
+      eofOwed = !eofSent;
+      finish(firstEnd ?? "peer_close");
+    } else directionEnded("peer_close");
     return false;
   };
 
@@ -283,7 +308,11 @@ export async function bridge(
   } catch {
     // already closed
   }
-  const closing = wsBroken ? Promise.resolve(ws.closeNow()) : ws.close(1000, "done").catch(() => {
+  const closeClean = async () => {
+    if (eofOwed) await ws.send(EOF_MESSAGE);
+    await ws.close(1000, "done");
+  };
+  const closing = wsBroken ? Promise.resolve(ws.closeNow()) : closeClean().catch(() => {
     ws.closeNow();
   });
   await Promise.allSettled([closing, up, down, ...pings]);

@@ -92,6 +92,12 @@ Deno.test("failure: a SIGKILLed listener ends its tunnels; a new listener takes 
   } finally {
     conn.close();
   }
+  // The cut is a failure the user can see, not a quiet normal end.
+  const warn = await pf.proc.waitForLine(/level=WARN msg="forward failed"/, 15_000);
+  assert.match(
+    warn.input ?? "",
+    /error="tunnel closed by peer before end of data \(close 1000: peer connection lost\)"/,
+  );
 
   await using _second = await startListener(relay, { name: "listener-2" });
   const fresh = await Deno.connect({ hostname: "127.0.0.1", port: pf.port });
@@ -126,4 +132,81 @@ Deno.test("failure: SIGTERM drains — the open tunnel finishes, then the listen
     const s = await p.kill("SIGTERM");
     assert.equal(s.code, 0, `${p.name}: ${p.stderr}`);
   }
+});
+
+Deno.test("failure: `connect` through a SIGKILLed listener exits 1 and says why", async () => {
+  await using echo = startEchoServer();
+  await using relay = await startRelayServer();
+  const listener = await startListener(relay);
+  await using _listener = listener;
+  await using sender = new Proc(Deno.execPath(), cliArgv(connectArgs(relay, echo.addr)), {
+    env: relay.env,
+    stdin: "piped",
+    stdout: "lines",
+    name: "connect",
+  });
+  await sender.writeStdin("before the crash\n");
+  await sender.waitForLine(/^before the crash$/, 20_000, { stream: "stdout" });
+  assert.equal((await listener.kill("SIGKILL")).signal, "SIGKILL");
+  // stdin stays open: the cut alone must end the process.
+  const status = await sender.wait(15_000);
+  assert.equal(status.code, 1, sender.stderr);
+  assert.match(
+    sender.stderr,
+    /^aztunnel: error: tunnel failed: tunnel closed by peer before end of data \(close 1000: peer connection lost\)$/m,
+  );
+});
+
+Deno.test("failure: Ctrl-C twice on port-forward with an open tunnel exits 0 at once", async () => {
+  await using echo = startEchoServer();
+  await using relay = await startRelayServer();
+  await using _listener = await startListener(relay);
+  await using pf = await startPortForward(relay, echo.addr);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: pf.port });
+  try {
+    await roundTrip(conn, "open tunnel");
+    pf.proc.child.kill("SIGINT");
+    await pf.proc.waitForLine(/level=INFO msg="draining tunnels" count=1 timeout=10s$/);
+    const started = Date.now();
+    pf.proc.child.kill("SIGINT");
+    const status = await pf.proc.wait(5_000);
+    assert.equal(status.code, 0, pf.proc.stderr);
+    assert.ok(Date.now() - started < 3_000, `exit took ${Date.now() - started} ms`);
+    assert.match(pf.proc.stderr, /msg="second signal, closing 1 tunnels now" count=1/);
+    assert.equal(await conn.read(new Uint8Array(64)).catch(() => null), null);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("failure: Ctrl-C while the relay dial retries (no listener) exits 0 within a second", async () => {
+  await using relay = await startRelayServer();
+  await using pf = await startPortForward(relay, "127.0.0.1:22");
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: pf.port });
+  try {
+    await pf.proc.waitForLine(/relay dial failed \(retrying\)/);
+    const started = Date.now();
+    pf.proc.child.kill("SIGINT");
+    const status = await pf.proc.wait(5_000);
+    assert.equal(status.code, 0, pf.proc.stderr);
+    assert.ok(Date.now() - started < 1_500, `exit took ${Date.now() - started} ms`);
+    assert.doesNotMatch(pf.proc.stderr, /draining tunnels/);
+    assert.equal(await conn.read(new Uint8Array(64)).catch(() => null), null);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("failure: Ctrl-C on `connect` before the tunnel opened exits 1", async () => {
+  await using relay = await startRelayServer();
+  await using sender = new Proc(
+    Deno.execPath(),
+    cliArgv(connectArgs(relay, "127.0.0.1:22", { globalArgs: ["--log-level", "debug"] })),
+    { env: relay.env, stdin: "piped", name: "connect" },
+  );
+  await sender.waitForLine(/relay dial failed \(retrying\)/);
+  sender.child.kill("SIGINT");
+  const status = await sender.wait(5_000);
+  assert.equal(status.code, 1, sender.stderr);
+  assert.match(sender.stderr, /^aztunnel: error: interrupted before the tunnel opened$/m);
 });

@@ -26,10 +26,24 @@ export class LogCapture {
     });
   }
 
-  waitFor(re: RegExp): Promise<string> {
+  /** The first line matching `re`; rejects after `deadlineMs` so a wrong pattern fails, not hangs. */
+  waitFor(re: RegExp, deadlineMs = 20_000): Promise<string> {
     const hit = this.lines.find((l) => re.test(l));
     if (hit) return Promise.resolve(hit);
-    return new Promise((resolve) => this.#waiters.push({ re, resolve }));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        re,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`no log line ${re} within ${deadlineMs} ms:\n${this.lines.join("")}`));
+      }, deadlineMs);
+      this.#waiters.push(waiter);
+    });
   }
 
   count(re: RegExp): number {

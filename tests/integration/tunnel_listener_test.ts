@@ -36,6 +36,10 @@ async function startForward(relay: RelayConfig, target: string) {
   };
 }
 
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
 async function roundTrip(conn: Deno.Conn, text: string) {
   await writeAll(conn, enc.encode(text));
   assert.equal(dec.decode(await readExact(conn, text.length)), text);
@@ -80,6 +84,8 @@ Deno.test("listener: shutdown lets an open tunnel finish within the drain timeou
     await stopped;
     const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
     assert.match(line, /cause=peer_close/);
+    await stack.logs.waitFor(/msg="draining tunnels" side=listener .*count=1 timeout=10s\s/);
+    await stack.logs.waitFor(/msg="drain complete" side=listener/);
   } finally {
     await fwd.stop();
     await stack.close();
@@ -98,11 +104,58 @@ Deno.test("listener: tunnels still open at the drain deadline are cancelled (use
     const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
     assert.match(line, /cause=user_cancel/);
     assert.doesNotMatch(line, / error=/);
-    assert.equal((await readAll(client)).length, 0);
+    assert.match(
+      await stack.logs.waitFor(/msg="draining tunnels" side=listener/),
+      /listener_id=[A-Z2-7]{16} count=1 timeout=50ms\s/,
+    );
+    assert.match(
+      await stack.logs.waitFor(/msg="drain timed out, closing 1 tunnels" side=listener/),
+      /count=1\s/,
+    );
+    await readAll(client).catch(() => {});
     client.close();
+    // For the sender the tunnel was cut before the listener's end of data: a failure, not a clean
+    // end (its client is closed without the half-close a finished response would bring).
+    const cut = "tunnel closed by peer before end of data (close 1000: done)";
+    const sender = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
+    assert.match(sender, /cause=peer_close/);
+    assert.ok(sender.includes(`error="${cut}"`), sender);
+    const warn = await stack.logs.waitFor(/level=WARN msg="forward failed" side=sender/);
+    assert.match(warn, new RegExp(`bridge_id=[A-Z2-7]{16} error="${escape(cut)}"`));
   } finally {
     await fwd.stop();
     await stack.close();
     await target.close();
+  }
+});
+
+Deno.test("listener: a stop abandons accepts still dialing their target; no drain wait", async () => {
+  const stack = await startStack({
+    drainTimeoutMs: 60_000,
+    handler: {
+      pingIntervalMs: 0,
+      // A target that never answers the dial: only the stop can end it.
+      dial: (_target, o) =>
+        new Promise((_, reject) =>
+          o.signal?.addEventListener("abort", () => reject(o.signal?.reason), { once: true })
+        ),
+    },
+  });
+  const fwd = await startForward(stack.relay, "127.0.0.1:9");
+  try {
+    const client = await fwd.connect();
+    await stack.logs.waitFor(/msg="connection requested" side=listener/);
+    const started = performance.now();
+    await stack.stopListener();
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < 5_000, `stopping took ${elapsed} ms`);
+    assert.equal(stack.logs.count(/msg="draining tunnels"/), 0);
+    // The sender learns the tunnel will not open, and its client is closed.
+    await stack.logs.waitFor(/msg="listener refused connection" side=sender/);
+    assert.equal(await client.read(new Uint8Array(8)).catch(() => null), null);
+    client.close();
+  } finally {
+    await fwd.stop();
+    await stack.close();
   }
 });

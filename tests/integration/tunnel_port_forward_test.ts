@@ -19,6 +19,7 @@ async function startForward(
   extra: Partial<Parameters<typeof runPortForward>[0]> = {},
 ) {
   const ac = new AbortController();
+  const force = new AbortController();
   const bound = Promise.withResolvers<Deno.NetAddr>();
   const running = runPortForward({
     relay,
@@ -27,6 +28,7 @@ async function startForward(
     keepAlive: true,
     drainTimeoutMs: 5000,
     signal: ac.signal,
+    force: force.signal,
     logger: getLogger({ side: "sender" }),
     onListening: (a) => bound.resolve(a),
     ...extra,
@@ -39,7 +41,14 @@ async function startForward(
       ac.abort(new DOMException("shutdown requested", "AbortError"));
       return running;
     },
+    /** The second Ctrl-C. */
+    force: () => force.abort(new DOMException("second shutdown request", "AbortError")),
   };
+}
+
+/** Resolves with null at EOF or when the connection was reset (both end the client's wait). */
+function readEnd(conn: Deno.Conn): Promise<number | null> {
+  return conn.read(new Uint8Array(64)).catch(() => null);
 }
 
 Deno.test("port-forward: round trip with half-close (request, FIN, response)", async () => {
@@ -118,9 +127,94 @@ Deno.test("port-forward: shutdown stops accepting and drains the open tunnel", a
     assert.equal(dec.decode(await readExact(client, 4)), "pong");
     client.close();
     await stopped;
+    await stack.logs.waitFor(
+      /msg="draining tunnels" side=sender count=1 timeout=5s\s/,
+    );
+    await stack.logs.waitFor(/msg="drain complete" side=sender\s/);
   } finally {
     await fwd.stop();
     await stack.close();
     await target.close();
+  }
+});
+
+Deno.test("port-forward: a stop during the relay dial closes the client at once, no drain", async () => {
+  const stack = await startStack({ allowlist: null });
+  const fwd = await startForward(
+    { ...stack.relay, entity: "nobody-listens-here" },
+    "127.0.0.1:9",
+    { drainTimeoutMs: 60_000 },
+  );
+  try {
+    const client = await fwd.connect();
+    await stack.logs.waitFor(/msg="relay dial failed \(retrying\)" side=sender/);
+    const started = performance.now();
+    await fwd.stop();
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < 5_000, `stopping took ${elapsed} ms`);
+    assert.equal(await readEnd(client), null);
+    client.close();
+    assert.equal(stack.logs.count(/msg="draining tunnels"/), 0);
+    assert.equal(
+      stack.logs.count(/msg="(forward|relay dial) failed"/),
+      0,
+      "an abort is no failure",
+    );
+  } finally {
+    await fwd.stop();
+    await stack.close();
+  }
+});
+
+Deno.test("port-forward: a second stop request cuts the draining tunnel at once", async () => {
+  const stack = await startStack({ allowlist: null });
+  const target = startTarget(echo);
+  const fwd = await startForward(stack.relay, target.addr, { drainTimeoutMs: 60_000 });
+  try {
+    const client = await fwd.connect();
+    await writeAll(client, enc.encode("ping"));
+    assert.equal(dec.decode(await readExact(client, 4)), "ping");
+    const started = performance.now();
+    const stopped = fwd.stop();
+    await stack.logs.waitFor(/msg="draining tunnels" side=sender count=1 timeout=1m0s\s/);
+    fwd.force();
+    await stopped;
+    assert.ok(performance.now() - started < 5_000);
+    await stack.logs.waitFor(
+      /msg="second signal, closing 1 tunnels now" side=sender count=1\s/,
+    );
+    const line = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
+    assert.match(line, /cause=user_cancel/);
+    assert.equal(await readEnd(client), null);
+    client.close();
+  } finally {
+    await fwd.stop();
+    await stack.close();
+    await target.close();
+  }
+});
+
+Deno.test("port-forward: no reply to the envelope within the deadline closes the client", async () => {
+  // A listener that took the rendezvous and then hangs (its target dial never returns).
+  const stack = await startStack({
+    allowlist: null,
+    handler: {
+      pingIntervalMs: 0,
+      dial: (_target, o) =>
+        new Promise((_, reject) =>
+          o.signal?.addEventListener("abort", () => reject(o.signal?.reason), { once: true })
+        ),
+    },
+  });
+  const fwd = await startForward({ ...stack.relay, replyTimeoutMs: 100 }, "127.0.0.1:9");
+  try {
+    const client = await fwd.connect();
+    assert.equal(await readEnd(client), null);
+    client.close();
+    const line = await stack.logs.waitFor(/msg="envelope exchange failed" side=sender/);
+    assert.match(line, /target=127\.0\.0\.1:9 error="no reply from listener within 100ms"/);
+  } finally {
+    await fwd.stop();
+    await stack.close();
   }
 });

@@ -170,10 +170,14 @@ Deno.test("bridge half-close: peer eof first closes our write side, local data s
   client.close();
 });
 
-Deno.test("bridge half-close with endOnPeerEof: the peer's eof ends the tunnel", async () => {
+Deno.test("bridge half-close with endOnPeerEof: the peer's eof ends the tunnel, our eof first", async () => {
   const { client, peer, done } = await setup({ halfClose: true, endOnPeerEof: true });
   await peer.send(enc.encode("bye"));
   await peer.send(EOF_MESSAGE);
+  // Our own eof before Close tells the peer nothing was cut off (see the test below).
+  assert.deepEqual(await peer.receive(), { type: "text", data: EOF_MESSAGE });
+  assert.equal(await peer.receive(), null);
+  assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
   const r = await finishPeer(peer, done);
   assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 3 });
   assert.equal(dec.decode(await readToEnd(client)), "bye");
@@ -200,8 +204,8 @@ Deno.test("bridge v1: peer's normal close ends the tunnel; local sees EOF", asyn
   client.close();
 });
 
-Deno.test("bridge: a non-1000 close is an error with close_code", async () => {
-  const { client, peer, done } = await setup({ halfClose: true });
+Deno.test("bridge v1: a non-1000 close is an error with close_code", async () => {
+  const { client, peer, done } = await setup();
   const closing = peer.close(1001, "going away");
   await closing;
   const r = await done;
@@ -216,6 +220,44 @@ Deno.test("bridge: a non-1000 close is an error with close_code", async () => {
     ws_to_tcp_err: "websocket closed with code 1001: going away",
     close_code: 1001,
   });
+  client.close();
+});
+
+Deno.test("bridge half-close: a Close before the peer's eof is an error, even 1000", async () => {
+  for (
+    const [code, reason] of [[1001, "peer connection lost"], [1000, "done"], [4000, ""]] as const
+  ) {
+    const { client, peer, done } = await setup({ halfClose: true });
+    await peer.send(enc.encode("partial"));
+    await peer.close(code, reason);
+    const r = await done;
+    const detail = reason ? `${code}: ${reason}` : `${code}`;
+    const message = `tunnel closed by peer before end of data (close ${detail})`;
+    assert.equal(r.cause, "peer_close");
+    assert.equal(r.error?.message, message);
+    assert.equal((r.error as AztunnelError).code, "closed_before_eof");
+    assert.equal(r.wsToTcpErr, r.error);
+    assert.deepEqual(bridgeLogAttrs(r), {
+      cause: "peer_close",
+      tcp_to_ws: 0,
+      ws_to_tcp: 7,
+      error: message,
+      ws_to_tcp_err: message,
+      close_code: code,
+    });
+    // The local end still gets what arrived before the cut.
+    assert.equal(dec.decode(await readToEnd(client)), "partial");
+    client.close();
+  }
+});
+
+Deno.test("bridge half-close: the peer's 1000 after its eof is clean while we still send", async () => {
+  const { client, peer, done } = await setup({ halfClose: true });
+  await peer.send(EOF_MESSAGE);
+  assert.equal((await readToEnd(client)).length, 0);
+  await peer.close(1000, "done");
+  const r = await done;
+  assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 0 });
   client.close();
 });
 

@@ -140,12 +140,12 @@ Deno.test("bridge (fake sockets): with latency, in-flight bytes stop at the budg
   assert.ok(s.closeSent && l.closeSent);
 });
 
-Deno.test("bridge (fake sockets): a lost leg ends as Close 1000 on the other; errors map", async () => {
+Deno.test("bridge (fake sockets): a lost leg ends as Close 1000 (peer connection lost) on the other; errors map", async () => {
   const s = new FakeSocket(), l = new FakeSocket();
   const done = bridgeSockets(s, l, { latencyMs: 0, inFlightBytes: 1 << 20 });
   s.feed(new Error("connection lost"));
   await settle();
-  assert.deepEqual(l.closes, [{ code: 1000, reason: "" }]);
+  assert.deepEqual(l.closes, [{ code: 1000, reason: "peer connection lost" }]);
   // Messages for a dead leg are drained and dropped until the Close arrives.
   s.closeNow();
   l.feed({ type: "text", data: "into the void" });
@@ -154,9 +154,15 @@ Deno.test("bridge (fake sockets): a lost leg ends as Close 1000 on the other; er
   assert.deepEqual(res.senderClose, { code: 1006, reason: "" });
   assert.equal(res.listenerToSender, 0);
 
+  // A Close frame without a code is still a normal close; only a missing Close is a loss.
   assert.deepEqual(forwardedClose({ code: 1005, reason: "" }), { code: 1000, reason: "" });
-  assert.deepEqual(forwardedClose({ code: 1006, reason: "" }), { code: 1000, reason: "" });
-  assert.deepEqual(forwardedClose(null), { code: 1000, reason: "" });
+  assert.deepEqual(forwardedClose({ code: 1006, reason: "" }), {
+    code: 1000,
+    reason: "peer connection lost",
+  });
+  assert.deepEqual(forwardedClose(null), { code: 1000, reason: "peer connection lost" });
+  assert.deepEqual(forwardedClose({ code: 1000, reason: "done" }), { code: 1000, reason: "done" });
+  assert.deepEqual(forwardedClose({ code: 1001, reason: "bye" }), { code: 1001, reason: "bye" });
   assert.deepEqual(forwardedClose({ code: 4999, reason: "r" }), { code: 4999, reason: "r" });
   const tooBig = Object.assign(new Error("x"), { code: "message_too_big" });
   assert.deepEqual(forwardedClose(null, tooBig), {
@@ -212,14 +218,17 @@ Deno.test("half-close: after the sender's Close the listener's data still reache
   });
 });
 
-Deno.test("a leg dropped without Close reaches the other as Close 1000", async () => {
+Deno.test("a leg dropped without Close reaches the other as Close 1000 (peer connection lost)", async () => {
   await withRelay({}, async (srv) => {
-    const { control, sender, listener } = await pair(srv);
-    sender.closeNow();
-    assert.equal(await listener.receive(), null);
-    assert.deepEqual(listener.closeInfo, { code: 1000, reason: "" });
-    await listener.close();
-    await control.close();
+    for (const senderDrops of [true, false]) {
+      const { control, sender, listener } = await pair(srv);
+      const [gone, left] = senderDrops ? [sender, listener] : [listener, sender];
+      gone.closeNow();
+      assert.equal(await left.receive(), null);
+      assert.deepEqual(left.closeInfo, { code: 1000, reason: "peer connection lost" });
+      await left.close();
+      await control.close();
+    }
   });
 });
 
