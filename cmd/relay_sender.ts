@@ -8,6 +8,7 @@ import { runConnect } from "../lib/sender/connect.ts";
 import type { RelayConfig } from "../lib/sender/open_tunnel.ts";
 import { runPortForward } from "../lib/sender/port_forward.ts";
 import { runSocks5Proxy } from "../lib/sender/socks5_proxy.ts";
+import type { TunnelServiceOptions } from "../lib/sender/tunnel_service.ts";
 import { normalizeTarget } from "../lib/sender/target.ts";
 import {
   bindOption,
@@ -24,7 +25,7 @@ import {
   requireRelayNames,
   resolveBind,
 } from "./common.ts";
-import { runSenderWithOps } from "./ops.ts";
+import { type GlobalsReader, runSenderWithOps } from "./ops.ts";
 
 /** The relay flags every relay-* command takes. */
 export function addRelayOptions<C extends Command<unknown[], Record<string, unknown>>>(cmd: C): C {
@@ -75,70 +76,82 @@ function drainFlag(text: string): number {
   return Math.max(0, parseDuration(text, "--drain-timeout"));
 }
 
+/** The local listener of port-forward and socks5-proxy: bind, keepalive and drain flags. */
+function addServiceOptions<Args extends unknown[], Opts extends Record<string, unknown>>(
+  cmd: Command<Args, Opts>,
+  defaultBind: string,
+) {
+  return cmd
+    .addOption(bindOption(defaultBind))
+    .addOption(gatewayOption())
+    .addOption(keepaliveOption())
+    .addOption(drainOption());
+}
+
+interface ServiceFlags extends RelayFlags {
+  bind: string;
+  gateway?: true;
+  tcpKeepalive: string;
+  drainTimeout: string;
+}
+
+/**
+ * Runs port-forward or socks5-proxy with the ops server, from its flags: the local ones are checked
+ * before the relay ones, whose credentials come from the environment.
+ */
+async function runService(
+  flags: ServiceFlags,
+  cmd: OptionSources & GlobalsReader,
+  positionalHyco: string | undefined,
+  run: (opts: TunnelServiceOptions) => Promise<void>,
+): Promise<void> {
+  const bind = resolveBind(flags.bind, flags.gateway);
+  const keepAlive = keepAliveFlag(flags.tcpKeepalive);
+  const drainTimeoutMs = drainFlag(flags.drainTimeout);
+  const relay = await resolveRelay(flags, cmd, positionalHyco);
+  await runSenderWithOps(cmd, (ops, ready) =>
+    run({
+      relay: { ...relay, tokens: ops.tokens(relay.tokens) },
+      bind,
+      keepAlive,
+      drainTimeoutMs,
+      signal: ops.signal,
+      force: ops.force,
+      logger: getLogger(),
+      observer: ops.observer,
+      onListening: () => ready.bound(),
+    }));
+}
+
 export function register(program: Command): void {
   const sender = program
     .command("relay-sender")
     .description("open tunnels through Azure Relay: port-forward, socks5-proxy, connect");
 
-  addRelayOptions(
-    sender
-      .command("port-forward")
-      .description("forward a local port through the relay to <host:port>")
-      .argument("<target>", "host:port for the listener to dial"),
+  addServiceOptions(
+    addRelayOptions(
+      sender
+        .command("port-forward")
+        .description("forward a local port through the relay to <host:port>")
+        .argument("<target>", "host:port for the listener to dial"),
+    ),
+    "127.0.0.1:0",
   )
-    .addOption(bindOption("127.0.0.1:0"))
-    .addOption(gatewayOption())
-    .addOption(keepaliveOption())
-    .addOption(drainOption())
     .action(async (targetArg, flags, cmd) => {
       const target = normalizeTarget(targetArg);
-      const bind = resolveBind(flags.bind, flags.gateway);
-      const keepAlive = keepAliveFlag(flags.tcpKeepalive);
-      const drainTimeoutMs = drainFlag(flags.drainTimeout);
-      const relay = await resolveRelay(flags as RelayFlags, cmd);
-      await runSenderWithOps(cmd, (ops, ready) =>
-        runPortForward({
-          relay: { ...relay, tokens: ops.tokens(relay.tokens) },
-          target,
-          bind,
-          keepAlive,
-          drainTimeoutMs,
-          signal: ops.signal,
-          force: ops.force,
-          logger: getLogger(),
-          observer: ops.observer,
-          onListening: () => ready.bound(),
-        }));
+      await runService(flags, cmd, undefined, (opts) => runPortForward({ ...opts, target }));
     });
 
-  addRelayOptions(
-    sender
-      .command("socks5-proxy")
-      .description("run a local SOCKS5 proxy whose connections go through the relay")
-      .argument("[hyco]", "hybrid connection name (same as --hyco)"),
+  addServiceOptions(
+    addRelayOptions(
+      sender
+        .command("socks5-proxy")
+        .description("run a local SOCKS5 proxy whose connections go through the relay")
+        .argument("[hyco]", "hybrid connection name (same as --hyco)"),
+    ),
+    "127.0.0.1:1080",
   )
-    .addOption(bindOption("127.0.0.1:1080"))
-    .addOption(gatewayOption())
-    .addOption(keepaliveOption())
-    .addOption(drainOption())
-    .action(async (hyco, flags, cmd) => {
-      const bind = resolveBind(flags.bind, flags.gateway);
-      const keepAlive = keepAliveFlag(flags.tcpKeepalive);
-      const drainTimeoutMs = drainFlag(flags.drainTimeout);
-      const relay = await resolveRelay(flags as RelayFlags, cmd, hyco);
-      await runSenderWithOps(cmd, (ops, ready) =>
-        runSocks5Proxy({
-          relay: { ...relay, tokens: ops.tokens(relay.tokens) },
-          bind,
-          keepAlive,
-          drainTimeoutMs,
-          signal: ops.signal,
-          force: ops.force,
-          logger: getLogger(),
-          observer: ops.observer,
-          onListening: () => ready.bound(),
-        }));
-    });
+    .action((hyco, flags, cmd) => runService(flags, cmd, hyco, runSocks5Proxy));
 
   addRelayOptions(
     sender

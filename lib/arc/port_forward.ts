@@ -2,16 +2,18 @@
  * `arc port-forward`: a local TCP listener; every accepted connection gets its own Arc relay
  * WebSocket to the machine's port, carrying raw bytes. Credentials come from the session cache.
  */
-import { AztunnelError, errorMessage } from "../errors.ts";
+import { errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
+import { type BindAddress, formatAddr, listenTcp } from "../sender/listen.ts";
+import { acceptConnections } from "../sender/serve.ts";
 import { bridge, bridgeLogAttrs } from "../tunnel/bridge.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { redactArc, redactAttrs } from "./redact.ts";
 import { ArcSession, type ArcSessionOptions } from "./session.ts";
 
 export interface ArcPortForwardOptions extends ArcSessionOptions {
-  bind: { hostname: string; port: number };
+  bind: BindAddress;
   /** Turn TCP keepalive on for accepted sockets (Deno cannot set the interval). */
   keepAlive: boolean;
   /** Stops accepting and tears the tunnels down; the promise then resolves. */
@@ -26,60 +28,33 @@ export async function runArcPortForward(opts: ArcPortForwardOptions): Promise<vo
   await session.start(opts.signal);
   opts.signal.throwIfAborted();
 
-  let listener: Deno.TcpListener;
-  try {
-    listener = Deno.listen({ hostname: opts.bind.hostname, port: opts.bind.port });
-  } catch (err) {
-    throw new AztunnelError(
-      "listen_failed",
-      `listen ${opts.bind.hostname}:${opts.bind.port}: ${errorMessage(err)}`,
-      { cause: err },
-    );
-  }
-  const addr = listener.addr;
-  const bound = addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
+  const listener = listenTcp(opts.bind);
   log.info("arc port-forward listening", {
-    bind: bound,
+    bind: formatAddr(listener.addr),
     resource: opts.resourceId,
     port: opts.port,
   });
-  opts.onListening?.(addr);
+  opts.onListening?.(listener.addr);
 
-  const stop = () => listener.close();
-  opts.signal.addEventListener("abort", stop, { once: true });
   const tunnels = new Set<Promise<void>>();
   try {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (opts.signal.aborted) break;
-        if (err instanceof Deno.errors.BadResource) break;
-        log.warn("accept failed", { error: err });
-        continue;
-      }
-      if (opts.keepAlive) {
-        try {
-          conn.setKeepAlive(true);
-        } catch {
-          // The socket may already be gone; the bridge will notice.
-        }
-      }
-      const task = forward(
-        session,
-        conn,
-        opts.signal,
-        log.with({ bridge_id: newId() }),
-        opts.observer,
-      );
-      tunnels.add(task);
-      task.finally(() => tunnels.delete(task));
-    }
+    // Nothing to drain: the bridges stop with `signal`. Nagle stays on, as arc has always had it.
+    await acceptConnections(
+      listener,
+      { signal: opts.signal, logger: log, keepAlive: opts.keepAlive },
+      (conn) => {
+        const task = forward(
+          session,
+          conn,
+          opts.signal,
+          log.with({ bridge_id: newId() }),
+          opts.observer,
+        );
+        tunnels.add(task);
+        task.finally(() => tunnels.delete(task));
+      },
+    );
   } finally {
-    opts.signal.removeEventListener("abort", stop);
     await Promise.allSettled([...tunnels]);
   }
 }

@@ -26,38 +26,10 @@ export const OVERFLOW_TARGET = "__other__";
 export const DEFAULT_MAX_TARGETS = 500;
 
 export const CONNECTION_DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600] as const;
-export const DIAL_DURATION_BUCKETS = [
-  0.001,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-] as const;
-export const TOKEN_FETCH_BUCKETS = [
-  0.001,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  15,
-  30,
-  60,
-] as const;
+/** Where both latency histograms start: 1 ms, then Prometheus' default buckets (5 ms … 10 s). */
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+export const DIAL_DURATION_BUCKETS = [...LATENCY_BUCKETS, 30] as const;
+export const TOKEN_FETCH_BUCKETS = [...LATENCY_BUCKETS, 15, 30, 60] as const;
 
 export interface MetricsOptions {
   /** Distinct target labels kept before new ones become `__other__`; 0 = unlimited. */

@@ -17,7 +17,8 @@ export interface SasFields {
   readonly skn: string;
 }
 
-async function hmacSha256(key: string, message: string): Promise<Uint8Array> {
+/** HMAC-SHA256 of `message`, keyed with the UTF-8 bytes of `key` (the key text is not decoded). */
+export async function hmacSha256(key: string, message: string): Promise<Uint8Array> {
   const cryptoKey = await crypto.subtle.importKey(
     "raw",
     encoder.encode(key),

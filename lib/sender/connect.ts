@@ -31,13 +31,7 @@ export async function runConnect(opts: ConnectOptions): Promise<void> {
   const local = opts.local ?? stdioStream();
   let tunnel;
   try {
-    tunnel = await openTunnel(opts.target, {
-      relay: opts.relay,
-      logger: opts.logger,
-      signal: opts.signal,
-      features: opts.features,
-      observer: opts.observer,
-    });
+    tunnel = await openTunnel(opts.target, opts);
   } catch (err) {
     local.close();
     // Nothing was bridged, so ssh must not take this for a session that ended normally.

@@ -1,7 +1,8 @@
 /**
- * The accept loop shared by port-forward and socks5-proxy: one task per local connection, tracked
- * so that a stop (signal) closes the listener, abandons connections whose tunnel is still opening,
- * lets bridged tunnels finish for `drainTimeoutMs` (or until `force`), then cancels them.
+ * The accept loop of every local TCP service (port-forward, socks5-proxy, arc port-forward), and
+ * for the relay modes one task per local connection, tracked so that a stop (signal) closes the
+ * listener, abandons connections whose tunnel is still opening, lets bridged tunnels finish for
+ * `drainTimeoutMs` (or until `force`), then cancels them.
  */
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
@@ -17,13 +18,17 @@ export interface ConnectionScope {
   enterBridge(): () => void;
 }
 
-export interface ServeOptions {
+export interface AcceptOptions {
+  /** Closes the listener and ends the loop. */
   signal: AbortSignal;
+  logger: Logger;
+  keepAlive: boolean;
+}
+
+export interface ServeOptions extends AcceptOptions {
   /** A second stop request: bridged tunnels are cancelled without waiting for the drain. */
   force?: AbortSignal;
   drainTimeoutMs: number;
-  logger: Logger;
-  keepAlive: boolean;
   /** Handles one accepted connection; must close it. */
   handle(conn: Deno.TcpConn, scope: ConnectionScope): Promise<void>;
 }
@@ -31,16 +36,15 @@ export interface ServeOptions {
 /** Backoff after a failed accept (e.g. EMFILE) so the loop does not spin. */
 const ACCEPT_RETRY_MS = 100;
 
-export async function serveConnections(
+/**
+ * Hands every accepted connection, its socket options set, to `onConn` until `signal` aborts or
+ * the listener is closed; the listener is closed when this returns.
+ */
+export async function acceptConnections(
   listener: Deno.TcpListener,
-  opts: ServeOptions,
+  opts: AcceptOptions,
+  onConn: (conn: Deno.TcpConn) => void,
 ): Promise<void> {
-  const tracker = new TaskTracker();
-  const scope: ConnectionScope = {
-    opening: AbortSignal.any([opts.signal, tracker.stopSignal]),
-    cancel: tracker.cancelSignal,
-    enterBridge: () => tracker.enterBridge(),
-  };
   const stop = () => {
     try {
       listener.close();
@@ -68,11 +72,27 @@ export async function serveConnections(
       } catch {
         // the client already left; the handler will notice
       }
-      tracker.track(opts.handle(conn, scope));
+      onConn(conn);
     }
   } finally {
     opts.signal.removeEventListener("abort", stop);
     stop();
+  }
+}
+
+export async function serveConnections(
+  listener: Deno.TcpListener,
+  opts: ServeOptions,
+): Promise<void> {
+  const tracker = new TaskTracker();
+  const scope: ConnectionScope = {
+    opening: AbortSignal.any([opts.signal, tracker.stopSignal]),
+    cancel: tracker.cancelSignal,
+    enterBridge: () => tracker.enterBridge(),
+  };
+  try {
+    await acceptConnections(listener, opts, (conn) => tracker.track(opts.handle(conn, scope)));
+  } finally {
     await tracker.drain(opts.drainTimeoutMs, { logger: opts.logger, force: opts.force });
   }
 }

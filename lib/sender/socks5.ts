@@ -73,7 +73,7 @@ export function replyCodeFor(err: unknown): number {
   return REP_GENERAL_FAILURE;
 }
 
-async function writeAll(io: ByteStream, data: Uint8Array): Promise<void> {
+export async function writeAll(io: ByteStream, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await io.write(data.subarray(off));
 }

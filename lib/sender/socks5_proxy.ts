@@ -1,12 +1,6 @@
 /** `relay-sender socks5-proxy`: a local SOCKS5 server; each CONNECT opens its own tunnel. */
 import { errorMessage } from "../errors.ts";
-import type { Logger } from "../observe/log.ts";
-import { RelayDialError } from "../relay/dial_error.ts";
-import type { TunnelObserver } from "../tunnel/observer.ts";
-import { type BindAddress, formatAddr, listenTcp } from "./listen.ts";
-import { openTunnel, type RelayConfig } from "./open_tunnel.ts";
-import { runTunnel } from "./run_tunnel.ts";
-import { type ConnectionScope, serveConnections } from "./serve.ts";
+import type { ConnectionScope } from "./serve.ts";
 import {
   encodeReply,
   readSocks5Request,
@@ -14,36 +8,29 @@ import {
   REP_SUCCEEDED,
   replyCodeFor,
   SOCKS5_HANDSHAKE_TIMEOUT_MS,
+  writeAll,
 } from "./socks5.ts";
+import {
+  bridgeClient,
+  openClientTunnel,
+  runTunnelService,
+  type TunnelServiceOptions,
+} from "./tunnel_service.ts";
 
-export interface Socks5ProxyOptions {
-  relay: RelayConfig;
-  bind: BindAddress;
-  keepAlive: boolean;
-  drainTimeoutMs: number;
-  signal: AbortSignal;
-  /** A second stop request: open tunnels are cut without waiting for the drain. */
-  force?: AbortSignal;
-  logger: Logger;
-  observer?: TunnelObserver;
-  onListening?(addr: Deno.NetAddr): void;
-  features?: readonly string[];
+export interface Socks5ProxyOptions extends TunnelServiceOptions {
   handshakeTimeoutMs?: number;
 }
 
-export async function runSocks5Proxy(opts: Socks5ProxyOptions): Promise<void> {
-  const listener = listenTcp(opts.bind);
-  opts.logger.info("socks5-proxy listening", { bind: formatAddr(listener.addr) });
-  opts.onListening?.(listener.addr);
-  await serveConnections(listener, {
-    signal: opts.signal,
-    force: opts.force,
-    drainTimeoutMs: opts.drainTimeoutMs,
-    logger: opts.logger,
-    keepAlive: opts.keepAlive,
-    handle: (conn, scope) => serveClient(conn, scope, opts),
-  });
+export function runSocks5Proxy(opts: Socks5ProxyOptions): Promise<void> {
+  return runTunnelService(
+    opts,
+    "socks5-proxy listening",
+    {},
+    (conn, scope) => serveClient(conn, scope, opts),
+  );
 }
+
+const FAILURE = "socks5 failed";
 
 /**
  * Closes after a failure reply without losing it: closing a socket with unread input makes the
@@ -70,11 +57,6 @@ async function lingerClose(conn: Deno.Conn): Promise<void> {
 
 const LINGER_MS = 1000;
 
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
-}
-
 async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Socks5ProxyOptions) {
   let target: string;
   // A client still handshaking when the stop begins is cut off: it has no tunnel to drain.
@@ -93,17 +75,8 @@ async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Soc
   }
   let tunnel;
   try {
-    tunnel = await openTunnel(target, {
-      relay: opts.relay,
-      logger: opts.logger,
-      signal: scope.opening,
-      features: opts.features,
-      observer: opts.observer,
-    });
+    tunnel = await openClientTunnel(target, scope, opts, FAILURE);
   } catch (err) {
-    if (err instanceof RelayDialError && err.code !== "aborted") {
-      opts.logger.warn("socks5 failed", { error: errorMessage(err) });
-    }
     // Stopped mid-open: a general failure, not a verdict on the target.
     const rep = scope.opening.aborted ? REP_GENERAL_FAILURE : replyCodeFor(err);
     await writeAll(conn, encodeReply(rep)).catch(() => {});
@@ -119,14 +92,5 @@ async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Soc
     await tunnel.socket.closed;
     return;
   }
-  const leave = scope.enterBridge();
-  try {
-    const result = await runTunnel(conn, tunnel, target, {
-      signal: scope.cancel,
-      observer: opts.observer,
-    });
-    if (result.error) tunnel.logger.warn("socks5 failed", { error: errorMessage(result.error) });
-  } finally {
-    leave();
-  }
+  await bridgeClient(conn, tunnel, target, scope, opts, FAILURE);
 }

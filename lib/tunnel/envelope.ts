@@ -68,28 +68,47 @@ export class EnvelopeDecodeError extends Error {
   }
 }
 
-type Kind = "int" | "string" | "bool" | "stringMap" | "stringList";
+interface KindTypes {
+  int: number;
+  string: string;
+  bool: boolean;
+  stringMap: Record<string, string>;
+  stringList: string[];
+}
+type Kind = keyof KindTypes;
+type Decoded<S extends Record<string, Kind>> = { [K in keyof S]?: KindTypes[S[K]] };
 
-/** Decodes a JSON object into the named fields the way Go's json.Unmarshal fills a struct. */
-function decodeStruct(text: string, fields: Record<string, Kind>): Record<string, unknown> {
+/**
+ * Decodes a JSON object into the named fields the way Go's json.Unmarshal fills a struct: the
+ * `required` ones fall back to their zero value, the others are left out when unset or "".
+ */
+function decodeStruct<S extends Record<string, Kind>, R extends keyof S>(
+  text: string,
+  fields: S,
+  required: { [K in R]: KindTypes[S[K]] },
+): { [K in R]: KindTypes[S[K]] } & Decoded<S> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
     throw new EnvelopeDecodeError((err as Error).message);
   }
-  if (raw === null) return {};
-  if (typeof raw !== "object" || Array.isArray(raw)) {
+  if (raw !== null && (typeof raw !== "object" || Array.isArray(raw))) {
     throw new EnvelopeDecodeError(`cannot decode JSON ${jsonKind(raw)} into an object`);
   }
-  const out: Record<string, unknown> = {};
+  const found: Record<string, unknown> = {};
   const byLower = new Map(Object.keys(fields).map((k) => [k.toLowerCase(), k]));
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  for (const [key, value] of Object.entries(raw ?? {})) {
     const name = byLower.get(key.toLowerCase());
     if (!name || value === null) continue;
-    out[name] = checkKind(name, fields[name], value);
+    found[name] = checkKind(name, fields[name], value);
   }
-  return out;
+  const out: Record<string, unknown> = { ...required };
+  for (const name of Object.keys(fields)) {
+    if (name in required) out[name] = found[name] ?? out[name];
+    else if (found[name]) out[name] = found[name];
+  }
+  return out as { [K in R]: KindTypes[S[K]] } & Decoded<S>;
 }
 
 function checkKind(name: string, kind: Kind, v: unknown): unknown {
@@ -128,40 +147,27 @@ function jsonKind(v: unknown): string {
 
 /** Throws EnvelopeDecodeError when the text is not a decodable envelope (the listener answers `invalid envelope`). */
 export function decodeEnvelope(text: string): ConnectEnvelope {
-  const f = decodeStruct(text, {
-    version: "int",
-    target: "string",
-    metadata: "stringMap",
-    bridge_id: "string",
-  });
-  const env: ConnectEnvelope = {
-    version: (f.version as number | undefined) ?? 0,
-    target: (f.target as string | undefined) ?? "",
-  };
-  if (f.metadata) env.metadata = f.metadata as Record<string, string>;
-  if (f.bridge_id) env.bridge_id = f.bridge_id as string;
-  return env;
+  return decodeStruct(
+    text,
+    { version: "int", target: "string", metadata: "stringMap", bridge_id: "string" },
+    { version: 0, target: "" },
+  );
 }
 
 /** Throws EnvelopeDecodeError on undecodable text. The sender does not check `version`. */
 export function decodeResponse(text: string): ConnectResponse {
-  const f = decodeStruct(text, {
-    version: "int",
-    ok: "bool",
-    error: "string",
-    code: "string",
-    listener_id: "string",
-    features: "stringList",
-  });
-  const res: ConnectResponse = {
-    version: (f.version as number | undefined) ?? 0,
-    ok: (f.ok as boolean | undefined) ?? false,
-  };
-  if (f.error) res.error = f.error as string;
-  if (f.code) res.code = f.code as string;
-  if (f.listener_id) res.listener_id = f.listener_id as string;
-  if (f.features) res.features = f.features as string[];
-  return res;
+  return decodeStruct(
+    text,
+    {
+      version: "int",
+      ok: "bool",
+      error: "string",
+      code: "string",
+      listener_id: "string",
+      features: "stringList",
+    },
+    { version: 0, ok: false },
+  );
 }
 
 /** The features a sender offered in its envelope metadata. */

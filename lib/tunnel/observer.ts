@@ -2,20 +2,14 @@
  * Hooks for metrics (reference §7). Every method is optional so a metrics module can implement the
  * ones it records; the tunnel code calls them at the points the Go tool counts.
  */
+import type {
+  ErrorReason as ConnectionErrorReason,
+  Role as TunnelRole,
+} from "../observe/metrics.ts";
 import type { BridgeResult } from "./bridge.ts";
 
-export type TunnelRole = "listener" | "sender";
-
-/** `aztunnel_connection_errors_total` reasons: failures before bridging. */
-export type ConnectionErrorReason =
-  | "dial_failed"
-  | "dial_timeout"
-  | "dns_not_found"
-  | "dns_timeout"
-  | "allowlist_rejected"
-  | "envelope_error"
-  | "relay_failed"
-  | "auth_failed";
+// The metrics define these labels; the hooks reuse them so a new reason cannot miss a series.
+export type { ConnectionErrorReason, TunnelRole };
 
 export interface TunnelObserver {
   /** A bridge started (active connections +1). */

@@ -10,7 +10,10 @@ import type { BufferedConn } from "./io.ts";
 const COALESCE_MAX = 64 * 1024;
 /** Payload offset in the scratch buffer: 4-byte aligned (word masking) with room for any header. */
 const PAYLOAD_OFFSET = 16;
-/** Frames up to this payload size get a buffer of their own, sized to fit. */
+/**
+ * Frames up to this payload size get a buffer of their own, sized to fit: cheaper than a pooled
+ * 64 KiB one, and pings, pongs and keystrokes on many connections then leave the pool alone.
+ */
 const SMALL_PAYLOAD = 1024;
 const SCRATCH_SIZE = PAYLOAD_OFFSET + COALESCE_MAX;
 /** Free scratch buffers kept for reuse; more writers at once allocate and let the GC have them. */
@@ -73,7 +76,8 @@ export class FrameWriter {
       body.set(payload);
       if (mask) applyMask(body, mask);
       await this.#io.writeAll(scratch.subarray(start, PAYLOAD_OFFSET + length));
-      // Returned only after a write that completed: a failed one is left to the GC.
+      // Pooled again only after a completed write; a failed one may still be referenced by the
+      // cancelled op, so the GC takes it instead.
       if (pooled && scratchPool.length < SCRATCH_POOL_MAX) scratchPool.push(scratch);
     } else if (mask) {
       // Masking needs a copy anyway: header and payload in one buffer, one write.

@@ -4,6 +4,7 @@
  * JWTs whose audience is the requested resource, so relay-server (`entraJwtKey`) and the fake ARM can
  * verify them.
  */
+import { hmacSha256 } from "../../lib/relay/sas.ts";
 
 export interface FakeTokenEndpointOptions {
   /** HS256 secret shared with the verifier. */
@@ -50,15 +51,7 @@ function base64Url(bytes: Uint8Array | string): string {
 export async function signHs256Jwt(claims: Record<string, unknown>, key: string): Promise<string> {
   const head = base64Url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
   const body = base64Url(JSON.stringify(claims));
-  const cryptoKey = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const sig = await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(`${head}.${body}`));
-  return `${head}.${body}.${base64Url(new Uint8Array(sig))}`;
+  return `${head}.${body}.${base64Url(await hmacSha256(key, `${head}.${body}`))}`;
 }
 
 export function startFakeTokenEndpoint(opts: FakeTokenEndpointOptions): FakeTokenEndpoint {

@@ -35,7 +35,8 @@ export function samples(text: string, name: string): string[] {
 
 let promtoolPath: string | null | undefined;
 
-function findPromtool(): string | null {
+/** The promtool on PATH, or null. */
+export function findPromtool(): string | null {
   if (promtoolPath !== undefined) return promtoolPath;
   promtoolPath = null;
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {

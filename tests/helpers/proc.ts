@@ -504,37 +504,34 @@ export function startPortForward(
   target: string,
   o: CastOptions = {},
 ): Promise<BoundProc> {
-  const proc = spawnCli(
-    [
-      ...(o.globalArgs ?? LOG_ARGS),
-      "relay-sender",
-      "port-forward",
-      target,
-      ...relayFlags(relay, o),
-      "-b",
-      "127.0.0.1:0",
-      ...(o.args ?? []),
-    ],
-    { env: { ...relay.env, ...o.env }, name: o.name ?? "port-forward" },
-  );
-  return bound(proc, /port-forward listening/);
+  return startSenderService(relay, "port-forward", [target], o);
 }
 
 /** `aztunnel relay-sender socks5-proxy -b 127.0.0.1:0`. */
 export function startSocks5(relay: RelayServer, o: CastOptions = {}): Promise<BoundProc> {
+  return startSenderService(relay, "socks5-proxy", [], o);
+}
+
+function startSenderService(
+  relay: RelayServer,
+  mode: "port-forward" | "socks5-proxy",
+  positional: string[],
+  o: CastOptions,
+): Promise<BoundProc> {
   const proc = spawnCli(
     [
       ...(o.globalArgs ?? LOG_ARGS),
       "relay-sender",
-      "socks5-proxy",
+      mode,
+      ...positional,
       ...relayFlags(relay, o),
       "-b",
       "127.0.0.1:0",
       ...(o.args ?? []),
     ],
-    { env: { ...relay.env, ...o.env }, name: o.name ?? "socks5-proxy" },
+    { env: { ...relay.env, ...o.env }, name: o.name ?? mode },
   );
-  return bound(proc, /socks5-proxy listening/);
+  return bound(proc, new RegExp(`${mode} listening`));
 }
 
 /** The arguments of `relay-sender connect` (pass to `runCli`, or to `cliArgv` for a ProxyCommand). */

@@ -193,6 +193,18 @@ export async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Arra
   return out;
 }
 
+/** Sends `text` on a new connection to 127.0.0.1:`port` and returns as many bytes as came back. */
+export async function echoOnce(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const data = new TextEncoder().encode(text);
+    await writeAll(conn, data);
+    return new TextDecoder().decode(await readExactly(conn, data.length));
+  } finally {
+    conn.close();
+  }
+}
+
 export interface HttpTarget extends AsyncDisposable {
   readonly port: number;
   readonly addr: string;

@@ -4,12 +4,11 @@
  * Arc relay (AZTUNNEL_ARC_RELAY_URL), the fake agent is the listener.
  */
 import assert from "node:assert/strict";
-import { randomKey } from "../../lib/server/policy.ts";
-import { startRelayServer } from "../../lib/server/mod.ts";
-import { type FakeArmOptions, startFakeArm } from "../helpers/fake_arm.ts";
-import { startFakeArcAgent } from "../helpers/fake_arc_agent.ts";
+import { startArcStack } from "../helpers/arc_stack.ts";
+import { makeTestCerts, opensslAvailable, type TestCerts } from "../helpers/certs.ts";
+import type { FakeArm, FakeArmOptions } from "../helpers/fake_arm.ts";
 import { startFakeTokenEndpoint } from "../helpers/fake_token_endpoint.ts";
-import { cliArgv, run, runCli, spawnCli } from "../helpers/proc.ts";
+import { cliArgv, type Proc, run, runCli, spawnCli } from "../helpers/proc.ts";
 import { readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
 import { sshAvailable, startSshd } from "../helpers/sshd.ts";
 
@@ -17,10 +16,9 @@ const RID =
   "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/arc-vm";
 const HC = "microsoft.hybridcompute/machines/6a1d2c3b-0000-4000-8000-000000000002";
 const JWT_KEY = "arm-test-signing-key";
-const KEY_NAME = "arc";
 
 interface ArcWorld extends AsyncDisposable {
-  arm: ReturnType<typeof startFakeArm>;
+  arm: FakeArm;
   tokens: ReturnType<typeof startFakeTokenEndpoint>;
   /** Environment of an `aztunnel arc` process. */
   env: Record<string, string>;
@@ -32,136 +30,32 @@ async function arcWorld(
   armOpts: Partial<FakeArmOptions> = {},
   tls?: TestCerts,
 ): Promise<ArcWorld> {
-  const key = randomKey();
-  const relay = await startRelayServer({
-    bind: "127.0.0.1:0",
-    policies: [{ name: KEY_NAME, key, rights: ["Listen", "Send"] }],
-    tls: tls && { cert: tls.cert, key: tls.key },
+  const stack = await startArcStack({
+    resourceId: RID,
+    hybridConnectionName: HC,
+    keyName: "arc",
+    namespaceName: "azgnrelay-northeurope-l1",
+    arm: { jwtKey: JWT_KEY, ...armOpts },
+    tls,
   });
   const tokens = startFakeTokenEndpoint({ jwtKey: JWT_KEY });
-  const arm = startFakeArm({
-    resourceId: RID,
-    relay: {
-      namespaceName: "azgnrelay-northeurope-l1",
-      namespaceNameSuffix: "servicebus.windows.net",
-      hybridConnectionName: HC,
-      keyName: KEY_NAME,
-      key,
-    },
-    jwtKey: JWT_KEY,
-    ...armOpts,
-  });
-  const agent = startFakeArcAgent({
-    relayUrl: relay.url,
-    hybridConnectionName: HC,
-    keyName: KEY_NAME,
-    key,
-    serviceConfigurationToken: arm.serviceConfigurationToken,
-    caCerts: tls && [tls.ca],
-  });
-  await agent.ready;
   return {
-    arm,
+    arm: stack.arm,
     tokens,
     env: {
       ...tokens.env,
-      AZTUNNEL_ARC_RELAY_URL: relay.url,
+      AZTUNNEL_ARC_RELAY_URL: stack.relayUrl,
       // Arc never uses the relay SAS variables; make sure none leaks in from the runner.
       AZTUNNEL_KEY_NAME: "",
       AZTUNNEL_KEY: "",
       NO_PROXY: "127.0.0.1,localhost",
       no_proxy: "127.0.0.1,localhost",
     },
-    flags: ["--resource-id", RID, "--arm-endpoint", arm.url],
+    flags: ["--resource-id", RID, "--arm-endpoint", stack.arm.url],
     async [Symbol.asyncDispose]() {
-      await agent.close();
-      await relay.close();
-      await arm.close();
+      await stack[Symbol.asyncDispose]();
       await tokens.close();
     },
-  };
-}
-
-interface TestCerts {
-  dir: string;
-  /** PEM of the CA, and its file (for --relay-ca-cert). */
-  ca: string;
-  caFile: string;
-  cert: string;
-  key: string;
-}
-
-const opensslAvailable = (() => {
-  try {
-    return new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
-
-/** A throw-away CA and a server certificate for 127.0.0.1 / localhost. */
-async function makeCerts(): Promise<TestCerts> {
-  const dir = await Deno.makeTempDir({ prefix: "arc_tls_" });
-  const openssl = async (...args: string[]) => {
-    const r = await run("openssl", args.map((a) => a.replace("$DIR", dir)));
-    if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "$DIR/ca.key",
-    "-out",
-    "$DIR/ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=arc test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  );
-  await openssl(
-    "req",
-    ...ec,
-    "-keyout",
-    "$DIR/srv.key",
-    "-out",
-    "$DIR/srv.csr",
-    "-subj",
-    "/CN=localhost",
-  );
-  await Deno.writeTextFile(
-    `${dir}/ext.cnf`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl(
-    "x509",
-    "-req",
-    "-in",
-    "$DIR/srv.csr",
-    "-CA",
-    "$DIR/ca.crt",
-    "-CAkey",
-    "$DIR/ca.key",
-    "-CAcreateserial",
-    "-out",
-    "$DIR/srv.crt",
-    "-days",
-    "2",
-    "-extfile",
-    "$DIR/ext.cnf",
-  );
-  return {
-    dir,
-    ca: await Deno.readTextFile(`${dir}/ca.crt`),
-    caFile: `${dir}/ca.crt`,
-    cert: await Deno.readTextFile(`${dir}/srv.crt`),
-    key: await Deno.readTextFile(`${dir}/srv.key`),
   };
 }
 
@@ -183,6 +77,14 @@ function boundPort(m: RegExpMatchArray): number {
 }
 
 const LISTENING = /msg="arc port-forward listening" bind=(\S+) resource=(\S+) port=(\d+)/;
+
+/** `aztunnel --log-level debug arc port-forward <world flags> <args> -b 127.0.0.1:0`. */
+function spawnArcForward(world: ArcWorld, args: string[], name: string): Proc {
+  return spawnCli(
+    ["--log-level", "debug", "arc", "port-forward", ...world.flags, ...args, "-b", "127.0.0.1:0"],
+    { env: world.env, name },
+  );
+}
 
 /** Single-quotes a word for the shell ssh runs a ProxyCommand with. */
 const shq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -215,74 +117,45 @@ Deno.test({
 
 Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Entra ARM token", async () => {
   await using world = await arcWorld();
-  const echo = startEchoServer();
-  try {
-    await using pf = spawnCli(
-      [
-        "--log-level",
-        "debug",
-        "arc",
-        "port-forward",
-        ...world.flags,
-        "--port",
-        String(echo.port),
-        "-b",
-        "127.0.0.1:0",
-      ],
-      { env: world.env, name: "arc port-forward" },
-    );
-    const m = await pf.waitForLine(LISTENING, 30_000);
-    assert.equal(m[2], RID);
-    assert.equal(Number(m[3]), echo.port);
-    const port = boundPort(m);
-    assert.deepEqual(await Promise.all([roundTrip(port, "one"), roundTrip(port, "two")]), [
-      "one",
-      "two",
-    ]);
-    assert.equal(world.arm.count("list"), 1);
-    assert.equal(world.tokens.requests.length, 1);
-    assert.equal(world.tokens.requests[0].resource, world.arm.url);
-    assert.ok(!pf.stderr.includes("SharedAccessSignature"), "accessKey in the logs");
-    assert.ok(!pf.stderr.includes(world.arm.serviceConfigurationToken), "token in the logs");
-  } finally {
-    await echo.close();
-  }
+  await using echo = startEchoServer();
+  await using pf = spawnArcForward(world, ["--port", String(echo.port)], "arc port-forward");
+  const m = await pf.waitForLine(LISTENING, 30_000);
+  assert.equal(m[2], RID);
+  assert.equal(Number(m[3]), echo.port);
+  const port = boundPort(m);
+  assert.deepEqual(await Promise.all([roundTrip(port, "one"), roundTrip(port, "two")]), [
+    "one",
+    "two",
+  ]);
+  assert.equal(world.arm.count("list"), 1);
+  assert.equal(world.tokens.requests.length, 1);
+  assert.equal(world.tokens.requests[0].resource, world.arm.url);
+  assert.ok(!pf.stderr.includes("SharedAccessSignature"), "accessKey in the logs");
+  assert.ok(!pf.stderr.includes(world.arm.serviceConfigurationToken), "token in the logs");
 });
 
 Deno.test({
   name: "arc port-forward (CLI): --relay-ca-cert trusts a private CA for the Arc relay dial",
   ignore: !opensslAvailable,
   async fn() {
-    const certs = await makeCerts();
-    const echo = startEchoServer();
-    try {
-      await using world = await arcWorld({}, certs);
-      assert.match(world.env.AZTUNNEL_ARC_RELAY_URL, /^wss:/);
-      const args = [
-        "arc",
-        "port-forward",
-        ...world.flags,
-        "--port",
-        String(echo.port),
-        "-b",
-        "127.0.0.1:0",
-      ];
-      {
-        await using untrusted = spawnCli(args, { env: world.env, name: "untrusted" });
-        const port = boundPort(await untrusted.waitForLine(LISTENING, 30_000));
-        assert.equal(await roundTrip(port, "refused"), "");
-        await untrusted.waitForLine(/msg="forward failed"/);
-      }
-      await using trusted = spawnCli([...args, "--relay-ca-cert", certs.caFile], {
-        env: world.env,
-        name: "trusted",
-      });
-      const port = boundPort(await trusted.waitForLine(LISTENING, 30_000));
-      assert.equal(await roundTrip(port, "over wss"), "over wss");
-    } finally {
-      await echo.close();
-      await Deno.remove(certs.dir, { recursive: true });
+    await using certs = await makeTestCerts();
+    await using echo = startEchoServer();
+    await using world = await arcWorld({}, certs);
+    assert.match(world.env.AZTUNNEL_ARC_RELAY_URL, /^wss:/);
+    const port = ["--port", String(echo.port)];
+    {
+      await using untrusted = spawnArcForward(world, port, "untrusted");
+      const bound = boundPort(await untrusted.waitForLine(LISTENING, 30_000));
+      assert.equal(await roundTrip(bound, "refused"), "");
+      await untrusted.waitForLine(/msg="forward failed"/);
     }
+    await using trusted = spawnArcForward(
+      world,
+      [...port, "--relay-ca-cert", certs.caFile],
+      "trusted",
+    );
+    const bound = boundPort(await trusted.waitForLine(LISTENING, 30_000));
+    assert.equal(await roundTrip(bound, "over wss"), "over wss");
   },
 });
 
@@ -333,10 +206,7 @@ Deno.test("arc (CLI): bad flags are usage errors (exit 2)", async () => {
 
 Deno.test("arc port-forward (CLI): --service WAC without --port configures and targets 6516", async () => {
   await using world = await arcWorld();
-  await using pf = spawnCli(
-    ["arc", "port-forward", ...world.flags, "--service", "WAC", "-b", "127.0.0.1:0"],
-    { env: world.env, name: "arc port-forward WAC" },
-  );
+  await using pf = spawnArcForward(world, ["--service", "WAC"], "arc port-forward WAC");
   const m = await pf.waitForLine(LISTENING, 30_000);
   assert.equal(Number(m[3]), 6516);
   // The fake ARM had only SSH configured: the 412 led to the PUTs, which carry the port.
@@ -365,36 +235,21 @@ Deno.test({
   ignore: Deno.build.os !== "linux",
   async fn() {
     await using world = await arcWorld();
-    const echo = startEchoServer();
+    await using echo = startEchoServer();
+    await using pf = spawnArcForward(
+      world,
+      ["--port", String(echo.port), "--tcp-keepalive", "0"],
+      "arc port-forward keepalive 0",
+    );
+    const port = boundPort(await pf.waitForLine(LISTENING, 30_000));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
-      await using pf = spawnCli(
-        [
-          "--log-level",
-          "debug",
-          "arc",
-          "port-forward",
-          ...world.flags,
-          "--port",
-          String(echo.port),
-          "--tcp-keepalive",
-          "0",
-          "-b",
-          "127.0.0.1:0",
-        ],
-        { env: world.env, name: "arc port-forward keepalive 0" },
-      );
-      const port = boundPort(await pf.waitForLine(LISTENING, 30_000));
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        // Logged right after the accepted socket's options were set; nothing has been written to
-        // it, so no retransmit timer can hide the keepalive timer.
-        await pf.waitForLine(/msg="connection requested"/, 30_000);
-        assert.equal(tcpTimer(port, (conn.localAddr as Deno.NetAddr).port), "02");
-      } finally {
-        conn.close();
-      }
+      // Logged right after the accepted socket's options were set; nothing has been written to
+      // it, so no retransmit timer can hide the keepalive timer.
+      await pf.waitForLine(/msg="connection requested"/, 30_000);
+      assert.equal(tcpTimer(port, (conn.localAddr as Deno.NetAddr).port), "02");
     } finally {
-      await echo.close();
+      conn.close();
     }
   },
 });

@@ -5,44 +5,31 @@
  */
 import assert from "node:assert/strict";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
-import { randomKey } from "../../lib/server/policy.ts";
-import { startRelayServer } from "../../lib/server/mod.ts";
-import { parseArcRelayUrl } from "../../lib/arc/config.ts";
 import { runArcConnect } from "../../lib/arc/connect.ts";
 import { runArcPortForward } from "../../lib/arc/port_forward.ts";
 import type { ArcSessionOptions } from "../../lib/arc/session.ts";
-import type { CredentialLike } from "../../lib/relay/entra.ts";
-import { type FakeArmOptions, startFakeArm } from "../helpers/fake_arm.ts";
-import { startFakeArcAgent } from "../helpers/fake_arc_agent.ts";
-import { readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
+import { type ArcStack, startArcStack } from "../helpers/arc_stack.ts";
+import type { FakeArmOptions } from "../helpers/fake_arm.ts";
+import { echoOnce, readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
 
 const RID =
   "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/vm1";
 const HC = "microsoft.hybridcompute/machines/0f0e0d0c-0000-4000-8000-000000000001";
 const KEY_NAME = "arc-agent";
 
-/** ARM tokens without any identity library: the fake ARM here does not verify them. */
-const staticCredential: CredentialLike = {
-  getToken: () => Promise.resolve({ token: "arm-token", expiresOnTimestamp: Date.now() + 3600e3 }),
-};
-
-const FAST_DIAL = { backoffMs: [20], quietMs: 100_000, progressEveryMs: 100_000 };
-
 interface Cast extends AsyncDisposable {
-  arm: ReturnType<typeof startFakeArm>;
-  relayUrl: string;
-  key: string;
+  arm: ArcStack["arm"];
   echo: ReturnType<typeof startEchoServer>;
   lines: string[];
-  startAgent(): Promise<ReturnType<typeof startFakeArcAgent>>;
-  /** Connect headers of every sender the agents accepted. */
-  agentHeaders(): Array<Record<string, string>>;
+  startAgent: ArcStack["startAgent"];
+  agentHeaders: ArcStack["agentHeaders"];
+  /** Session options for the echo server's port. */
   session(extra?: Partial<ArcSessionOptions>): ArcSessionOptions;
   /** Resolves when a log line matches `re`. */
   waitLog(re: RegExp): Promise<string>;
 }
 
-async function cast(armOpts: Partial<FakeArmOptions> = {}, startAgent = true): Promise<Cast> {
+async function cast(arm: Partial<FakeArmOptions> = {}, startAgent = true): Promise<Cast> {
   const lines: string[] = [];
   const logWaiters = new Set<() => void>();
   await configureLogging({
@@ -52,56 +39,21 @@ async function cast(armOpts: Partial<FakeArmOptions> = {}, startAgent = true): P
       for (const w of [...logWaiters]) w();
     },
   });
-  const key = randomKey();
-  const relay = await startRelayServer({
-    bind: "127.0.0.1:0",
-    policies: [{ name: KEY_NAME, key, rights: ["Listen", "Send"] }],
+  const stack = await startArcStack({
+    resourceId: RID,
+    hybridConnectionName: HC,
+    keyName: KEY_NAME,
+    arm,
+    startAgent,
   });
   const echo = startEchoServer();
-  const arm = startFakeArm({
-    resourceId: RID,
-    relay: {
-      namespaceName: "azgnrelay-westeurope-l1",
-      namespaceNameSuffix: "servicebus.windows.net",
-      hybridConnectionName: HC,
-      keyName: KEY_NAME,
-      key,
-    },
-    ...armOpts,
-  });
-  const agents: Array<ReturnType<typeof startFakeArcAgent>> = [];
-  const launch = async () => {
-    const agent = startFakeArcAgent({
-      relayUrl: relay.url,
-      hybridConnectionName: HC,
-      keyName: KEY_NAME,
-      key,
-      serviceConfigurationToken: arm.serviceConfigurationToken,
-    });
-    agents.push(agent);
-    await agent.ready;
-    return agent;
-  };
-  if (startAgent) await launch();
   return {
-    arm,
-    relayUrl: relay.url,
-    key,
+    arm: stack.arm,
     echo,
     lines,
-    startAgent: launch,
-    agentHeaders: () => agents.flatMap((a) => a.accepted),
-    session: (extra = {}) => ({
-      resourceId: RID,
-      port: echo.port,
-      service: "SSH",
-      armEndpoint: new URL(arm.url),
-      relayBase: parseArcRelayUrl(relay.url),
-      credential: staticCredential,
-      armRetryDelaysMs: [],
-      dialTiming: FAST_DIAL,
-      ...extra,
-    }),
+    startAgent: stack.startAgent,
+    agentHeaders: stack.agentHeaders,
+    session: (extra) => stack.session(echo.port, extra),
     async waitLog(re) {
       for (;;) {
         const hit = lines.find((l) => re.test(l));
@@ -116,24 +68,11 @@ async function cast(armOpts: Partial<FakeArmOptions> = {}, startAgent = true): P
       }
     },
     async [Symbol.asyncDispose]() {
-      for (const a of agents) await a.close();
-      await relay.close();
-      await arm.close();
+      await stack[Symbol.asyncDispose]();
       await echo.close();
       await resetLogging();
     },
   };
-}
-
-async function echoOnce(port: number, text: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const data = new TextEncoder().encode(text);
-    await writeAll(conn, data);
-    return new TextDecoder().decode(await readExactly(conn, data.length));
-  } finally {
-    conn.close();
-  }
 }
 
 /** Runs port-forward until `fn` is done, then stops it and waits for it to finish. */

@@ -10,13 +10,10 @@ import type { ArcSessionOptions } from "../../lib/arc/session.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import { Metrics } from "../../lib/observe/metrics.ts";
 import { startOpsServer } from "../../lib/observe/ops_server.ts";
-import type { CredentialLike } from "../../lib/relay/entra.ts";
-import { startRelayServer } from "../../lib/server/mod.ts";
-import { randomKey } from "../../lib/server/policy.ts";
 import { metricsObserver } from "../../lib/tunnel/metrics_observer.ts";
 import { combineObservers } from "../../lib/tunnel/observer.ts";
-import { startFakeArcAgent } from "../helpers/fake_arc_agent.ts";
-import { type FakeArmOptions, startFakeArm } from "../helpers/fake_arm.ts";
+import { startArcStack } from "../helpers/arc_stack.ts";
+import type { FakeArmOptions } from "../helpers/fake_arm.ts";
 import {
   assertPromtoolClean,
   ObserverEvents,
@@ -24,62 +21,28 @@ import {
   samples,
   scrape,
 } from "../helpers/metrics.ts";
-import { readAll, readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
+import { echoOnce, readAll, startEchoServer } from "../helpers/servers.ts";
 
 const RID =
   "/subscriptions/00000000-0000-0000-0000-000000000003/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/metrics-vm";
 const HC = "microsoft.hybridcompute/machines/0f0e0d0c-0000-4000-8000-000000000003";
-const KEY_NAME = "arc-agent";
 
-const staticCredential: CredentialLike = {
-  getToken: () => Promise.resolve({ token: "arm-token", expiresOnTimestamp: Date.now() + 3600e3 }),
-};
-
-async function arcWorld(armOpts: Partial<FakeArmOptions> = {}) {
+async function arcWorld(arm: Partial<FakeArmOptions> = {}) {
   await configureLogging({ level: "debug", write: () => {} });
-  const key = randomKey();
-  const relay = await startRelayServer({
-    bind: "127.0.0.1:0",
-    policies: [{ name: KEY_NAME, key, rights: ["Listen", "Send"] }],
+  const stack = await startArcStack({
+    resourceId: RID,
+    hybridConnectionName: HC,
+    keyName: "arc-agent",
+    arm,
   });
   const echo = startEchoServer();
-  const arm = startFakeArm({
-    resourceId: RID,
-    relay: {
-      namespaceName: "azgnrelay-westeurope-l1",
-      namespaceNameSuffix: "servicebus.windows.net",
-      hybridConnectionName: HC,
-      keyName: KEY_NAME,
-      key,
-    },
-    ...armOpts,
-  });
-  const agent = startFakeArcAgent({
-    relayUrl: relay.url,
-    hybridConnectionName: HC,
-    keyName: KEY_NAME,
-    key,
-    serviceConfigurationToken: arm.serviceConfigurationToken,
-  });
-  await agent.ready;
-  const session = (relayUrl = relay.url): ArcSessionOptions => ({
-    resourceId: RID,
-    port: echo.port,
-    service: "SSH",
-    armEndpoint: new URL(arm.url),
-    relayBase: parseArcRelayUrl(relayUrl),
-    credential: staticCredential,
-    armRetryDelaysMs: [],
-    dialTiming: { backoffMs: [20], quietMs: 100_000, progressEveryMs: 100_000 },
-  });
   return {
-    arm,
+    arm: stack.arm,
     echo,
-    session,
+    session: (relayUrl = stack.relayUrl) =>
+      stack.session(echo.port, { relayBase: parseArcRelayUrl(relayUrl) }),
     async [Symbol.asyncDispose]() {
-      await agent.close();
-      await relay.close();
-      await arm.close();
+      await stack[Symbol.asyncDispose]();
       await echo.close();
       await resetLogging();
     },
@@ -118,17 +81,6 @@ async function startArcForward(session: ArcSessionOptions) {
       await ops.close();
     },
   };
-}
-
-async function echoOnce(port: number, text: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    const data = new TextEncoder().encode(text);
-    await writeAll(conn, data);
-    return new TextDecoder().decode(await readExactly(conn, data.length));
-  } finally {
-    conn.close();
-  }
 }
 
 /** A connection the forwarder drops before bridging: it reads EOF (or a reset) at once. */

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { getLogger } from "../../lib/observe/log.ts";
-import { runPortForward } from "../../lib/sender/port_forward.ts";
-import { startStack, startTarget } from "./tunnel_harness_test.ts";
+import { startPortForward, startStack, startTarget } from "../helpers/tunnel_stack.ts";
 
 Deno.test("backpressure: a target that does not read stalls the client, not memory", async () => {
   const release = Promise.withResolvers<void>();
@@ -16,20 +14,9 @@ Deno.test("backpressure: a target that does not read stalls the client, not memo
       received += n;
     }
   });
-  const ac = new AbortController();
-  const bound = Promise.withResolvers<Deno.NetAddr>();
-  const forwarding = runPortForward({
-    relay: stack.relay,
-    target: target.addr,
-    bind: { hostname: "127.0.0.1", port: 0 },
-    keepAlive: true,
-    drainTimeoutMs: 5000,
-    signal: ac.signal,
-    logger: getLogger({ side: "sender" }),
-    onListening: (a) => bound.resolve(a),
-  });
+  const fwd = await startPortForward(stack.relay, target.addr);
   try {
-    const client = await Deno.connect({ hostname: "127.0.0.1", port: (await bound.promise).port });
+    const client = await fwd.connect();
     const chunk = new Uint8Array(65536).fill(42);
     let sent = 0;
     let pending: Promise<number> | undefined;
@@ -57,8 +44,7 @@ Deno.test("backpressure: a target that does not read stalls the client, not memo
     assert.equal(received, sent);
   } finally {
     release.resolve();
-    ac.abort();
-    await forwarding;
+    await fwd.stop();
     await stack.close();
     await target.close();
   }

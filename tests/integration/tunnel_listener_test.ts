@@ -1,40 +1,14 @@
 import assert from "node:assert/strict";
-import { getLogger } from "../../lib/observe/log.ts";
-import { runPortForward } from "../../lib/sender/port_forward.ts";
-import type { RelayConfig } from "../../lib/sender/open_tunnel.ts";
+import { readAll, readExactly, writeAll } from "../helpers/servers.ts";
 import {
   dec,
   echo,
   enc,
-  readAll,
-  readExact,
+  hangingDial,
+  startPortForward,
   startStack,
   startTarget,
-  writeAll,
-} from "./tunnel_harness_test.ts";
-
-async function startForward(relay: RelayConfig, target: string) {
-  const ac = new AbortController();
-  const bound = Promise.withResolvers<Deno.NetAddr>();
-  const running = runPortForward({
-    relay,
-    target,
-    bind: { hostname: "127.0.0.1", port: 0 },
-    keepAlive: true,
-    drainTimeoutMs: 5000,
-    signal: ac.signal,
-    logger: getLogger({ side: "sender" }),
-    onListening: (a) => bound.resolve(a),
-  });
-  const addr = await bound.promise;
-  return {
-    connect: () => Deno.connect({ hostname: "127.0.0.1", port: addr.port }),
-    stop: () => {
-      ac.abort(new DOMException("shutdown requested", "AbortError"));
-      return running;
-    },
-  };
-}
+} from "../helpers/tunnel_stack.ts";
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -42,120 +16,94 @@ function escape(text: string): string {
 
 async function roundTrip(conn: Deno.Conn, text: string) {
   await writeAll(conn, enc.encode(text));
-  assert.equal(dec.decode(await readExact(conn, text.length)), text);
+  assert.equal(dec.decode(await readExactly(conn, text.length)), text);
 }
 
 Deno.test("listener: at max connections the accept is refused with 503 and the sender retries", async () => {
-  const stack = await startStack({ maxConnections: 1 });
-  const target = startTarget(echo);
-  const fwd = await startForward(stack.relay, target.addr);
-  try {
-    const first = await fwd.connect();
-    await roundTrip(first, "first");
-    const second = await fwd.connect();
-    await writeAll(second, enc.encode("second"));
-    const dropped = await stack.logs.waitFor(/msg=accept_dropped side=listener/);
-    assert.match(dropped, /reason=semaphore_full/);
-    assert.match(dropped, /accept_id=[A-Z2-7]{16}/);
-    const retry = await stack.logs.waitFor(/msg="relay dial failed \(retrying\)" side=sender/);
-    assert.match(retry, /status=503/);
-    // The second tunnel is served once the first one ends.
-    first.close();
-    assert.equal(dec.decode(await readExact(second, 6)), "second");
-    second.close();
-  } finally {
-    await fwd.stop();
-    await stack.close();
-    await target.close();
-  }
+  await using target = startTarget(echo);
+  await using stack = await startStack({ maxConnections: 1 });
+  await using fwd = await startPortForward(stack.relay, target.addr);
+  const first = await fwd.connect();
+  await roundTrip(first, "first");
+  const second = await fwd.connect();
+  await writeAll(second, enc.encode("second"));
+  const dropped = await stack.logs.waitFor(/msg=accept_dropped side=listener/);
+  assert.match(dropped, /reason=semaphore_full/);
+  assert.match(dropped, /accept_id=[A-Z2-7]{16}/);
+  const retry = await stack.logs.waitFor(/msg="relay dial failed \(retrying\)" side=sender/);
+  assert.match(retry, /status=503/);
+  // The second tunnel is served once the first one ends.
+  first.close();
+  assert.equal(dec.decode(await readExactly(second, 6)), "second");
+  second.close();
 });
 
 Deno.test("listener: shutdown lets an open tunnel finish within the drain timeout", async () => {
-  const stack = await startStack({ drainTimeoutMs: 10_000 });
-  const target = startTarget(echo);
-  const fwd = await startForward(stack.relay, target.addr);
-  try {
-    const client = await fwd.connect();
-    await roundTrip(client, "before");
-    const stopped = stack.stopListener();
-    await stack.logs.waitFor(/msg=control_ended side=listener .*reason=context_cancelled/);
-    await roundTrip(client, "during drain");
-    client.close();
-    await stopped;
-    const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
-    assert.match(line, /cause=peer_close/);
-    await stack.logs.waitFor(/msg="draining tunnels" side=listener .*count=1 timeout=10s\s/);
-    await stack.logs.waitFor(/msg="drain complete" side=listener/);
-  } finally {
-    await fwd.stop();
-    await stack.close();
-    await target.close();
-  }
+  await using target = startTarget(echo);
+  await using stack = await startStack({ drainTimeoutMs: 10_000 });
+  await using fwd = await startPortForward(stack.relay, target.addr);
+  const client = await fwd.connect();
+  await roundTrip(client, "before");
+  const stopped = stack.stopListener();
+  await stack.logs.waitFor(/msg=control_ended side=listener .*reason=context_cancelled/);
+  await roundTrip(client, "during drain");
+  client.close();
+  await stopped;
+  const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
+  assert.match(line, /cause=peer_close/);
+  await stack.logs.waitFor(/msg="draining tunnels" side=listener .*count=1 timeout=10s\s/);
+  await stack.logs.waitFor(/msg="drain complete" side=listener/);
 });
 
 Deno.test("listener: tunnels still open at the drain deadline are cancelled (user_cancel)", async () => {
-  const stack = await startStack({ drainTimeoutMs: 50 });
-  const target = startTarget(echo);
-  const fwd = await startForward(stack.relay, target.addr);
-  try {
-    const client = await fwd.connect();
-    await roundTrip(client, "hello");
-    await stack.stopListener();
-    const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
-    assert.match(line, /cause=user_cancel/);
-    assert.doesNotMatch(line, / error=/);
-    assert.match(
-      await stack.logs.waitFor(/msg="draining tunnels" side=listener/),
-      /listener_id=[A-Z2-7]{16} count=1 timeout=50ms\s/,
-    );
-    assert.match(
-      await stack.logs.waitFor(/msg="drain timed out, closing 1 tunnels" side=listener/),
-      /count=1\s/,
-    );
-    await readAll(client).catch(() => {});
-    client.close();
-    // For the sender the tunnel was cut before the listener's end of data: a failure, not a clean
-    // end (its client is closed without the half-close a finished response would bring).
-    const cut = "tunnel closed by peer before end of data (close 1000: done)";
-    const sender = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
-    assert.match(sender, /cause=peer_close/);
-    assert.ok(sender.includes(`error="${cut}"`), sender);
-    const warn = await stack.logs.waitFor(/level=WARN msg="forward failed" side=sender/);
-    assert.match(warn, new RegExp(`bridge_id=[A-Z2-7]{16} error="${escape(cut)}"`));
-  } finally {
-    await fwd.stop();
-    await stack.close();
-    await target.close();
-  }
+  await using target = startTarget(echo);
+  await using stack = await startStack({ drainTimeoutMs: 50 });
+  await using fwd = await startPortForward(stack.relay, target.addr);
+  const client = await fwd.connect();
+  await roundTrip(client, "hello");
+  await stack.stopListener();
+  const line = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
+  assert.match(line, /cause=user_cancel/);
+  assert.doesNotMatch(line, / error=/);
+  assert.match(
+    await stack.logs.waitFor(/msg="draining tunnels" side=listener/),
+    /listener_id=[A-Z2-7]{16} count=1 timeout=50ms\s/,
+  );
+  assert.match(
+    await stack.logs.waitFor(/msg="drain timed out, closing 1 tunnels" side=listener/),
+    /count=1\s/,
+  );
+  await readAll(client).catch(() => {});
+  client.close();
+  // For the sender the tunnel was cut before the listener's end of data: a failure, not a clean
+  // end (its client is closed without the half-close a finished response would bring).
+  const cut = "tunnel closed by peer before end of data (close 1000: done)";
+  const sender = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
+  assert.match(sender, /cause=peer_close/);
+  assert.ok(sender.includes(`error="${cut}"`), sender);
+  const warn = await stack.logs.waitFor(/level=WARN msg="forward failed" side=sender/);
+  assert.match(warn, new RegExp(`bridge_id=[A-Z2-7]{16} error="${escape(cut)}"`));
 });
 
 Deno.test("listener: a stop abandons accepts still dialing their target; no drain wait", async () => {
-  const stack = await startStack({
+  await using stack = await startStack({
     drainTimeoutMs: 60_000,
     handler: {
       pingIntervalMs: 0,
       // A target that never answers the dial: only the stop can end it.
-      dial: (_target, o) =>
-        new Promise((_, reject) =>
-          o.signal?.addEventListener("abort", () => reject(o.signal?.reason), { once: true })
-        ),
+      dial: hangingDial,
     },
   });
-  const fwd = await startForward(stack.relay, "127.0.0.1:9");
-  try {
-    const client = await fwd.connect();
-    await stack.logs.waitFor(/msg="connection requested" side=listener/);
-    const started = performance.now();
-    await stack.stopListener();
-    const elapsed = performance.now() - started;
-    assert.ok(elapsed < 5_000, `stopping took ${elapsed} ms`);
-    assert.equal(stack.logs.count(/msg="draining tunnels"/), 0);
-    // The sender learns the tunnel will not open, and its client is closed.
-    await stack.logs.waitFor(/msg="listener refused connection" side=sender/);
-    assert.equal(await client.read(new Uint8Array(8)).catch(() => null), null);
-    client.close();
-  } finally {
-    await fwd.stop();
-    await stack.close();
-  }
+  await using fwd = await startPortForward(stack.relay, "127.0.0.1:9");
+  const client = await fwd.connect();
+  await stack.logs.waitFor(/msg="connection requested" side=listener/);
+  const started = performance.now();
+  await stack.stopListener();
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed < 5_000, `stopping took ${elapsed} ms`);
+  assert.equal(stack.logs.count(/msg="draining tunnels"/), 0);
+  // The sender learns the tunnel will not open, and its client is closed.
+  await stack.logs.waitFor(/msg="listener refused connection" side=sender/);
+  assert.equal(await client.read(new Uint8Array(8)).catch(() => null), null);
+  client.close();
 });

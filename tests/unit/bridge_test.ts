@@ -7,8 +7,11 @@ import {
   type ByteStream,
   causeFromAbort,
   EOF_MESSAGE,
+  READ_BUFFER_INITIAL,
+  READ_BUFFER_MAX,
 } from "../../lib/tunnel/bridge.ts";
 import { AztunnelError } from "../../lib/errors.ts";
+import { SHRINK_AFTER_READS } from "../../lib/ws/read_sizer.ts";
 import { type FakeSocket, fakeSocketPair } from "./tunnel_fake_socket_test.ts";
 
 const enc = new TextEncoder();
@@ -308,6 +311,79 @@ Deno.test("bridge: pings the data socket on the interval and stops at the end", 
   const r = await finishPeer(peer, done);
   assert.equal(r.cause, "local_close");
   client.close();
+});
+
+Deno.test("bridge: the local read buffer doubles on full reads up to 64 KiB and shrinks after small ones", async () => {
+  assert.equal(READ_BUFFER_INITIAL, 8 * 1024);
+  assert.equal(READ_BUFFER_MAX, 64 * 1024);
+  const [ws, peer] = fakeSocketPair();
+  // What each read returns: "full" fills the buffer it is given, a number that many bytes.
+  const script: ("full" | number)[] = [
+    ...Array<"full">(5).fill("full"),
+    40_000, // partial, above a quarter: no growth, no streak
+    ...Array<number>(SHRINK_AFTER_READS).fill(100),
+    5000,
+    "full",
+  ];
+  const offered: number[] = [];
+  let next = 0;
+  const produced: number[] = [];
+  const local: ByteStream = {
+    read(p) {
+      offered.push(p.length);
+      const step = script.shift();
+      if (step === undefined) return Promise.resolve(null);
+      const n = step === "full" ? p.length : step;
+      // A running sequence, so bytes lost, repeated or reordered across buffer swaps all show.
+      for (let i = 0; i < n; i++) p[i] = (next + i * 7) & 0xff;
+      next = (next + n * 7) & 0xff;
+      produced.push(n);
+      return Promise.resolve(n);
+    },
+    write: (p) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+  };
+  const done = bridge(local, ws, { halfClose: false, pingIntervalMs: 0 });
+  const got: Uint8Array[] = [];
+  for (let m; (m = await peer.receive()) !== null;) {
+    assert.equal(m.type, "binary");
+    assert.ok(m.data.length <= 32768);
+    got.push(m.data as Uint8Array);
+  }
+  await peer.close(1000, "");
+  const r = await done;
+  const K = 1024;
+  assert.deepEqual(offered, [
+    8 * K,
+    16 * K,
+    32 * K,
+    64 * K,
+    64 * K, // doubling, then capped
+    64 * K, // the 40 000-byte read
+    ...Array<number>(SHRINK_AFTER_READS).fill(64 * K), // the small reads; the last one shrinks
+    8 * K, // 5000 bytes: partial
+    8 * K, // full: grows
+    16 * K, // EOF
+  ]);
+  const total = produced.reduce((a, b) => a + b, 0);
+  assert.equal(r.tcpToWs, total);
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const g of got) {
+    all.set(g, off);
+    off += g.length;
+  }
+  assert.equal(off, total);
+  let expect = 0;
+  off = 0;
+  for (const n of produced) {
+    for (let i = 0; i < n; i++) {
+      if (all[off + i] !== ((expect + i * 7) & 0xff)) assert.fail(`byte ${off + i} differs`);
+    }
+    expect = (expect + n * 7) & 0xff;
+    off += n;
+  }
 });
 
 Deno.test("bridge: a local stream that fails to read ends with local_close and the error", async () => {

@@ -48,6 +48,26 @@ function clock(start = 1_700_000_000_000) {
   };
 }
 
+/** A cache of scope "s" on a manual credential and a fake clock. */
+function manualCache() {
+  const cred = new ManualCredential();
+  const c = clock();
+  return { cred, c, cache: new EntraTokenCache("s", { credential: cred, now: c.now }) };
+}
+
+/** `cache.get()`, for which the credential answers its `n`th call with `t`. */
+async function getAnswered(
+  cache: EntraTokenCache,
+  cred: ManualCredential,
+  n: number,
+  t: AccessTokenLike,
+) {
+  const got = cache.get();
+  await cred.called(n);
+  cred.resolveNext(t);
+  return await got;
+}
+
 Deno.test("64 concurrent callers share one fetch and one token", async () => {
   const cred = new ManualCredential();
   const c = clock();
@@ -65,43 +85,36 @@ Deno.test("64 concurrent callers share one fetch and one token", async () => {
 });
 
 Deno.test("a cached token is reused until 5 minutes before expiry", async () => {
-  const cred = new ManualCredential();
-  const c = clock();
-  const cache = new EntraTokenCache("s", { credential: cred, now: c.now });
-  const first = cache.get();
-  await cred.called(1);
+  const { cred, c, cache } = manualCache();
   const exp = c.now() + HOUR;
-  cred.resolveNext({ token: "a", expiresOnTimestamp: exp });
-  assert.equal((await first).token, "a");
+  const first = await getAnswered(cache, cred, 1, { token: "a", expiresOnTimestamp: exp });
+  assert.equal(first.token, "a");
   c.at(exp - REFRESH_SKEW_MS - 1);
   assert.equal((await cache.get()).token, "a");
   assert.equal(cred.calls.length, 1);
   c.at(exp - REFRESH_SKEW_MS);
-  const second = cache.get();
-  await cred.called(2);
-  cred.resolveNext({ token: "b", expiresOnTimestamp: c.now() + HOUR });
-  assert.equal((await second).token, "b");
+  const second = await getAnswered(cache, cred, 2, {
+    token: "b",
+    expiresOnTimestamp: c.now() + HOUR,
+  });
+  assert.equal(second.token, "b");
 });
 
 Deno.test("RefreshOn from the credential wins over the 5-minute rule", async () => {
-  const cred = new ManualCredential();
-  const c = clock();
-  const cache = new EntraTokenCache("s", { credential: cred, now: c.now });
-  const first = cache.get();
-  await cred.called(1);
-  cred.resolveNext({
+  const { cred, c, cache } = manualCache();
+  await getAnswered(cache, cred, 1, {
     token: "a",
     expiresOnTimestamp: c.now() + HOUR,
     refreshAfterTimestamp: c.now() + 10_000,
   });
-  await first;
   c.advance(9_999);
   assert.equal((await cache.get()).token, "a");
   c.advance(1);
-  const second = cache.get();
-  await cred.called(2);
-  cred.resolveNext({ token: "b", expiresOnTimestamp: c.now() + HOUR });
-  assert.equal((await second).token, "b");
+  const second = await getAnswered(cache, cred, 2, {
+    token: "b",
+    expiresOnTimestamp: c.now() + HOUR,
+  });
+  assert.equal(second.token, "b");
 });
 
 Deno.test("errors are not cached and reach every waiter as auth_unavailable", async () => {
@@ -122,10 +135,11 @@ Deno.test("errors are not cached and reach every waiter as auth_unavailable", as
     });
   }
   assert.equal(cred.calls.length, 1);
-  const retry = cache.get();
-  await cred.called(2);
-  cred.resolveNext({ token: "ok", expiresOnTimestamp: Date.now() + HOUR });
-  assert.equal((await retry).token, "ok");
+  const retry = await getAnswered(cache, cred, 2, {
+    token: "ok",
+    expiresOnTimestamp: Date.now() + HOUR,
+  });
+  assert.equal(retry.token, "ok");
 });
 
 Deno.test("a waiter can abandon its wait without cancelling the shared fetch", async () => {
@@ -147,14 +161,9 @@ Deno.test("a failed refresh keeps serving a token that is still valid", async ()
   const lines: string[] = [];
   await configureLogging({ level: "debug", write: (l) => lines.push(l) });
   try {
-    const cred = new ManualCredential();
-    const c = clock();
-    const cache = new EntraTokenCache("s", { credential: cred, now: c.now });
-    const first = cache.get();
-    await cred.called(1);
+    const { cred, c, cache } = manualCache();
     const exp = c.now() + HOUR;
-    cred.resolveNext({ token: "old", expiresOnTimestamp: exp });
-    await first;
+    await getAnswered(cache, cred, 1, { token: "old", expiresOnTimestamp: exp });
     c.at(exp - 2 * 60_000);
     const stale = cache.get();
     await cred.called(2);

@@ -9,6 +9,8 @@ import {
   type Readiness,
   startOpsServer,
 } from "../../lib/observe/ops_server.ts";
+import { within } from "../helpers/fake_relay.ts";
+import { assertPromtoolClean, findPromtool } from "../helpers/metrics.ts";
 
 async function get(addr: string, path: string, method = "GET") {
   const res = await fetch(`http://${addr}${path}`, { method });
@@ -72,31 +74,6 @@ async function untilClosed(conn: Deno.Conn): Promise<"eof" | "reset"> {
   } catch (err) {
     if (err instanceof Deno.errors.ConnectionReset) return "reset";
     throw err;
-  }
-}
-
-/** Rejects when `p` has not settled within `ms`: a guard against a hang, not a synchronisation. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function promtoolPath(): Promise<string | undefined> {
-  try {
-    const out = await new Deno.Command("promtool", { args: ["--version"], stdout: "null" })
-      .output();
-    return out.success ? "promtool" : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -336,7 +313,7 @@ Deno.test("ops server speaks plain HTTP/1.x: 1.0, pipelining, absolute form, bad
   }
 });
 
-const hasPromtool = await promtoolPath() !== undefined;
+const hasPromtool = findPromtool() !== null;
 Deno.test({
   name: "ops server /metrics passes promtool check metrics" +
     (hasPromtool ? "" : " (ignored: promtool not found; Debian package `prometheus`)"),
@@ -352,19 +329,7 @@ Deno.test({
     const srv = startOpsServer({ addr: "127.0.0.1:0", metrics });
     try {
       const { body } = await get(srv.addr, "/metrics");
-      const child = new Deno.Command("promtool", {
-        args: ["check", "metrics"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(body));
-      await writer.close();
-      const out = await child.output();
-      const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      assert.ok(out.success, report);
-      assert.equal(report.trim(), "", "promtool lint findings");
+      await assertPromtoolClean(body, "ops server /metrics");
     } finally {
       await srv.close();
     }

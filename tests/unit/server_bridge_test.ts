@@ -13,6 +13,7 @@ import {
   withRelay,
 } from "./server_helpers_test.ts";
 import type { RelayServer } from "../../lib/server/mod.ts";
+import { makeTestCerts } from "../helpers/certs.ts";
 
 /** A scripted MessageSocket: the test feeds incoming messages and controls when sends complete. */
 class FakeSocket implements MessageSocket {
@@ -315,81 +316,21 @@ Deno.test("latency: accept path and each forwarded message pay the one-way delay
   });
 });
 
-/** A throw-away CA and a localhost/127.0.0.1 leaf certificate signed by it (openssl). */
-async function makeCerts(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await run(
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=aztunnel test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  );
-  await run("req", ...ec, "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost");
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "cert.pem",
-    "-days",
-    "1",
-    "-extfile",
-    "leaf.ext",
-  );
-  const read = (f: string) => Deno.readTextFile(`${dir}/${f}`);
-  return { ca: await read("ca.pem"), cert: await read("cert.pem"), key: await read("key.pem") };
-}
-
 Deno.test("wss:// with a certificate from a private CA", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const { ca, cert, key } = await makeCerts(dir);
-    await withRelay({ bind: "localhost:0", tls: { cert, key } }, async (srv) => {
-      assert.match(srv.url, /^wss:\/\/localhost:\d+$/);
-      const control = await listen(srv, "hyco", undefined, { caCerts: [ca] });
-      const senderP = connectSender(srv, "hyco", { caCerts: [ca] });
-      const { accept, conn: listener } = await acceptConnection(control, undefined, [ca]);
-      assert.match(accept.address, /^wss:\/\/localhost:\d+\/\$hc\/hyco\?/);
-      const sender = await senderP;
-      await sender.send("over tls");
-      assert.deepEqual(await listener.receive(), { type: "text", data: "over tls" });
-      await closePair(sender, listener);
-      await control.close();
-    });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using certs = await makeTestCerts();
+  const { ca, cert, key } = certs;
+  await withRelay({ bind: "localhost:0", tls: { cert, key } }, async (srv) => {
+    assert.match(srv.url, /^wss:\/\/localhost:\d+$/);
+    const control = await listen(srv, "hyco", undefined, { caCerts: [ca] });
+    const senderP = connectSender(srv, "hyco", { caCerts: [ca] });
+    const { accept, conn: listener } = await acceptConnection(control, undefined, [ca]);
+    assert.match(accept.address, /^wss:\/\/localhost:\d+\/\$hc\/hyco\?/);
+    const sender = await senderP;
+    await sender.send("over tls");
+    assert.deepEqual(await listener.receive(), { type: "text", data: "over tls" });
+    await closePair(sender, listener);
+    await control.close();
+  });
 });
 
 Deno.test("a half-closed leg lives until halfClosedTimeoutMs, then is dropped", async () => {

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { Command } from "@commander-js/extra-typings";
 import { parseSize, register } from "../../cmd/relay_server.ts";
 import { AztunnelError, UsageError } from "../../lib/errors.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import { createSasToken } from "../../lib/relay/sas.ts";
 import { connectWebSocket } from "../../lib/ws/mod.ts";
+import { opensslAvailable } from "../helpers/certs.ts";
+import { signHs256Jwt } from "../helpers/fake_token_endpoint.ts";
 import { expectStatus } from "./server_helpers_test.ts";
 
 function program(): Command {
@@ -64,7 +65,8 @@ Deno.test("relay-server: bad flag values are usage errors", async () => {
   }
 });
 
-Deno.test("relay-server: runs until SIGTERM, then returns", async () => {
+/** Captures INFO logs; `listening` resolves with the URL relay-server logs once it listens. */
+async function captureLogs(): Promise<{ lines: string[]; listening: Promise<string> }> {
   const lines: string[] = [];
   const { promise: listening, resolve } = Promise.withResolvers<string>();
   await configureLogging({
@@ -75,6 +77,11 @@ Deno.test("relay-server: runs until SIGTERM, then returns", async () => {
       if (l.includes('msg="relay-server listening"') && m) resolve(m[1]);
     },
   });
+  return { lines, listening };
+}
+
+Deno.test("relay-server: runs until SIGTERM, then returns", async () => {
+  const { lines, listening } = await captureLogs();
   try {
     const running = run(
       "relay-server",
@@ -127,15 +134,6 @@ async function usage(args: string[], message: string): Promise<void> {
   assert.ok(err instanceof UsageError, `${args.join(" ")}: ${err}`);
   assert.equal(err.message, message);
 }
-
-const opensslAvailable = (() => {
-  try {
-    return new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 /** Two self-signed pairs (RSA and EC) and a few broken files in a fresh directory. */
 async function tlsFiles(): Promise<Record<string, string> & { dir: string }> {
@@ -316,24 +314,9 @@ Deno.test("relay-server: --sas-policy-file and --entra-jwt-key-file errors name 
   }
 });
 
-function hs256(payload: Record<string, unknown>, secret: string): string {
-  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(payload)}`;
-  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
-}
-
 Deno.test("relay-server: policies and the JWT secret from files are the ones in force", async () => {
   const dir = await Deno.makeTempDir({ prefix: "aztunnel-secrets-" });
-  const lines: string[] = [];
-  const { promise: listening, resolve } = Promise.withResolvers<string>();
-  await configureLogging({
-    level: "info",
-    write: (l) => {
-      lines.push(l);
-      const m = / url=(ws:\/\/\S+)/.exec(l);
-      if (l.includes('msg="relay-server listening"') && m) resolve(m[1]);
-    },
-  });
+  const { lines, listening } = await captureLogs();
   try {
     await Deno.writeTextFile(`${dir}/policies`, "# only listeners\nlistenonly=k+1/=:listen\n");
     await Deno.writeTextFile(`${dir}/jwt`, "jwt-secret\r\n");
@@ -364,10 +347,13 @@ Deno.test("relay-server: policies and the JWT secret from files are the ones in 
       await expectStatus(dial("connect", await sas("h")), 403);
       // The trailing newline of the secret file is not part of the secret.
       const jwt = (secret: string) =>
-        hs256({ exp: Math.floor(Date.now() / 1000) + 600, aud: "https://relay.azure.net" }, secret);
-      const viaJwt = await dial("listen", jwt("jwt-secret"));
+        signHs256Jwt(
+          { exp: Math.floor(Date.now() / 1000) + 600, aud: "https://relay.azure.net" },
+          secret,
+        );
+      const viaJwt = await dial("listen", await jwt("jwt-secret"));
       await viaJwt.close();
-      await expectStatus(dial("listen", jwt("jwt-secret\r\n")), 401);
+      await expectStatus(dial("listen", await jwt("jwt-secret\r\n")), 401);
     } finally {
       Deno.kill(Deno.pid, "SIGTERM");
       await running;

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { connectWebSocket, type WebSocketConn } from "../../lib/ws/mod.ts";
 import { createSasToken } from "../../lib/relay/sas.ts";
+import { signHs256Jwt } from "../helpers/fake_token_endpoint.ts";
 import { startRelayServer } from "../../lib/server/mod.ts";
 import { AztunnelError, UsageError } from "../../lib/errors.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
@@ -187,7 +188,7 @@ Deno.test("auth: 401 missing/bad signature/expired, 403 wrong rights or audience
 
 Deno.test("HS256 JWTs are accepted with --entra-jwt-key", async () => {
   await withRelay({ entraJwtKey: "shh" }, async (srv) => {
-    const jwt = await hs256({
+    const jwt = await signHs256Jwt({
       exp: Math.floor(Date.now() / 1000) + 600,
       aud: "https://relay.azure.net",
     }, "shh");
@@ -196,7 +197,7 @@ Deno.test("HS256 JWTs are accepted with --entra-jwt-key", async () => {
     const { conn } = await acceptConnection(control);
     await closePair(await senderP, conn);
     await control.close();
-    await expectStatus(listen(srv, "hyco", await hs256({ exp: 1 }, "shh")), 401, /expired/);
+    await expectStatus(listen(srv, "hyco", await signHs256Jwt({ exp: 1 }, "shh")), 401, /expired/);
   });
 });
 
@@ -516,21 +517,4 @@ async function waitFor(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
     if (Date.now() > end) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-async function hs256(payload: Record<string, unknown>, secret: string): Promise<string> {
-  const enc = (v: unknown) =>
-    btoa(JSON.stringify(v)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-  const body = `${enc({ alg: "HS256", typ: "JWT" })}.${enc(payload)}`;
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const sig = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
-  return `${body}.${
-    btoa(String.fromCharCode(...sig)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "")
-  }`;
 }

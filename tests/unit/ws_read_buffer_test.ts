@@ -222,8 +222,26 @@ function clientFrame(op: number, data: Uint8Array, fin = true): Uint8Array {
 
 Deno.test("WebSocketConn over a growing buffer: frames straddling every boundary arrive intact", async () => {
   const sizes = [
-    0, 1, 2, 125, 126, 127, 1000, 8 * KiB - 7, 8 * KiB - 6, 8 * KiB, 8 * KiB + 8, 16 * KiB - 1,
-    16 * KiB, 16 * KiB + 1, 32 * KiB, 40_000, 64 * KiB - 1, 64 * KiB, 64 * KiB + 64, 70_000,
+    0,
+    1,
+    2,
+    125,
+    126,
+    127,
+    1000,
+    8 * KiB - 7,
+    8 * KiB - 6,
+    8 * KiB,
+    8 * KiB + 8,
+    16 * KiB - 1,
+    16 * KiB,
+    16 * KiB + 1,
+    32 * KiB,
+    40_000,
+    64 * KiB - 1,
+    64 * KiB,
+    64 * KiB + 64,
+    70_000,
     200_000,
   ];
   const bulk = sizes.map((n, i) => pattern(n, i));
