@@ -4,7 +4,7 @@
  * reached their data phase, lets bridged tunnels finish for `drainTimeoutMs` (or until `force`),
  * then cancels them.
  */
-import { AztunnelError, errorMessage } from "../errors.ts";
+import { errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { type AcceptMessage, runControlChannel } from "../relay/control_channel.ts";
 import type { RelayEndpoint } from "../relay/endpoint.ts";
@@ -12,7 +12,6 @@ import { newId } from "../relay/ids.ts";
 import { acceptRendezvous, rejectRendezvous } from "../relay/rendezvous.ts";
 import type { TokenProvider } from "../relay/token.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
-import { causeFromAbort } from "../tunnel/bridge.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
 import { type HandlerConfig, handleTunnel } from "./handler.ts";
@@ -66,10 +65,10 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
   const opening = AbortSignal.any([opts.signal, tracker.stopSignal]);
   let active = 0;
 
-  const onAccept = (
-    accept: AcceptMessage,
-    ctx: { logger: Logger; sessionSignal: AbortSignal },
-  ) => {
+  // Tunnels outlive the control session that accepted them (unlike the Go tool): a rendezvous
+  // socket does not depend on the control channel, and Azure recycles every control channel daily,
+  // which would otherwise cut every open ssh session. Only the drain deadline cancels them.
+  const onAccept = (accept: AcceptMessage, ctx: { logger: Logger }) => {
     if (max > 0 && active >= max) {
       ctx.logger.warn("accept_dropped", { reason: "semaphore_full" });
       tracker.track(
@@ -83,24 +82,22 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     }
     active++;
     ctx.logger.debug("accept acquired");
-    const tunnel = tunnelSignal(ctx.sessionSignal, opts.signal, tracker.cancelSignal);
     tracker.track((async () => {
       try {
         const ws = await acceptRendezvous(accept.address, {
           caCerts: opts.caCerts,
           logger: ctx.logger,
-          signal: AbortSignal.any([tunnel.signal, opening]),
+          signal: AbortSignal.any([tracker.cancelSignal, opening]),
         });
         await handleTunnel(ws, cfg, {
           logger: ctx.logger,
-          signal: tunnel.signal,
+          signal: tracker.cancelSignal,
           opening,
           enterBridge: () => tracker.enterBridge(),
         });
       } catch {
         // acceptRendezvous logged accept_dropped; the handler never rejects
       } finally {
-        tunnel.dispose();
         active--;
         ctx.logger.debug("accept released");
       }
@@ -120,33 +117,4 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     pingIntervalMs: opts.controlChannel?.pingIntervalMs,
   });
   await tracker.drain(opts.drainTimeoutMs ?? 10_000, { logger: log, force: opts.force });
-}
-
-/**
- * A tunnel dies with its control session (as in Go), except when the session ends because the
- * listener is stopping: then the drain decides. The drain deadline cancels it as `user_cancel`.
- */
-function tunnelSignal(session: AbortSignal, shutdown: AbortSignal, drained: AbortSignal) {
-  const ac = new AbortController();
-  const onSession = () => {
-    if (shutdown.aborted) return;
-    const cause = causeFromAbort(session.reason);
-    ac.abort(
-      cause === "renew_failure" || cause === "control_error"
-        ? session.reason
-        : new AztunnelError("control_error", "control channel session ended"),
-    );
-  };
-  const onDrained = () => ac.abort(drained.reason);
-  session.addEventListener("abort", onSession, { once: true });
-  drained.addEventListener("abort", onDrained, { once: true });
-  if (session.aborted) onSession();
-  if (drained.aborted) onDrained();
-  return {
-    signal: ac.signal,
-    dispose() {
-      session.removeEventListener("abort", onSession);
-      drained.removeEventListener("abort", onDrained);
-    },
-  };
 }

@@ -14,6 +14,7 @@ export type ControlEnd =
   | "connection_lost"
   | "token_expired"
   | "renew_failed"
+  | "recycled"
   | "shutdown";
 
 export interface ControlChannelInit {

@@ -46,6 +46,11 @@ export interface RelayServer {
   /** Stops listening, closes control channels (1001), drops everything; resolves when all is released. */
   close(): Promise<void>;
   stats(): RelayStats;
+  /**
+   * Closes every control channel with 1011 `NameRenewalFailed`, as Azure does daily, leaving
+   * bridged connections alone: listeners must reconnect without dropping their tunnels.
+   */
+  recycleListeners(): number;
 }
 
 /**
@@ -163,5 +168,12 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   if (opts.signal?.aborted) await close();
   else opts.signal?.addEventListener("abort", onAbort, { once: true });
 
-  return { addr, url, finished, close, stats: () => relay.stats() };
+  return {
+    addr,
+    url,
+    finished,
+    close,
+    stats: () => relay.stats(),
+    recycleListeners: () => relay.recycleListeners(),
+  };
 }

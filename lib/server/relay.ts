@@ -102,6 +102,16 @@ export class Relay {
     grace.abort();
   }
 
+  /**
+   * Closes every listener's control channel the way Azure does every 24 h (1011
+   * `NameRenewalFailed`), leaving established rendezvous alone. Returns how many were closed.
+   */
+  recycleListeners(): number {
+    const channels = [...this.#channels];
+    for (const ch of channels) ch.end("recycled", 1011, "NameRenewalFailed");
+    return channels.length;
+  }
+
   /** Resolves once every control channel task has finished (after the sockets are gone). */
   async drained(): Promise<void> {
     while (this.#channels.size > 0) {

@@ -26,8 +26,6 @@ export type BridgeCause =
   | "peer_close"
   | "timeout"
   | "user_cancel"
-  | "renew_failure"
-  | "control_error"
   | "unknown";
 
 export interface BridgeOptions {
@@ -79,12 +77,9 @@ export class BridgeError extends AztunnelError {
   }
 }
 
-const ABORT_CAUSES: ReadonlySet<string> = new Set([
-  "user_cancel",
-  "renew_failure",
-  "control_error",
-  "timeout",
-]);
+// Go also has renew_failure and control_error: its tunnels die with their control session, ours
+// outlive it (see lib/listener/service.ts), so those causes cannot happen here.
+const ABORT_CAUSES: ReadonlySet<string> = new Set(["user_cancel", "timeout"]);
 
 /** The cause a cancellation stands for: a code we know, a timeout, a plain abort, else unknown. */
 export function causeFromAbort(reason: unknown): BridgeCause {

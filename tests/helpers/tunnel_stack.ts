@@ -20,24 +20,28 @@ export const dec = new TextDecoder();
 /** Captured log lines; `waitFor` resolves when a matching line has been (or gets) logged. */
 export class LogCapture {
   readonly lines: string[] = [];
-  #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+  #waiters: { re: RegExp; left: number; resolve: (line: string) => void }[] = [];
 
   push(line: string): void {
     this.lines.push(line);
     this.#waiters = this.#waiters.filter((w) => {
-      if (!w.re.test(line)) return true;
+      if (!w.re.test(line) || --w.left > 0) return true;
       w.resolve(line);
       return false;
     });
   }
 
-  /** The first line matching `re`; rejects after `deadlineMs` so a wrong pattern fails, not hangs. */
-  waitFor(re: RegExp, deadlineMs = 20_000): Promise<string> {
-    const hit = this.lines.find((l) => re.test(l));
-    if (hit) return Promise.resolve(hit);
+  /**
+   * The `nth` line matching `re` (default the first); rejects after `deadlineMs` so a wrong pattern
+   * fails, not hangs.
+   */
+  waitFor(re: RegExp, deadlineMs = 20_000, nth = 1): Promise<string> {
+    const hits = this.lines.filter((l) => re.test(l));
+    if (hits.length >= nth) return Promise.resolve(hits[nth - 1]);
     return new Promise((resolve, reject) => {
       const waiter = {
         re,
+        left: nth - hits.length,
         resolve: (line: string) => {
           clearTimeout(timer);
           resolve(line);
@@ -80,6 +84,7 @@ export async function startLocalRelay(): Promise<LocalRelay> {
 
 export interface Stack extends AsyncDisposable {
   logs: LogCapture;
+  server: RelayServer;
   relay: RelayConfig;
   /** Stops the listener (drain) and then the relay; resolves when everything is released. */
   stopListener(): Promise<void>;
@@ -117,7 +122,7 @@ export async function startStack(
     await server.close();
     await resetLogging();
   };
-  return { logs, relay, stopListener, close, [Symbol.asyncDispose]: close };
+  return { logs, server, relay, stopListener, close, [Symbol.asyncDispose]: close };
 }
 
 /** A target dial that never returns: only the listener's stop ends it. */

@@ -107,3 +107,24 @@ Deno.test("listener: a stop abandons accepts still dialing their target; no drai
   assert.equal(await client.read(new Uint8Array(8)).catch(() => null), null);
   client.close();
 });
+
+Deno.test("listener: an open tunnel survives the relay recycling the control channel", async () => {
+  await using target = startTarget(echo);
+  await using stack = await startStack({});
+  await using fwd = await startPortForward(stack.relay, target.addr);
+  const client = await fwd.connect();
+  await roundTrip(client, "before the recycle");
+  // What Azure does to every control channel once a day.
+  assert.equal(stack.server.recycleListeners(), 1);
+  await stack.logs.waitFor(/msg="control channel disconnected, reconnecting" side=listener/);
+  await roundTrip(client, "after the recycle");
+  await stack.logs.waitFor(/msg=control_started side=listener/, 20_000, 2);
+  // The reconnected listener takes new tunnels while the old one is still open.
+  const second = await fwd.connect();
+  await roundTrip(second, "new tunnel");
+  await roundTrip(client, "old tunnel still open");
+  second.close();
+  client.close();
+  const ended = await stack.logs.waitFor(/msg="bridge ended" side=listener/);
+  assert.match(ended, /cause=peer_close/);
+});

@@ -280,8 +280,8 @@ Deno.test("bridge: cancellation picks the cause from the abort reason and report
   for (
     const [reason, cause] of [
       [new DOMException("shutdown", "AbortError"), "user_cancel"],
-      [new AztunnelError("renew_failure", "renew failed"), "renew_failure"],
-      [new AztunnelError("control_error", "ping failed"), "control_error"],
+      [new AztunnelError("user_cancel", "stopped"), "user_cancel"],
+      [new AztunnelError("control_error", "ping failed"), "unknown"],
       [new DOMException("late", "TimeoutError"), "timeout"],
       [new Error("???"), "unknown"],
     ] as const
@@ -301,7 +301,8 @@ Deno.test("bridge: cancellation picks the cause from the abort reason and report
 Deno.test("causeFromAbort maps known codes and DOMException names", () => {
   assert.equal(causeFromAbort(undefined), "unknown");
   assert.equal(causeFromAbort(new DOMException("x", "AbortError")), "user_cancel");
-  assert.equal(causeFromAbort({ code: "control_error" }), "control_error");
+  assert.equal(causeFromAbort({ code: "timeout" }), "timeout");
+  assert.equal(causeFromAbort({ code: "control_error" }), "unknown");
 });
 
 Deno.test("bridge: pings the data socket on the interval and stops at the end", async () => {
