@@ -38,7 +38,7 @@ export async function runArcPortForward(opts: ArcPortForwardOptions): Promise<vo
 
   const tunnels = new Set<Promise<void>>();
   try {
-    // Nothing to drain: the bridges stop with `signal`. Nagle stays on, as arc has always had it.
+    // Nothing to drain: the bridges stop with `signal` (arc, like the Go tool, has no drain).
     await acceptConnections(
       listener,
       { signal: opts.signal, logger: log, keepAlive: opts.keepAlive },
