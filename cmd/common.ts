@@ -29,7 +29,10 @@ export const bindOption = (def: string) =>
   new Option("-b, --bind <addr>", "local bind address:port").default(def);
 export const gatewayOption = () => new Option("--gateway", "bind to 0.0.0.0 instead of 127.0.0.1");
 export const keepaliveOption = () =>
-  new Option("--tcp-keepalive <duration>", "TCP keepalive interval").default("30s");
+  new Option(
+    "--tcp-keepalive <duration>",
+    "TCP keepalive (any value turns it on; Deno cannot set the interval, the OS default applies)",
+  ).default("30s");
 export const drainOption = () =>
   new Option("--drain-timeout <duration>", "on SIGINT/SIGTERM, how long open tunnels may finish")
     .default("10s");

@@ -69,7 +69,7 @@ export async function dialRelay(opts: DialRelayOptions): Promise<WebSocketConn> 
       "dial_timeout",
       `relay dial timed out after ${formatDuration(budgetMs)}${
         last === undefined ? "" : `: ${describeDialFailure(last)}`
-      }`,
+      }${noListenerHint(last, opts.entity)}`,
       { cause: last },
     );
   const stopped = (last: unknown) =>
@@ -165,4 +165,11 @@ function classifyAttemptFailure(
   return new RelayDialError("relay_failed", `dial relay: ${describeDialFailure(err)}`, {
     cause: err,
   });
+}
+
+/** After a budget spent on 404s, say what a 404 means here: nobody listens on that name. */
+function noListenerHint(last: unknown, entity: string): string {
+  if (!(last instanceof WsHandshakeError) || last.status !== 404) return "";
+  return ` (no listener is connected to hybrid connection "${entity}": check --hyco and that ` +
+    "relay-listener runs)";
 }

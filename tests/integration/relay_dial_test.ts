@@ -145,7 +145,8 @@ Deno.test("dialRelay gives up with dial_timeout when the budget runs out", async
       isDialError("dial_timeout")(err);
       assert.equal(
         (err as Error).message,
-        "relay dial timed out after 300ms: HTTP 404 No listener",
+        "relay dial timed out after 300ms: HTTP 404 No listener (no listener is connected to " +
+          'hybrid connection "hc": check --hyco and that relay-listener runs)',
       );
       return true;
     },
