@@ -74,6 +74,12 @@ export async function readCaCerts(file?: string): Promise<string[] | undefined> 
     return [pem];
   } catch (err) {
     if (err instanceof UsageError) throw err;
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UsageError(`--relay-ca-cert ${file}: no such file`);
+    }
+    if (err instanceof Deno.errors.PermissionDenied) {
+      throw new UsageError(`--relay-ca-cert ${file}: permission denied`);
+    }
     throw new UsageError(`--relay-ca-cert ${file}: ${(err as Error).message}`);
   }
 }

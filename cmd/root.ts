@@ -30,10 +30,12 @@ export function buildProgram(): Command {
     .addOption(metricsAddrOption())
     .addOption(metricsMaxTargetsOption())
     .enablePositionalOptions(false)
+    // Global flags are accepted after the subcommand too, so every help page lists them.
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({
-      outputError: (str, write) => write(`aztunnel: ${str.replace(/^error: /, "error: ")}`),
+      outputError: (str, write) => write(`aztunnel: ${str}`),
     });
   program.hook("preAction", async (_thisCommand, action) => {
     const g = action.optsWithGlobals() as { logLevel?: LogLevel; logFormat?: LogFormat };

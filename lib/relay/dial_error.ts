@@ -73,7 +73,12 @@ export function describeDialFailure(err: unknown): string {
   if (err instanceof WsHandshakeError) {
     return redact(`HTTP ${err.status}${err.statusText ? ` ${err.statusText}` : ""}`);
   }
-  return redact(errorMessage(err));
+  const text = redact(errorMessage(err));
+  // A private relay (relay-server --tls-cert, a proxy's CA) is the usual cause; say the fix.
+  if (/UnknownIssuer|invalid peer certificate|certificate verify failed/i.test(text)) {
+    return `${text} (the relay's certificate is not trusted: pass its CA with --relay-ca-cert)`;
+  }
+  return text;
 }
 
 /** True when the relay never answered the upgrade: the attempt may be repeated. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseHostPort, requireRelayNames, resolveBind } from "../../cmd/common.ts";
+import { parseHostPort, readCaCerts, requireRelayNames, resolveBind } from "../../cmd/common.ts";
 import { UsageError } from "../../lib/errors.ts";
 
 Deno.test("parseHostPort splits like net.SplitHostPort", () => {
@@ -35,4 +35,25 @@ Deno.test("requireRelayNames checks hyco first, with the Go tool's texts", () =>
     relay: "r",
     hyco: "flag",
   });
+});
+
+Deno.test("readCaCerts: a missing or non-PEM file is a usage error naming the file", async () => {
+  await assert.rejects(
+    readCaCerts("/nonexistent/ca.pem"),
+    new UsageError("--relay-ca-cert /nonexistent/ca.pem: no such file"),
+  );
+  const file = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(file, "not a certificate\n");
+    await assert.rejects(
+      readCaCerts(file),
+      new UsageError(`--relay-ca-cert ${file}: no PEM certificate in file`),
+    );
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    await Deno.writeTextFile(file, pem);
+    assert.deepEqual(await readCaCerts(file), [pem]);
+    assert.equal(await readCaCerts(undefined), undefined);
+  } finally {
+    await Deno.remove(file);
+  }
 });

@@ -45,6 +45,18 @@ Deno.test("dial errors never carry a token", () => {
   assert.equal(describeDialFailure(new Error("x sb-hc-token=y")), "x sb-hc-token=REDACTED");
 });
 
+Deno.test("an untrusted relay certificate names the flag that fixes it", () => {
+  const tls = new WsError(
+    "connect_failed",
+    "TLS to 127.0.0.1:8443 failed: invalid peer certificate: UnknownIssuer",
+  );
+  assert.equal(
+    describeDialFailure(tls),
+    "TLS to 127.0.0.1:8443 failed: invalid peer certificate: UnknownIssuer (the relay's " +
+      "certificate is not trusted: pass its CA with --relay-ca-cert)",
+  );
+});
+
 Deno.test("only a missing answer counts as no response", () => {
   assert.equal(isNoResponse(new WsError("handshake_timeout", "t")), true);
   assert.equal(isNoResponse(new WsError("connection_lost", "t")), true);
