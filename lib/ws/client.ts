@@ -102,7 +102,9 @@ export async function connectWebSocket(
         signal: deadline.signal,
       });
     } catch (err) {
-      throw new WsError("connect_failed", `cannot connect to ${where}: ${message(err)}`, {
+      // Name the proxy when it is the one that failed: the relay host was never tried.
+      const via = proxy ? ` through proxy ${proxy.hostname}:${proxy.port}` : "";
+      throw new WsError("connect_failed", `cannot connect to ${where}${via}: ${message(err)}`, {
         cause: err,
       });
     }

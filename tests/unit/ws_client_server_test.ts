@@ -1194,3 +1194,13 @@ Deno.test("a proxy refusing CONNECT is connect_failed with its status", async ()
     await proxy.close();
   }
 });
+
+Deno.test("a proxy that cannot be reached is named in the error", async () => {
+  const dead = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = dead.addr;
+  dead.close();
+  await withEnv({ HTTP_PROXY: `http://127.0.0.1:${port}` }, async () => {
+    const err = await rejectsWith(connectWebSocket("ws://ws.test:1/"), "connect_failed");
+    assert.match(err.message, new RegExp(`through proxy 127\\.0\\.0\\.1:${port}: `));
+  });
+});
