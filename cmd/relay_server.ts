@@ -8,16 +8,12 @@ import type { Readiness } from "../lib/observe/ops_server.ts";
 import {
   parseSasPolicyFile,
   type RelayServer,
+  type RelayTls,
   resolvePolicies,
   type SasPolicy,
   startRelayServer,
 } from "../lib/server/mod.ts";
-import {
-  checkInteger,
-  DEFAULT_BIND,
-  DEFAULT_MAX_LISTENERS,
-  tlsProblem,
-} from "../lib/server/options.ts";
+import { checkInteger, DEFAULT_BIND, DEFAULT_MAX_LISTENERS } from "../lib/server/options.ts";
 import { relayServerCounts, runWithOps } from "./ops.ts";
 
 // No commander default: it would print "(default: [])" in the help.
@@ -212,13 +208,13 @@ async function resolveJwtKey(
 }
 
 /**
- * Reads --tls-cert/--tls-key and checks them the way Deno will use them, so a bad file is a usage
- * error naming it before anything listens.
+ * Reads --tls-cert/--tls-key and checks that they hold the PEM blocks Deno wants; startRelayServer
+ * checks them the way Deno will use them, naming the files, before anything listens.
  */
 async function readTls(
   certFile: string | undefined,
   keyFile: string | undefined,
-): Promise<{ cert: string; key: string } | undefined> {
+): Promise<RelayTls | undefined> {
   if (!certFile && !keyFile) return undefined;
   if (!certFile || !keyFile) {
     throw new UsageError("--tls-cert and --tls-key must be given together");
@@ -234,15 +230,7 @@ async function readTls(
   if (!/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(key)) {
     throw new UsageError(`--tls-key ${keyFile}: no PEM private key in file`);
   }
-  const problem = tlsProblem({ cert, key });
-  if (problem?.part === "cert") throw new UsageError(`--tls-cert ${certFile}: ${problem.message}`);
-  if (problem?.part === "key") throw new UsageError(`--tls-key ${keyFile}: ${problem.message}`);
-  if (problem) {
-    throw new UsageError(
-      `--tls-key ${keyFile} does not match --tls-cert ${certFile}: ${problem.message}`,
-    );
-  }
-  return { cert, key };
+  return { cert, key, certFile, keyFile };
 }
 
 function parseCount(text: string, flag: string): number {

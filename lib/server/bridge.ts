@@ -74,7 +74,7 @@ export async function bridgeSockets(
 }
 
 /** The reason of the Close sent on a leg whose partner dropped without Close. */
-export const PEER_LOST_REASON = "peer connection lost";
+const PEER_LOST_REASON = "peer connection lost";
 
 /** The Close to send on the other leg for what ended `from`. */
 export function forwardedClose(

@@ -5,9 +5,11 @@
 import { AztunnelError, errorMessage, UsageError } from "../errors.ts";
 import { formatDuration, MAX_DURATION_MS } from "../duration.ts";
 import { getLogger } from "../observe/log.ts";
+import { joinHostPort } from "../tunnel/ip.ts";
 import { serveHttp } from "../ws/server.ts";
 import {
   checkInteger,
+  checkTls,
   DEFAULT_BIND,
   DEFAULT_HALF_CLOSED_TIMEOUT_MS,
   DEFAULT_IN_FLIGHT_BYTES,
@@ -15,16 +17,14 @@ import {
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_RENDEZVOUS_TIMEOUT_MS,
   DEFAULT_TOKEN_GRACE_MS,
-  formatHostPort,
   isLoopback,
   parseBind,
   parsePublicUrl,
   type RelayServerOptions,
-  tlsProblem,
 } from "./options.ts";
 import { Relay, type RelayStats } from "./relay.ts";
 
-export type { RelayServerOptions } from "./options.ts";
+export type { RelayServerOptions, RelayTls } from "./options.ts";
 export type { RelayStats } from "./relay.ts";
 export {
   parseSasPolicy,
@@ -96,16 +96,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   const hycos = [...new Set((opts.hycos ?? []).map((h) => h.replace(/^\/+|\/+$/g, "")))];
   if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
 
-  if (opts.tls) {
-    const problem = tlsProblem(opts.tls);
-    if (problem) {
-      throw new UsageError(
-        problem.part === "mismatch"
-          ? `TLS key and certificate do not match: ${problem.message}`
-          : `invalid TLS ${problem.part === "cert" ? "certificate" : "key"}: ${problem.message}`,
-      );
-    }
-  }
+  if (opts.tls) checkTls(opts.tls);
 
   const log = opts.logger ?? getLogger();
   let listener: Deno.Listener;
@@ -128,7 +119,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   const secure = opts.tls !== undefined;
   // Keep a name the user bound to (a TLS certificate is more likely to carry `localhost`).
   const urlHost = /^[\d.]+$|:/.test(bind.hostname) ? addr.hostname : bind.hostname;
-  const boundHost = formatHostPort(urlHost, addr.port);
+  const boundHost = joinHostPort(urlHost, addr.port);
   const url = publicBase
     ? `${publicBase.scheme}://${publicBase.host}`
     : `${secure ? "wss" : "ws"}://${boundHost}`;
@@ -149,7 +140,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     logger: log,
   });
   const http = serveHttp({ listener, handler: relay.handle, secure });
-  log.info("relay-server listening", { addr: formatHostPort(addr.hostname, addr.port), url });
+  log.info("relay-server listening", { addr: joinHostPort(addr.hostname, addr.port), url });
 
   let closing: Promise<void> | null = null;
   const { promise: finished, resolve: markFinished } = Promise.withResolvers<void>();

@@ -1,5 +1,5 @@
 /** Options of the local relay, their defaults and validation (shared by the library and the CLI). */
-import { UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { PublicBase } from "./accept_message.ts";
 import type { SasPolicy } from "./policy.ts";
@@ -8,7 +8,7 @@ export interface RelayServerOptions {
   /** `host:port` (`[::1]:8080`, `:8080` = all interfaces); port 0 picks a free one. */
   readonly bind?: string;
   /** PEM certificate chain and key: serve `wss://` (Deno.listenTls). */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  readonly tls?: RelayTls;
   /** Scheme and host put into accept addresses (`https://relay.example`); required off loopback. */
   readonly publicUrl?: string;
   /** Known hybrid connections; empty or absent = any name is accepted. */
@@ -37,12 +37,20 @@ export interface RelayServerOptions {
   readonly logger?: Logger;
 }
 
+export interface RelayTls {
+  readonly cert: string;
+  readonly key: string;
+  /** The files `cert` and `key` were read from, named in errors (`--tls-cert`, `--tls-key`). */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
+
 export const DEFAULT_BIND = "127.0.0.1:8080";
 export const DEFAULT_MAX_LISTENERS = 25;
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
-/** Real Azure pushes back on a non-reading peer at about 14–16 MiB (aztunnel's mock calibration). */
 export const DEFAULT_HALF_CLOSED_TIMEOUT_MS = 60 * 60_000;
+/** Real Azure pushes back on a non-reading peer at about 14–16 MiB (aztunnel's mock calibration). */
 export const DEFAULT_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
 /** hyco-ws renews at the very second its token expires; Azure's own grace is unknown. */
 export const DEFAULT_TOKEN_GRACE_MS = 60_000;
@@ -92,11 +100,6 @@ export function parsePublicUrl(text: string): PublicBase {
   return { scheme, host: url.host };
 }
 
-/** `host:port` with IPv6 in brackets. */
-export function formatHostPort(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-}
-
 /** Numbers that must be integers ≥ `min`. */
 export function checkInteger(value: number, flag: string, min: number): number {
   if (!Number.isSafeInteger(value) || value < min) {
@@ -105,21 +108,40 @@ export function checkInteger(value: number, flag: string, min: number): number {
   return value;
 }
 
-/** What `tlsProblem` found wrong: the certificate chain, the key, or the two together. */
-export interface TlsProblem {
-  readonly part: "cert" | "key" | "mismatch";
-  readonly message: string;
+/**
+ * Throws a UsageError when Deno would refuse to serve with this certificate chain and key, naming
+ * the files when they are known. Deno has no API to check them apart from a listen, and it checks
+ * them before binding; a probe on an ephemeral loopback port finds the problem without touching the
+ * real address, so a bad file is reported as such and not as a listen failure.
+ */
+export function checkTls(tls: RelayTls): void {
+  const problem = tlsProblem(tls);
+  if (!problem) return;
+  const { part, message } = problem;
+  const { certFile, keyFile } = tls;
+  if (part === "cert") {
+    throw new UsageError(
+      certFile !== undefined
+        ? `--tls-cert ${certFile}: ${message}`
+        : `invalid TLS certificate: ${message}`,
+    );
+  }
+  if (part === "key") {
+    throw new UsageError(
+      keyFile !== undefined ? `--tls-key ${keyFile}: ${message}` : `invalid TLS key: ${message}`,
+    );
+  }
+  throw new UsageError(
+    certFile !== undefined && keyFile !== undefined
+      ? `--tls-key ${keyFile} does not match --tls-cert ${certFile}: ${message}`
+      : `TLS key and certificate do not match: ${message}`,
+  );
 }
 
-/**
- * Why Deno would refuse to serve with this certificate chain and key, or undefined when it would
- * not. Deno has no API to check them apart from a listen, and it checks them before binding; a probe
- * on an ephemeral loopback port finds the problem without touching the real address, so a bad file is
- * reported as such and not as a listen failure.
- */
-export function tlsProblem(
-  tls: { readonly cert: string; readonly key: string },
-): TlsProblem | undefined {
+/** What Deno finds wrong with the certificate chain, the key, or the two together, if anything. */
+function tlsProblem(
+  tls: RelayTls,
+): { readonly part: "cert" | "key" | "mismatch"; readonly message: string } | undefined {
   let probe: Deno.TlsListener;
   try {
     probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: tls.cert, key: tls.key });
@@ -129,7 +151,7 @@ export function tlsProblem(
       err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.AddrNotAvailable ||
       err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable
     ) return undefined;
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     // Deno's messages are the only classification there is; an unknown one blames both files.
     if (/KeyMismatch|not be consistent/i.test(message)) return { part: "mismatch", message };
     if (/private key|no keys/i.test(message)) return { part: "key", message };

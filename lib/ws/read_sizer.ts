@@ -16,9 +16,9 @@
 export const SHRINK_AFTER_READS = 16;
 
 export class ReadSizer {
-  readonly initial: number;
-  readonly max: number;
-  readonly shrinkAfter: number;
+  readonly #initial: number;
+  readonly #max: number;
+  readonly #shrinkAfter: number;
   #size: number;
   #smallReads = 0;
 
@@ -26,9 +26,9 @@ export class ReadSizer {
     if (!(initial > 0 && initial <= max) || !Number.isInteger(initial) || !Number.isInteger(max)) {
       throw new RangeError(`read buffer sizes must be integers with 0 < initial <= max`);
     }
-    this.initial = initial;
-    this.max = max;
-    this.shrinkAfter = shrinkAfter;
+    this.#initial = initial;
+    this.#max = max;
+    this.#shrinkAfter = shrinkAfter;
     this.#size = initial;
   }
 
@@ -41,11 +41,11 @@ export class ReadSizer {
   record(n: number, room: number): number {
     if (n >= room) {
       this.#smallReads = 0;
-      this.#size = Math.min(this.max, this.#size * 2);
-    } else if (this.#size > this.initial && n <= this.#size / 4) {
-      if (++this.#smallReads >= this.shrinkAfter) {
+      this.#size = Math.min(this.#max, this.#size * 2);
+    } else if (this.#size > this.#initial && n <= this.#size / 4) {
+      if (++this.#smallReads >= this.#shrinkAfter) {
         this.#smallReads = 0;
-        this.#size = this.initial;
+        this.#size = this.#initial;
       }
     } else {
       this.#smallReads = 0;
