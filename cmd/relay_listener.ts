@@ -1,13 +1,12 @@
 /** `relay-listener`: accept tunnels from the relay and dial their targets. */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { parseDuration } from "../lib/duration.ts";
 import { UsageError } from "../lib/errors.ts";
 import { runListener } from "../lib/listener/service.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
 import { drainOption, durationOrDefault, keepaliveOption, type RelayFlags } from "./common.ts";
 import { ListenerReadiness, runWithOps } from "./ops.ts";
-import { addRelayOptions, resolveRelay } from "./relay_sender.ts";
+import { addRelayOptions, drainFlag, keepAliveFlag, resolveRelay } from "./relay_sender.ts";
 
 function parseMaxConnections(text: string): number {
   if (!/^\d+$/.test(text.trim())) {
@@ -42,9 +41,8 @@ export function register(program: Command): void {
       const allowlist = parseAllowlist(flags.allow ?? []);
       const maxConnections = parseMaxConnections(flags.maxConnections);
       const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
-      // Any value keeps keepalive on, as in Go (0 means 30 s; negative leaves the OS default).
-      parseDuration(flags.tcpKeepalive, "--tcp-keepalive");
-      const drainTimeoutMs = Math.max(0, parseDuration(flags.drainTimeout, "--drain-timeout"));
+      const keepAlive = keepAliveFlag(flags.tcpKeepalive);
+      const drainTimeoutMs = drainFlag(flags.drainTimeout);
       const relay = await resolveRelay(flags as RelayFlags, cmd, hyco);
       const ready = new ListenerReadiness();
       await runWithOps(cmd, { readiness: () => ready.check() }, (ops) =>
@@ -54,7 +52,7 @@ export function register(program: Command): void {
           allowlist,
           maxConnections,
           connectTimeoutMs,
-          keepAlive: true,
+          keepAlive,
           drainTimeoutMs,
           signal: ops.signal,
           force: ops.force,

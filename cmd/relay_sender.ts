@@ -66,13 +66,17 @@ export async function resolveRelay(
   return { endpoint, entity: hyco, tokens, caCerts };
 }
 
-/** Go's keepalive flag: validated; 0 and negative values still leave keepalive on (OS interval). */
-function keepAliveFlag(text: string): boolean {
+/**
+ * Go's `--tcp-keepalive`: validated, but any value leaves keepalive on (0 means 30 s in Go, negative
+ * the OS default; Deno takes no interval, so the OS one applies).
+ */
+export function keepAliveFlag(text: string): boolean {
   parseDuration(text, "--tcp-keepalive");
   return true;
 }
 
-function drainFlag(text: string): number {
+/** `--drain-timeout` in milliseconds; negative means no drain. */
+export function drainFlag(text: string): number {
   return Math.max(0, parseDuration(text, "--drain-timeout"));
 }
 

@@ -4,7 +4,7 @@
  */
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import { bridge, bridgeLogAttrs, type ByteStream } from "../tunnel/bridge.ts";
+import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
 import {
   type ConnectEnvelope,
@@ -138,21 +138,18 @@ export async function handleTunnel(
     await ws.closed;
     return;
   }
-  cfg.observer?.connectionStarted?.("listener", target);
-  const bridgeStarted = performance.now();
   const leave = ctx.enterBridge?.();
-  let result;
   try {
-    result = await bridge(conn, ws, {
+    await observedBridge("listener", target, conn, ws, {
       halfClose: features.includes(FEATURE_HALF_CLOSE),
       signal: ctx.signal,
       pingIntervalMs: cfg.pingIntervalMs,
+      logger: log,
+      observer: cfg.observer,
     });
   } finally {
     leave?.();
   }
-  log.debug("bridge ended", { target, ...bridgeLogAttrs(result) });
-  cfg.observer?.connectionEnded?.("listener", target, result, performance.now() - bridgeStarted);
 }
 
 function dialReason(code: string): ConnectionErrorReason {

@@ -61,8 +61,8 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     observer: opts.observer,
     ...opts.handler,
   };
-  const tracker = new TaskTracker();
-  const opening = AbortSignal.any([opts.signal, tracker.stopSignal]);
+  const tracker = new TaskTracker(opts.signal);
+  const opening = tracker.stopSignal;
   let active = 0;
 
   // Tunnels outlive the control session that accepted them (unlike the Go tool): a rendezvous
@@ -87,7 +87,8 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
         const ws = await acceptRendezvous(accept.address, {
           caCerts: opts.caCerts,
           logger: ctx.logger,
-          signal: AbortSignal.any([tracker.cancelSignal, opening]),
+          // The drain aborts `opening` before `cancelSignal`, so this covers both.
+          signal: opening,
         });
         await handleTunnel(ws, cfg, {
           logger: ctx.logger,

@@ -1,5 +1,5 @@
 /** The data phase of one sender tunnel: bridge, `bridge ended` log line, metrics hooks. */
-import { bridge, bridgeLogAttrs, type BridgeResult, type ByteStream } from "../tunnel/bridge.ts";
+import { type BridgeResult, type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import type { OpenedTunnel } from "./open_tunnel.ts";
@@ -12,21 +12,18 @@ export interface RunTunnelOptions {
   pingIntervalMs?: number;
 }
 
-export async function runTunnel(
+export function runTunnel(
   local: ByteStream,
   tunnel: OpenedTunnel,
   target: string,
   opts: RunTunnelOptions = {},
 ): Promise<BridgeResult> {
-  opts.observer?.connectionStarted?.("sender", target);
-  const started = performance.now();
-  const result = await bridge(local, tunnel.socket, {
+  return observedBridge("sender", target, local, tunnel.socket, {
     halfClose: tunnel.features.includes(FEATURE_HALF_CLOSE),
     signal: opts.signal,
     endOnPeerEof: opts.endOnPeerEof,
     pingIntervalMs: opts.pingIntervalMs,
+    logger: tunnel.logger,
+    observer: opts.observer,
   });
-  tunnel.logger.debug("bridge ended", { target, ...bridgeLogAttrs(result) });
-  opts.observer?.connectionEnded?.("sender", target, result, performance.now() - started);
-  return result;
 }

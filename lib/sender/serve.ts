@@ -84,9 +84,9 @@ export async function serveConnections(
   listener: Deno.TcpListener,
   opts: ServeOptions,
 ): Promise<void> {
-  const tracker = new TaskTracker();
+  const tracker = new TaskTracker(opts.signal);
   const scope: ConnectionScope = {
-    opening: AbortSignal.any([opts.signal, tracker.stopSignal]),
+    opening: tracker.stopSignal,
     cancel: tracker.cancelSignal,
     enterBridge: () => tracker.enterBridge(),
   };

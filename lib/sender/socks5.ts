@@ -5,8 +5,7 @@
  * `05 FF` during method selection, `05 REP 00 01 0.0.0.0:0` during the request.
  */
 import { AztunnelError } from "../errors.ts";
-import { RelayDialError } from "../relay/dial_error.ts";
-import type { ByteStream } from "../tunnel/bridge.ts";
+import { type ByteStream, writeAll } from "../tunnel/bridge.ts";
 import { formatIP, joinHostPort, parseIP, to4 } from "../tunnel/ip.ts";
 import { EnvelopeExchangeError, EnvelopeRejected } from "./open_tunnel.ts";
 
@@ -69,13 +68,8 @@ export function replyCodeFor(err: unknown): number {
     }
   }
   if (err instanceof EnvelopeExchangeError) return REP_HOST_UNREACHABLE;
-  if (err instanceof RelayDialError) return REP_GENERAL_FAILURE;
+  // A relay dial failure (RelayDialError) or anything else.
   return REP_GENERAL_FAILURE;
-}
-
-export async function writeAll(io: ByteStream, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await io.write(data.subarray(off));
 }
 
 /**

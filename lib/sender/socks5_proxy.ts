@@ -1,5 +1,6 @@
 /** `relay-sender socks5-proxy`: a local SOCKS5 server; each CONNECT opens its own tunnel. */
 import { errorMessage } from "../errors.ts";
+import { writeAll } from "../tunnel/bridge.ts";
 import type { ConnectionScope } from "./serve.ts";
 import {
   encodeReply,
@@ -8,7 +9,6 @@ import {
   REP_SUCCEEDED,
   replyCodeFor,
   SOCKS5_HANDSHAKE_TIMEOUT_MS,
-  writeAll,
 } from "./socks5.ts";
 import {
   bridgeClient,

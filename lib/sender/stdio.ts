@@ -16,6 +16,8 @@ export function stdioStream(
   const { promise: closed, resolve: markClosed } = Promise.withResolvers<null>();
   let isClosed = false;
   let stdoutClosed = false;
+  /** The private buffer of the last completed read, reused by the next one. */
+  let spare: Uint8Array | undefined;
   const closeStdout = () => {
     if (stdoutClosed) return;
     stdoutClosed = true;
@@ -29,10 +31,14 @@ export function stdioStream(
     read(p) {
       if (isClosed) return Promise.resolve(null);
       // Reads into a private buffer: an abandoned read must not write into the caller's later.
-      const own = new Uint8Array(p.length);
-      const read = io.stdin.read(own).then((n) => {
-        if (n !== null && !isClosed) p.set(own.subarray(0, n));
-        return isClosed ? null : n;
+      // Only a completed read gives it back, so an abandoned one never shares it.
+      const own = spare && spare.length >= p.length ? spare : new Uint8Array(p.length);
+      spare = undefined;
+      const read = io.stdin.read(own.subarray(0, p.length)).then((n) => {
+        if (isClosed) return null;
+        if (n !== null) p.set(own.subarray(0, n));
+        spare = own;
+        return n;
       });
       read.catch(() => {});
       return Promise.race([read, closed]);

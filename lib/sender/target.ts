@@ -1,10 +1,6 @@
 /** Validation of a sender's `<host:port>` argument. */
 import { UsageError } from "../errors.ts";
-import { parseIPv6, splitHostPort } from "../tunnel/ip.ts";
-
-function validPort(p: string): boolean {
-  return /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535;
-}
+import { parseIPv6, parsePort, splitHostPort } from "../tunnel/ip.ts";
 
 /**
  * Returns the envelope target for `text`: `host:port` or `[v6]:port` unchanged; an unbracketed
@@ -12,9 +8,9 @@ function validPort(p: string): boolean {
  */
 export function normalizeTarget(text: string): string {
   const hp = splitHostPort(text);
-  if (hp && hp.host !== "" && validPort(hp.port)) return text;
+  if (hp && hp.host !== "" && parsePort(hp.port) !== null) return text;
   const i = text.lastIndexOf(":");
-  if (!hp && i > 0 && validPort(text.slice(i + 1)) && parseIPv6(text.slice(0, i))) {
+  if (!hp && i > 0 && parsePort(text.slice(i + 1)) !== null && parseIPv6(text.slice(0, i))) {
     return `[${text.slice(0, i)}]:${text.slice(i + 1)}`;
   }
   throw new UsageError(`invalid target "${text}": expected host:port`);

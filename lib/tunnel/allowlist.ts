@@ -6,7 +6,7 @@
  * skipped or matched literally.
  */
 import { UsageError } from "../errors.ts";
-import { cidrContains, parseCidr, parseIP, splitHostPort } from "./ip.ts";
+import { cidrContains, parseCidr, parseIP, parsePort, splitHostPort } from "./ip.ts";
 import type { Cidr } from "./ip.ts";
 
 type HostRule = { kind: "name"; name: string } | { kind: "cidr"; net: Cidr };
@@ -89,10 +89,8 @@ function parseRule(entry: string): Rule {
       host = { kind: "name", name: hostText };
     }
   }
-  if (port !== "*") {
-    if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
-      throw bad(`port must be * or a number 1-65535, got "${port}"`);
-    }
+  if (port !== "*" && parsePort(port) === null) {
+    throw bad(`port must be * or a number 1-65535, got "${port}"`);
   }
   return { any: false, host, port };
 }

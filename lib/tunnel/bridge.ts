@@ -9,9 +9,11 @@
  * once both directions have ended (or the peer closes the WebSocket).
  */
 import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
+import type { Logger } from "../observe/log.ts";
 import { ReadSizer } from "../ws/read_sizer.ts";
 import type { MessageSocket } from "../ws/types.ts";
 import { MAX_DATA_MESSAGE } from "./envelope.ts";
+import type { TunnelObserver, TunnelRole } from "./observer.ts";
 
 /** The part of Deno.Conn the bridge uses (stdin/stdout adapters and test fakes implement it too). */
 export interface ByteStream {
@@ -101,7 +103,8 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(errorMessage(err));
 }
 
-async function writeAll(w: ByteStream, data: Uint8Array): Promise<void> {
+/** Writes all of `data` (a ByteStream write may take only part of it). */
+export async function writeAll(w: ByteStream, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await w.write(data.subarray(off));
 }
@@ -327,4 +330,29 @@ export function bridgeLogAttrs(r: BridgeResult): Record<string, unknown> {
   if (r.wsToTcpErr) attrs.ws_to_tcp_err = r.wsToTcpErr.message;
   if (r.closeCode !== undefined) attrs.close_code = r.closeCode;
   return attrs;
+}
+
+export interface ObservedBridgeOptions extends BridgeOptions {
+  /** Gets the `bridge ended` DEBUG line. */
+  logger: Logger;
+  observer?: TunnelObserver;
+}
+
+/**
+ * `bridge` with what every tunnel (sender or listener) does around it: the observer's
+ * connectionStarted/connectionEnded hooks and the `bridge ended` DEBUG line.
+ */
+export async function observedBridge(
+  role: TunnelRole,
+  target: string,
+  local: ByteStream,
+  ws: MessageSocket,
+  opts: ObservedBridgeOptions,
+): Promise<BridgeResult> {
+  opts.observer?.connectionStarted?.(role, target);
+  const started = performance.now();
+  const result = await bridge(local, ws, opts);
+  opts.logger.debug("bridge ended", { target, ...bridgeLogAttrs(result) });
+  opts.observer?.connectionEnded?.(role, target, result, performance.now() - started);
+  return result;
 }

@@ -4,7 +4,7 @@
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { RejectCode } from "./envelope.ts";
-import { splitHostPort } from "./ip.ts";
+import { parsePort, splitHostPort } from "./ip.ts";
 
 export type DialCode = Exclude<RejectCode, "not_allowed">;
 
@@ -29,8 +29,8 @@ export interface DialTargetOptions {
 /** Dials `host:port` (IPv6 in brackets). Rejects with TargetDialError. */
 export async function dialTarget(target: string, opts: DialTargetOptions): Promise<Deno.TcpConn> {
   const hp = splitHostPort(target);
-  const port = hp && /^\d{1,5}$/.test(hp.port) ? Number(hp.port) : NaN;
-  if (!hp || hp.host === "" || !(port >= 1 && port <= 65535)) {
+  const port = hp ? parsePort(hp.port) : null;
+  if (!hp || hp.host === "" || port === null) {
     throw new TargetDialError("", `dial tcp ${target}: invalid address`);
   }
   const ac = new AbortController();

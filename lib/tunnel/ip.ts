@@ -111,7 +111,7 @@ export function parseCidr(s: string): Cidr | null {
   if (slash < 0) return null;
   const addrText = s.slice(0, slash);
   const bitsText = s.slice(slash + 1);
-  const ip = addrText.includes(":") ? parseIPv6(addrText) : parseIPv4(addrText);
+  const ip = parseIP(addrText);
   if (!ip || !/^\d+$/.test(bitsText)) return null;
   const bits = Number(bitsText);
   const total = ip.length * 8;
@@ -156,6 +156,13 @@ export function splitHostPort(hostport: string): { host: string; port: string } 
   if (hostport.slice(j).includes("[")) return null;
   if (hostport.slice(k).includes("]")) return null;
   return { host, port: hostport.slice(i + 1) };
+}
+
+/** A TCP port as a target or allowlist entry spells it: 1-5 digits, 1-65535; else null. */
+export function parsePort(text: string): number | null {
+  if (!/^\d{1,5}$/.test(text)) return null;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : null;
 }
 
 /** Go's net.JoinHostPort: brackets hosts that contain a colon. */

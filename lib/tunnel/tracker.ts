@@ -17,12 +17,21 @@ export interface DrainOptions {
 export class TaskTracker {
   readonly #tasks = new Set<Promise<void>>();
   readonly #stop = new AbortController();
+  readonly #stopSignal: AbortSignal;
   readonly #cancel = new AbortController();
   #bridged = 0;
 
-  /** Aborted when the drain starts; tunnels pass it to everything before their data phase. */
+  /** `stop`: the service's own stop request, which `stopSignal` follows as well. */
+  constructor(stop?: AbortSignal) {
+    this.#stopSignal = stop ? AbortSignal.any([stop, this.#stop.signal]) : this.#stop.signal;
+  }
+
+  /**
+   * Aborted when the drain starts (or the constructor's `stop` aborts); tunnels pass it to
+   * everything before their data phase.
+   */
   get stopSignal(): AbortSignal {
-    return this.#stop.signal;
+    return this.#stopSignal;
   }
 
   /** Aborted when the drain deadline passes or is forced; tunnels pass it to their bridge. */
