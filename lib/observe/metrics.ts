@@ -50,13 +50,6 @@ export interface ConnectionEnd {
   bytesFromRelay: number;
 }
 
-export interface ConnectionHandle {
-  /** The target label actually used (the target itself or `__other__`). */
-  readonly target: string;
-  /** Records the bridge's outcome; later calls are ignored. */
-  end(result: ConnectionEnd): void;
-}
-
 export class Metrics {
   readonly registry = new Registry();
   readonly maxTargets: number;
@@ -152,24 +145,9 @@ export class Metrics {
     return target;
   }
 
-  /** Call when a bridge starts; call `end()` on the handle when it finishes. */
-  connectionStarted(role: Role, target: string): ConnectionHandle {
-    const label = this.bridgeStarted(role, target);
-    const started = this.#now();
-    let ended = false;
-    return {
-      target: label,
-      end: (res: ConnectionEnd) => {
-        if (ended) return;
-        ended = true;
-        this.#bridgeEnded(role, label, res, Math.max(0, this.#now() - started) / 1000);
-      },
-    };
-  }
-
   /**
-   * The hook-style half of `connectionStarted` for callers that time the bridge themselves (the
-   * TunnelObserver adapter); pair each call with one `bridgeEnded`. Returns the label used.
+   * Call when a bridge starts (the TunnelObserver adapter does, timing the bridge itself); pair
+   * each call with one `bridgeEnded`. Returns the target label used (the target or `__other__`).
    */
   bridgeStarted(role: Role, target: string): string {
     const label = this.targetLabel(target);
@@ -182,11 +160,7 @@ export class Metrics {
    * time (known targets keep theirs, overflowed ones are never added), so no state is carried over.
    */
   bridgeEnded(role: Role, target: string, res: ConnectionEnd, seconds: number): void {
-    this.#bridgeEnded(role, this.targetLabel(target), res, seconds);
-  }
-
-  #bridgeEnded(role: Role, label: string, res: ConnectionEnd, seconds: number): void {
-    const labels = { role, target: label };
+    const labels = { role, target: this.targetLabel(target) };
     this.#active.add(labels, -1);
     this.#connections.inc({ ...labels, status: res.status });
     this.#duration.observe(labels, Math.max(0, seconds));

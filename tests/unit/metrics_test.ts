@@ -134,11 +134,8 @@ Deno.test("metrics: all nine aztunnel families, control gauge present from the s
   m.dialDuration("sender", 0.2);
   m.tokenFetch("sas", "ok", 0.01);
   m.setControlConnected(true);
-  m.connectionStarted("sender", "h:22").end({
-    status: "success",
-    bytesToRelay: 1,
-    bytesFromRelay: 2,
-  });
+  m.bridgeStarted("sender", "h:22");
+  m.bridgeEnded("sender", "h:22", { status: "success", bytesToRelay: 1, bytesFromRelay: 2 }, 0.5);
   const text = m.render();
   const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((x) => `${x[1]} ${x[2]}`);
   assert.deepEqual(types, [
@@ -158,15 +155,17 @@ Deno.test("metrics: all nine aztunnel families, control gauge present from the s
 });
 
 Deno.test("metrics: connection lifecycle records active, total, bytes and duration", () => {
-  const clock = fakeClock();
-  const m = bare({ now: clock.now });
-  const h = m.connectionStarted("listener", "10.0.0.1:22");
+  const m = bare();
+  assert.equal(m.bridgeStarted("listener", "10.0.0.1:22"), "10.0.0.1:22");
   assert.deepEqual(samples(m.render(), "aztunnel_active_connections"), [
     'aztunnel_active_connections{role="listener",target="10.0.0.1:22"} 1',
   ]);
-  clock.advance(7_500);
-  h.end({ status: "error", bytesToRelay: 1024, bytesFromRelay: 2048 });
-  h.end({ status: "success", bytesToRelay: 1, bytesFromRelay: 1 }); // ignored
+  m.bridgeEnded(
+    "listener",
+    "10.0.0.1:22",
+    { status: "error", bytesToRelay: 1024, bytesFromRelay: 2048 },
+    7.5,
+  );
   const text = m.render();
   const t = 'role="listener",target="10.0.0.1:22"';
   assert.deepEqual(samples(text, "aztunnel_active_connections"), [
@@ -259,9 +258,8 @@ Deno.test("metrics: target cardinality guard", () => {
   assert.equal(m.targetLabel("c:1"), OVERFLOW_TARGET);
   assert.equal(m.targetLabel("a:1"), "a:1", "known targets keep their label");
   assert.equal(m.targetLabel("d:1"), OVERFLOW_TARGET);
-  const h = m.connectionStarted("listener", "e:1");
-  assert.equal(h.target, OVERFLOW_TARGET);
-  h.end({ status: "success", bytesToRelay: 0, bytesFromRelay: 0 });
+  assert.equal(m.bridgeStarted("listener", "e:1"), OVERFLOW_TARGET);
+  m.bridgeEnded("listener", "e:1", { status: "success", bytesToRelay: 0, bytesFromRelay: 0 }, 0);
   assert.match(
     m.render(),
     /^aztunnel_connections_total\{role="listener",status="success",target="__other__"\} 1$/m,
@@ -302,9 +300,10 @@ Deno.test("metrics: hook-style bridgeStarted/bridgeEnded keep labels under the g
 Deno.test("metrics: concurrent connections against the guard keep counts exact", async () => {
   const m = bare({ maxTargets: 3 });
   await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-    const h = m.connectionStarted("sender", `host${i % 10}:80`);
+    const target = `host${i % 10}:80`;
+    m.bridgeStarted("sender", target);
     await Promise.resolve();
-    h.end({ status: "success", bytesToRelay: 1, bytesFromRelay: 1 });
+    m.bridgeEnded("sender", target, { status: "success", bytesToRelay: 1, bytesFromRelay: 1 }, 0);
   }));
   const text = m.render();
   const totals = samples(text, "aztunnel_connections_total");

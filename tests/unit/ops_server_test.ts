@@ -93,7 +93,7 @@ Deno.test("ops server serves metrics, healthz and readyz and logs its address", 
   const lines: string[] = [];
   await configureLogging({ level: "info", write: (l) => lines.push(l) });
   const metrics = new Metrics();
-  metrics.connectionStarted("listener", "10.0.0.5:22");
+  metrics.bridgeStarted("listener", "10.0.0.5:22");
   let readiness: Readiness = { ready: false, reason: "control channel\ndisconnected" };
   const srv = startOpsServer({ addr: "127.0.0.1:0", metrics, readiness: () => readiness });
   try {
@@ -320,8 +320,9 @@ Deno.test({
   ignore: !hasPromtool,
   async fn() {
     const metrics = new Metrics({ version: "v0.0.0-test" });
-    const h = metrics.connectionStarted("sender", 'odd "target"\\\n:1');
-    h.end({ status: "error", bytesToRelay: 3, bytesFromRelay: 4 });
+    const odd = 'odd "target"\\\n:1';
+    metrics.bridgeStarted("sender", odd);
+    metrics.bridgeEnded("sender", odd, { status: "error", bytesToRelay: 3, bytesFromRelay: 4 }, 1);
     metrics.connectionError("sender", "relay_failed");
     metrics.dialDuration("sender", 1.5);
     metrics.tokenFetch("entra", "ok", 0.2);
