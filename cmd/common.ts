@@ -2,6 +2,7 @@
 import { Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
+import { splitHostPort } from "../lib/tunnel/ip.ts";
 
 export const relayOption = () =>
   new Option(
@@ -89,13 +90,15 @@ export interface HostPort {
   port: number;
 }
 
-/** Splits `host:port` / `[v6]:port` / `:port` like Go's net.SplitHostPort, with a port check. */
+/** Splits `host:port` / `[v6]:port` / `:port` with Go's net.SplitHostPort, plus a port check. */
 export function parseHostPort(text: string, what: string): HostPort {
-  const m = /^(?:\[([^\]]*)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text.trim());
-  if (!m) throw new UsageError(`invalid ${what} "${text}": expected host:port`);
-  const port = Number(m[3]);
+  const hp = splitHostPort(text.trim());
+  if (!hp || !/^\d{1,5}$/.test(hp.port)) {
+    throw new UsageError(`invalid ${what} "${text}": expected host:port`);
+  }
+  const port = Number(hp.port);
   if (port > 65535) throw new UsageError(`invalid ${what} "${text}": port out of range`);
-  return { hostname: m[1] ?? m[2], port };
+  return { hostname: hp.host, port };
 }
 
 /** The listen address from --bind/--gateway: `:5432` binds all interfaces, as in Go. */

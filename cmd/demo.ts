@@ -236,17 +236,28 @@ async function runDemo(opts: DemoOptions): Promise<void> {
 }
 
 /** Resolves with `p`, or rejects when `signal` aborts first (a component failed) or at the deadline. */
-async function untilReady<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+function untilReady<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return withDeadline(
+    p,
+    () => new AztunnelError("demo_failed", "demo components did not start in time"),
+    signal,
+  );
+}
+
+/** `p`, or a rejection with `timedOut()` after STEP_DEADLINE_MS, or with `signal`'s reason. */
+async function withDeadline<T>(
+  p: Promise<T>,
+  timedOut: () => Error,
+  signal?: AbortSignal,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
   try {
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new AztunnelError("demo_failed", "demo components did not start in time")),
-          STEP_DEADLINE_MS,
-        );
+        timer = setTimeout(() => reject(timedOut()), STEP_DEADLINE_MS);
+        if (!signal) return;
         onAbort = () => reject(signal.reason);
         if (signal.aborted) onAbort();
         else signal.addEventListener("abort", onAbort, { once: true });
@@ -254,7 +265,7 @@ async function untilReady<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     ]);
   } finally {
     clearTimeout(timer);
-    if (onAbort) signal.removeEventListener("abort", onAbort);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }
 
@@ -267,21 +278,13 @@ function aborted(signal: AbortSignal): Promise<void> {
 
 async function check(name: string, fn: () => Promise<string>): Promise<Check> {
   const started = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const body = await Promise.race([
-      fn(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error("timed out")), STEP_DEADLINE_MS);
-      }),
-    ]);
+    const body = await withDeadline(fn(), () => new Error("timed out"));
     const ok = body === TARGET_BODY;
     const detail = ok ? `200 "${body.trim()}"` : `unexpected body ${JSON.stringify(body)}`;
     return { name, ok, ms: performance.now() - started, detail };
   } catch (err) {
     return { name, ok: false, ms: performance.now() - started, detail: errorMessage(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -5,8 +5,8 @@
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
-import { bridge, bridgeLogAttrs, type ByteStream } from "../tunnel/bridge.ts";
-import { redactArc, redactAttrs } from "./redact.ts";
+import type { ByteStream } from "../tunnel/bridge.ts";
+import { redactArc } from "./redact.ts";
 import { ArcSession, type ArcSessionOptions } from "./session.ts";
 
 export interface ArcConnectOptions extends ArcSessionOptions {
@@ -26,12 +26,7 @@ export async function runArcConnect(opts: ArcConnectOptions): Promise<void> {
     opts.local.close();
     throw err;
   }
-  const target = `${opts.resourceId}:${opts.port}`;
-  opts.observer?.connectionStarted?.("sender", target);
-  const started = performance.now();
-  const result = await bridge(opts.local, ws, { halfClose: false, signal: opts.signal });
-  log.debug("bridge ended", redactAttrs(bridgeLogAttrs(result)));
-  opts.observer?.connectionEnded?.("sender", target, result, performance.now() - started);
+  const result = await session.bridge(opts.local, ws, opts.signal);
   if (result.error) {
     throw new AztunnelError("bridge_failed", redactArc(errorMessage(result.error)), {
       cause: result.error,

@@ -7,7 +7,7 @@
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import type { Logger } from "../observe/log.ts";
-import { describeDialFailure } from "../relay/dial_error.ts";
+import { describeDialFailure, isAuthStatus } from "../relay/dial_error.ts";
 import { sleep } from "../relay/sleep.ts";
 
 import { type ConnectOptions, connectWebSocket } from "../ws/client.ts";
@@ -176,7 +176,7 @@ export async function dialArcRelay(opts: ArcDialOptions): Promise<WebSocketConn>
 
 function classify(err: unknown, clean: (s: string) => string): ArcDialError {
   if (err instanceof WsHandshakeError) {
-    const auth = err.status === 401 || err.status === 403;
+    const auth = isAuthStatus(err.status);
     const hint = auth
       ? ": the relay refused the Arc credentials (they may have expired or been rotated; try again)"
       : "";

@@ -7,9 +7,8 @@ import { getLogger, type Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
 import { type BindAddress, formatAddr, listenTcp } from "../sender/listen.ts";
 import { acceptConnections } from "../sender/serve.ts";
-import { bridge, bridgeLogAttrs } from "../tunnel/bridge.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
-import { redactArc, redactAttrs } from "./redact.ts";
+import { redactArc } from "./redact.ts";
 import { ArcSession, type ArcSessionOptions } from "./session.ts";
 
 export interface ArcPortForwardOptions extends ArcSessionOptions {
@@ -88,9 +87,5 @@ async function forward(
     conn.close();
     return;
   }
-  observer?.connectionStarted?.("sender", target);
-  const started = performance.now();
-  const result = await bridge(conn, ws, { halfClose: false, signal });
-  log.debug("bridge ended", redactAttrs(bridgeLogAttrs(result)));
-  observer?.connectionEnded?.("sender", target, result, performance.now() - started);
+  await session.bridge(conn, ws, signal, log);
 }

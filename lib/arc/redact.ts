@@ -26,10 +26,3 @@ export function redactArc(text: string, secrets: readonly string[] = []): string
   }
   return out;
 }
-
-/** Log attributes with every string value passed through `redactArc`. */
-export function redactAttrs(attrs: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(attrs)) out[k] = typeof v === "string" ? redactArc(v) : v;
-  return out;
-}

@@ -10,6 +10,7 @@
 import { AztunnelError } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { abandonable, type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
+import { type BridgeResult, type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsError } from "../ws/errors.ts";
@@ -162,6 +163,25 @@ export class ArcSession {
     } finally {
       observer?.dialDuration?.("sender", performance.now() - started);
     }
+  }
+
+  /**
+   * Carries raw bytes between `local` and `ws` (from `dial`) until either side ends, counted by the
+   * observer under the target `resourceId:port`.
+   */
+  bridge(
+    local: ByteStream,
+    ws: WebSocketConn,
+    signal: AbortSignal | undefined,
+    logger: Logger = this.#log,
+  ): Promise<BridgeResult> {
+    // Raw bytes: no envelope, so no half-close.
+    return observedBridge("sender", `${this.target.resourceId}:${this.target.port}`, local, ws, {
+      halfClose: false,
+      signal,
+      logger,
+      observer: this.#opts.observer,
+    });
   }
 
   #store(creds: ArcRelayCredentials): ArcRelayCredentials {
