@@ -20,8 +20,13 @@ export interface TestCerts extends AsyncDisposable {
   key: string;
 }
 
-/** A private CA and a server certificate for localhost / 127.0.0.1 signed by it; disposing removes them. */
-export async function makeTestCerts(): Promise<TestCerts> {
+/**
+ * A private CA and a server certificate for localhost / 127.0.0.1 (plus `extraDnsNames`) signed
+ * by it; disposing removes them.
+ */
+export async function makeTestCerts(
+  opts: { extraDnsNames?: string[] } = {},
+): Promise<TestCerts> {
   const dir = await Deno.makeTempDir({ prefix: "aztunnel_tls_" });
   const openssl = async (...args: string[]) => {
     const out = await new Deno.Command("openssl", {
@@ -56,7 +61,10 @@ export async function makeTestCerts(): Promise<TestCerts> {
     await openssl("req", ...ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost");
     await Deno.writeTextFile(
       `${dir}/ext.cnf`,
-      "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+      `subjectAltName=${
+        ["localhost", ...(opts.extraDnsNames ?? [])].map((n) => `DNS:${n}`).join(",")
+      },` +
+        "IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     );
     await openssl(
       "x509",

@@ -13,6 +13,7 @@ import {
 import { AztunnelError } from "../../lib/errors.ts";
 import { SHRINK_AFTER_READS } from "../../lib/ws/read_sizer.ts";
 import { type FakeSocket, fakeSocketPair } from "./tunnel_fake_socket_test.ts";
+import { readAll } from "../helpers/servers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -32,23 +33,6 @@ async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
   ]);
   l.close();
   return [a, b];
-}
-
-async function readToEnd(c: Deno.Conn): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  const buf = new Uint8Array(65536);
-  for (;;) {
-    const n = await c.read(buf);
-    if (n === null) break;
-    parts.push(buf.slice(0, n));
-  }
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 async function readN(c: Deno.Conn, n: number): Promise<string> {
@@ -94,7 +78,7 @@ Deno.test("bridge v1: data both ways, local EOF ends the tunnel with local_close
   await peer.close(1000, "");
   const r = await done;
   assert.deepEqual(r, { cause: "local_close", tcpToWs: 5, wsToTcp: 5 });
-  assert.equal((await readToEnd(client)).length, 0);
+  assert.equal((await readAll(client)).length, 0);
   client.close();
 });
 
@@ -131,7 +115,7 @@ Deno.test("bridge: a large incoming message and TEXT data (v1) reach the local s
   await peer.send(big);
   await peer.send("text as data");
   const closing = peer.close(1000, "bye");
-  const got = await readToEnd(client);
+  const got = await readAll(client);
   assert.deepEqual(got.subarray(0, big.length), big);
   assert.equal(dec.decode(got.subarray(big.length)), "text as data");
   await closing;
@@ -152,7 +136,7 @@ Deno.test("bridge half-close: local FIN becomes eof, the reverse direction keeps
   await peer.send('{"type":"something-new"}'); // unknown control messages are skipped
   await peer.send(enc.encode("response"));
   await peer.send(EOF_MESSAGE);
-  assert.equal(dec.decode(await readToEnd(client)), "response");
+  assert.equal(dec.decode(await readAll(client)), "response");
   const r = await finishPeer(peer, done);
   assert.deepEqual(r, { cause: "local_close", tcpToWs: 7, wsToTcp: 8 });
   assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
@@ -163,7 +147,7 @@ Deno.test("bridge half-close: peer eof first closes our write side, local data s
   const { client, peer, done } = await setup({ halfClose: true });
   await peer.send(enc.encode("banner"));
   await peer.send(EOF_MESSAGE);
-  assert.equal(dec.decode(await readToEnd(client)), "banner");
+  assert.equal(dec.decode(await readAll(client)), "banner");
   await writeAll(client, enc.encode("late data"));
   assert.deepEqual(await peer.receive(), { type: "binary", data: enc.encode("late data") });
   await client.closeWrite();
@@ -183,7 +167,7 @@ Deno.test("bridge half-close with endOnPeerEof: the peer's eof ends the tunnel, 
   assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
   const r = await finishPeer(peer, done);
   assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 3 });
-  assert.equal(dec.decode(await readToEnd(client)), "bye");
+  assert.equal(dec.decode(await readAll(client)), "bye");
   client.close();
 });
 
@@ -200,7 +184,7 @@ Deno.test("bridge half-close: data after eof is a protocol error", async () => {
 Deno.test("bridge v1: peer's normal close ends the tunnel; local sees EOF", async () => {
   const { client, peer, done } = await setup();
   const closing = peer.close(1000, "done");
-  assert.equal((await readToEnd(client)).length, 0);
+  assert.equal((await readAll(client)).length, 0);
   await closing;
   const r = await done;
   assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 0 });
@@ -249,7 +233,7 @@ Deno.test("bridge half-close: a Close before the peer's eof is an error, even 10
       close_code: code,
     });
     // The local end still gets what arrived before the cut.
-    assert.equal(dec.decode(await readToEnd(client)), "partial");
+    assert.equal(dec.decode(await readAll(client)), "partial");
     client.close();
   }
 });
@@ -257,7 +241,7 @@ Deno.test("bridge half-close: a Close before the peer's eof is an error, even 10
 Deno.test("bridge half-close: the peer's 1000 after its eof is clean while we still send", async () => {
   const { client, peer, done } = await setup({ halfClose: true });
   await peer.send(EOF_MESSAGE);
-  assert.equal((await readToEnd(client)).length, 0);
+  assert.equal((await readAll(client)).length, 0);
   await peer.close(1000, "done");
   const r = await done;
   assert.deepEqual(r, { cause: "peer_close", tcpToWs: 0, wsToTcp: 0 });
@@ -272,7 +256,7 @@ Deno.test("bridge: a dropped WebSocket is peer_close with close_code 1006", asyn
   assert.equal(r.closeCode, 1006);
   assert.ok(r.wsToTcpErr);
   assert.equal(r.tcpToWsErr, undefined);
-  assert.equal((await readToEnd(client)).length, 0);
+  assert.equal((await readAll(client)).length, 0);
   client.close();
 });
 

@@ -13,25 +13,14 @@ import {
   OP_PONG,
   OP_TEXT,
 } from "../../lib/ws/frame.ts";
+import { makeTestCerts, type TestCerts } from "../helpers/certs.ts";
+import { withDeadline } from "../helpers/proc.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const MASK = new Uint8Array([1, 2, 3, 4]);
 
 // ---------- helpers ----------
-
-/** Rejects when `p` has not settled within `ms` (the timer is always cleared). */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** True when `p` is still pending after `ms` (used only to prove that something blocks). */
 async function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
@@ -418,7 +407,7 @@ Deno.test("fragmented messages with interleaved pings are reassembled; pongs ech
 Deno.test("ping() resolves on the pong, even with no receive() running", async () => {
   const server = echoServer();
   const ws = await connectWebSocket(server.url);
-  await within(ws.ping(2000), 3000, "ping");
+  await withDeadline(ws.ping(2000), 3000, "ping");
   await Promise.all([ws.ping(2000), ws.ping(2000)]);
   await ws.send("after ping");
   assert.deepEqual(await ws.receive(), { type: "text", data: "after ping" });
@@ -540,7 +529,7 @@ Deno.test("close() with nobody receiving parks one message instead of dropping i
     await ws.close(1000, "done");
   });
   const ws = await connectWebSocket(server.url, { closeTimeoutMs: 300 });
-  await within(ws.close(1000, "bye"), 3000, "close");
+  await withDeadline(ws.close(1000, "bye"), 3000, "close");
   assert.equal(ws.closeInfo, null, "the peer's Close sat behind unread data");
   assert.deepEqual(await ws.receive(), { type: "text", data: "one" });
   await rejectsWith(ws.receive(), "closed");
@@ -549,7 +538,7 @@ Deno.test("close() with nobody receiving parks one message instead of dropping i
   // Nothing in the way: close() alone reads the peer's Close at once.
   const quiet = echoServer();
   const ws2 = await connectWebSocket(quiet.url);
-  await within(ws2.close(1000, "bye"), 1000, "close");
+  await withDeadline(ws2.close(1000, "bye"), 1000, "close");
   assert.deepEqual(ws2.closeInfo, { code: 1000, reason: "bye" });
   await quiet.close();
 });
@@ -562,7 +551,7 @@ Deno.test("close() gives up after its deadline when the peer never answers", asy
   });
   const ws = await connectWebSocket(raw.url, { closeTimeoutMs: 300 });
   const started = Date.now();
-  await within(ws.close(), 3000, "close");
+  await withDeadline(ws.close(), 3000, "close");
   assert.ok(Date.now() - started >= 250, "waited for the close deadline");
   assert.equal(ws.closeInfo, null);
   await rejectsWith(ws.receive(), "closed");
@@ -618,9 +607,9 @@ async function expectServerFailure(
   const peer = await RawPeer.connect(server.port);
   await peer.handshake();
   for (const f of frames) await peer.write(f);
-  const close = await within(peer.readClose(), 3000, "close frame");
+  const close = await withDeadline(peer.readClose(), 3000, "close frame");
   assert.equal(close.code, closeCode);
-  assert.equal(await within(peer.readAll(), 3000, "EOF"), "");
+  assert.equal(await withDeadline(peer.readAll(), 3000, "EOF"), "");
   peer.close();
   await server.close();
   assert.ok(serverErr instanceof WsError, String(serverErr));
@@ -753,7 +742,7 @@ Deno.test("a refused upgrade exposes status, reason, headers and body; no query 
     await peer.write("HTTP/1.1 404 Not Found\r\n\r\npartial");
     await peer.readAll();
   });
-  const err3 = await within(connectWebSocket(endless.url).catch((e) => e), 5000, "refusal");
+  const err3 = await withDeadline(connectWebSocket(endless.url).catch((e) => e), 5000, "refusal");
   assert.ok(err3 instanceof WsHandshakeError);
   assert.deepEqual([err3.status, err3.body], [404, "partial"]);
   await endless.done;
@@ -803,7 +792,7 @@ async function rawRequest(port: number, request: string): Promise<string> {
   const peer = await RawPeer.connect(port);
   try {
     await peer.write(request);
-    return await within(peer.readAll(), 3000, "response");
+    return await withDeadline(peer.readAll(), 3000, "response");
   } finally {
     peer.close();
   }
@@ -868,7 +857,7 @@ Deno.test("serveHttp drops a client that sends no head within headerTimeoutMs", 
   const server = startServer(() => Promise.resolve(), { headerTimeoutMs: 100 });
   const peer = await RawPeer.connect(server.port);
   await peer.write("GET / HTTP/1.1\r\n");
-  assert.equal(await within(peer.readAll().catch(() => ""), 3000, "drop"), "");
+  assert.equal(await withDeadline(peer.readAll().catch(() => ""), 3000, "drop"), "");
   peer.close();
   await server.close();
 });
@@ -950,74 +939,6 @@ Deno.test("backpressure: sends block while the receiver does not read, then all 
 
 // ---------- TLS and proxy ----------
 
-interface TestCerts {
-  dir: string;
-  ca: string;
-  cert: string;
-  key: string;
-}
-
-async function makeCerts(): Promise<TestCerts> {
-  const dir = await Deno.makeTempDir({ prefix: "ws_tls_" });
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) throw new Error(`openssl ${args[0]}: ${dec.decode(out.stderr)}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run(
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "36500",
-    "-subj",
-    "/CN=aztunnel test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  );
-  await run("req", ...ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost");
-  await Deno.writeTextFile(
-    `${dir}/ext.cnf`,
-    "subjectAltName=DNS:localhost,DNS:ws.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n" +
-      "extendedKeyUsage=serverAuth\n",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "srv.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "srv.crt",
-    "-days",
-    "36500",
-    "-extfile",
-    "ext.cnf",
-  );
-  return {
-    dir,
-    ca: await Deno.readTextFile(`${dir}/ca.crt`),
-    cert: await Deno.readTextFile(`${dir}/srv.crt`),
-    key: await Deno.readTextFile(`${dir}/srv.key`),
-  };
-}
-
 function tlsEchoServer(certs: TestCerts) {
   const listener = Deno.listenTls({
     hostname: "127.0.0.1",
@@ -1046,7 +967,7 @@ function tlsEchoServer(certs: TestCerts) {
 }
 
 Deno.test("wss:// with a private CA passed as caCerts", async () => {
-  const certs = await makeCerts();
+  await using certs = await makeTestCerts({ extraDnsNames: ["ws.test"] });
   const tls = tlsEchoServer(certs);
   try {
     const ws = await connectWebSocket(`wss://localhost:${tls.port}/secure`, {
@@ -1065,7 +986,6 @@ Deno.test("wss:// with a private CA passed as caCerts", async () => {
     assert.match(err.message, /TLS/);
   } finally {
     await tls.server.close();
-    await Deno.remove(certs.dir, { recursive: true });
   }
 });
 
@@ -1138,7 +1058,7 @@ async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): P
 }
 
 Deno.test("ws:// and wss:// through an HTTP CONNECT proxy from the environment", async () => {
-  const certs = await makeCerts();
+  await using certs = await makeTestCerts({ extraDnsNames: ["ws.test"] });
   const tls = tlsEchoServer(certs);
   const plain = echoServer();
   const proxy = connectProxy();
@@ -1179,7 +1099,6 @@ Deno.test("ws:// and wss:// through an HTTP CONNECT proxy from the environment",
     await proxy.close();
     await plain.close();
     await tls.server.close();
-    await Deno.remove(certs.dir, { recursive: true });
   }
 });
 

@@ -8,6 +8,7 @@ import { connectWebSocket } from "../../lib/ws/client.ts";
 import { type IncomingRequest, serveHttp } from "../../lib/ws/server.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { WsError, WsHandshakeError } from "../../lib/ws/errors.ts";
+import { withDeadline } from "../helpers/proc.ts";
 
 // ---------- minimal types for npm ws (it ships none; only what these tests use) ----------
 
@@ -67,18 +68,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A FIFO of events with a deadline on every take. */
 class Inbox<T> {
   #items: T[] = [];
@@ -91,7 +80,7 @@ class Inbox<T> {
   take(what = "event", ms = 5000): Promise<T> {
     const v = this.#items.shift();
     if (v !== undefined) return Promise.resolve(v);
-    return within(new Promise<T>((r) => this.#waiters.push(r)), ms, what);
+    return withDeadline(new Promise<T>((r) => this.#waiters.push(r)), ms, what);
   }
 }
 
@@ -168,7 +157,7 @@ Deno.test("lib/ws client → Deno.upgradeWebSocket: echo 0 B–16 MiB, ping, clo
     const ws = await connectWebSocket(`${srv.url}/echo`, { protocols: ["aztunnel.v1", "x"] });
     assert.equal(ws.protocol, "aztunnel.v1");
     await echoRoundTrips(ws);
-    await within(ws.ping(2000), 3000, "pong from Deno");
+    await withDeadline(ws.ping(2000), 3000, "pong from Deno");
     await ws.close(4100, "client bye ✓");
     assert.deepEqual(await srv.closes.take("server onclose"), {
       code: 4100,
@@ -231,7 +220,7 @@ Deno.test("built-in WebSocket → lib/ws server: echo 0 B–16 MiB, subprotocol,
     const ws = await req.upgrade({ protocol: "chat" });
     const first = await ws.receive();
     assert.deepEqual(first, { type: "text", data: "start" });
-    await within(ws.ping(2000), 3000, "pong from the built-in client");
+    await withDeadline(ws.ping(2000), 3000, "pong from the built-in client");
     pinged = true;
     await ws.send("pinged");
     await echoUntilClose(ws);
@@ -242,7 +231,7 @@ Deno.test("built-in WebSocket → lib/ws server: echo 0 B–16 MiB, subprotocol,
   client.onmessage = (e) =>
     inbox.push(typeof e.data === "string" ? e.data : new Uint8Array(e.data as ArrayBuffer));
   const closed = new Promise<CloseEvent>((r) => client.onclose = r);
-  await within(new Promise((r) => client.onopen = r), 3000, "open");
+  await withDeadline(new Promise((r) => client.onopen = r), 3000, "open");
   try {
     assert.equal(client.protocol, "chat");
     client.send("start");
@@ -258,7 +247,7 @@ Deno.test("built-in WebSocket → lib/ws server: echo 0 B–16 MiB, subprotocol,
       assert.equal(await inbox.take(`text ${size}`), text);
     }
     client.close(4300, "browser-ish bye");
-    const ev = await within(closed, 3000, "close");
+    const ev = await withDeadline(closed, 3000, "close");
     assert.deepEqual([ev.code, ev.reason, ev.wasClean], [4300, "browser-ish bye", true]);
   } finally {
     await srv.close();
@@ -279,9 +268,9 @@ Deno.test("built-in WebSocket: lib/ws server closes first, and enforces maxMessa
     for (const [path, code, reason] of [["/close", 4400, "server first"], ["/big", 1009, ""]]) {
       const client = new WebSocket(`${srv.url}${path}`);
       const closed = new Promise<CloseEvent>((r) => client.onclose = r);
-      await within(new Promise((r) => client.onopen = r), 3000, "open");
+      await withDeadline(new Promise((r) => client.onopen = r), 3000, "open");
       if (path === "/big") client.send(new Uint8Array(1001));
-      const ev = await within(closed, 3000, "close");
+      const ev = await withDeadline(closed, 3000, "close");
       assert.equal(ev.code, code);
       if (path === "/close") assert.equal(ev.reason, reason);
     }
@@ -298,7 +287,7 @@ Deno.test("npm ws client → lib/ws server: echo, fragments, ping payloads, clos
     const ws = await req.upgrade({ protocol: "p2" });
     const hello = await ws.receive();
     assert.deepEqual(hello, { type: "text", data: "fragmented hello ✓" });
-    await within(ws.ping(2000), 3000, "pong from npm ws");
+    await withDeadline(ws.ping(2000), 3000, "pong from npm ws");
     await echoUntilClose(ws);
   });
   const client = new NpmWebSocket(srv.url, ["p1", "p2"], { headers: { "x-from": "npm-ws" } });
@@ -309,7 +298,7 @@ Deno.test("npm ws client → lib/ws server: echo, fragments, ping payloads, clos
   client.on("pong", (data) => pongs.push(dec.decode(data)));
   client.on("close", (code, reason) => closes.push({ code, reason: dec.decode(reason) }));
   client.on("error", () => {});
-  await within(new Promise<void>((r) => client.on("open", r)), 3000, "open");
+  await withDeadline(new Promise<void>((r) => client.on("open", r)), 3000, "open");
   try {
     assert.equal(client.protocol, "p2");
     client.send("fragmented ", { fin: false, binary: false });
@@ -353,7 +342,7 @@ Deno.test("npm ws client: refused upgrade is visible; its maxPayload makes it cl
   try {
     const refused = new NpmWebSocket(`${srv.url}/refuse`);
     refused.on("error", () => {});
-    const res = await within(
+    const res = await withDeadline(
       new Promise<IncomingMessage>((r) => refused.on("unexpected-response", (_req, res) => r(res))),
       3000,
       "unexpected-response",
