@@ -1,7 +1,8 @@
 /**
  * The Microsoft.HybridConnectivity calls (aztunnel-reference.md §6.1): list the relay credentials of
- * the machine's `default` endpoint, and create that endpoint plus its service configuration.
- * Failures are explained: which role is missing, a wrong resource id, an unregistered provider.
+ * the machine's `default` endpoint, create that endpoint, and read or write its service
+ * configuration (the port the agent may connect to). Failures are explained: which role is
+ * missing, a wrong resource id, an unregistered provider.
  */
 import { AztunnelError } from "../errors.ts";
 import { ARM_API_VERSION, type ArmClient, ArmError } from "./arm.ts";
@@ -26,6 +27,7 @@ export interface ArcRelayCredentials {
 export type ArcOperation =
   | "list credentials"
   | "create HybridConnectivity endpoint"
+  | "get service configuration"
   | "create service configuration";
 
 /** An ARM failure of one Arc operation, message `<operation>: ARM API error (HTTP n): …[; hint]`. */
@@ -66,29 +68,58 @@ export async function listCredentials(
   return parseRelayCredentials(body);
 }
 
-/** PUT the default endpoint, then the service configuration with the port (both idempotent). */
-export async function ensureEndpoint(
+const serviceConfigPath = (rid: string, service: ArcService) =>
+  `${endpointPath(rid)}/serviceConfigurations/${service}?api-version=${ARM_API_VERSION}`;
+
+/** PUT the default endpoint (idempotent, but it disrupts the agent's listener when it exists). */
+export async function createEndpoint(
+  arm: ArmClient,
+  resourceId: string,
+  service: ArcService,
+  signal?: AbortSignal,
+): Promise<void> {
+  await call("create HybridConnectivity endpoint", resourceId, service, () =>
+    arm.request(
+      "PUT",
+      `${endpointPath(resourceId)}?api-version=${ARM_API_VERSION}`,
+      { properties: { type: "default" } },
+      signal,
+    ));
+}
+
+/** PUT the service configuration: the agent lets `service` reach `port` on the machine. */
+export async function createServiceConfiguration(
   arm: ArmClient,
   resourceId: string,
   service: ArcService,
   port: number,
   signal?: AbortSignal,
 ): Promise<void> {
-  const base = endpointPath(resourceId);
-  await call("create HybridConnectivity endpoint", resourceId, service, () =>
-    arm.request(
-      "PUT",
-      `${base}?api-version=${ARM_API_VERSION}`,
-      { properties: { type: "default" } },
-      signal,
-    ));
   await call("create service configuration", resourceId, service, () =>
     arm.request(
       "PUT",
-      `${base}/serviceConfigurations/${service}?api-version=${ARM_API_VERSION}`,
+      serviceConfigPath(resourceId, service),
       { properties: { serviceName: service, port } },
       signal,
     ));
+}
+
+/** The port of the service configuration; undefined when ARM's answer names none. */
+export async function getServiceConfigurationPort(
+  arm: ArmClient,
+  resourceId: string,
+  service: ArcService,
+  signal?: AbortSignal,
+): Promise<number | undefined> {
+  const body = await call(
+    "get service configuration",
+    resourceId,
+    service,
+    () => arm.request("GET", serviceConfigPath(resourceId, service), undefined, signal),
+  );
+  const port = (body as { properties?: { port?: unknown } } | null)?.properties?.port;
+  const n = typeof port === "string" && /^\d+$/.test(port) ? Number(port) : port;
+  return typeof n === "number" && Number.isInteger(n) ? n : undefined;
 }
 
 async function call<T>(
@@ -158,11 +189,23 @@ export function explainArmError(
           LOGIN_ROLES[service]
         }") on the machine or its resource group`;
     }
+    if (op === "get service configuration") {
+      return "reading the service configuration needs " +
+        "Microsoft.HybridConnectivity/endpoints/serviceConfigurations/read on the machine";
+    }
+    if (op === "create service configuration") {
+      return `setting the machine's ${service} port needs ` +
+        "Microsoft.HybridConnectivity/endpoints/serviceConfigurations/write on the machine (Owner " +
+        "or Contributor): assign such a role, or ask someone who has one to connect once with " +
+        "this --port";
+    }
     return "creating the connectivity endpoint needs Microsoft.HybridConnectivity/endpoints/write " +
       "and endpoints/serviceConfigurations/write on the machine (Owner or Contributor): assign " +
       "such a role, or ask someone who has one to connect once so the endpoint exists";
   }
-  if (err.status === 404 && (op !== "list credentials" || isMachineNotFound(err))) {
+  // A 404 on listCredentials or the configuration GET usually means only that part is missing.
+  const partMayBeMissing = op === "list credentials" || op === "get service configuration";
+  if (err.status === 404 && (!partMayBeMissing || isMachineNotFound(err))) {
     return `the machine "${resourceId}" was not found: check --resource-id (` +
       "/subscriptions/<subscription>/resourceGroups/<group>/providers/Microsoft.HybridCompute/" +
       "machines/<name>) and that you are signed in to the subscription's tenant";

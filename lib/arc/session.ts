@@ -3,11 +3,14 @@
  * (listCredentials; endpoint creation only when ARM says it is missing) and the relay dial.
  *
  * Unlike the Go tool, credentials are cached until 5 minutes before `expiresOn` (one ARM call per
- * 3 hours instead of one per connection), and only a 404/412 from listCredentials leads to the
- * endpoint PUTs; every other failure is explained and ends the command, since a PUT on an existing
- * endpoint disrupts the agent's listener and cannot fix a missing role or a wrong resource id.
+ * 3 hours instead of one per connection), and the start-up follows `az ssh`: a 404 from
+ * listCredentials creates the endpoint and its service configuration, a 412 only the service
+ * configuration (a PUT on an existing endpoint disrupts the agent's listener), and credentials
+ * for a machine configured for another port are followed by a service configuration PUT, since the
+ * agent refuses a token issued for another port. Every other failure is explained and ends the
+ * command: no PUT fixes a missing role or a wrong resource id.
  */
-import { AztunnelError } from "../errors.ts";
+import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { abandonable, type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
 import { type BridgeResult, type ByteStream, observedBridge } from "../tunnel/bridge.ts";
@@ -20,7 +23,9 @@ import { ArcDialError, type ArcDialOptions, type ArcDialTiming, dialArcRelay } f
 import {
   ArcArmError,
   type ArcRelayCredentials,
-  ensureEndpoint,
+  createEndpoint,
+  createServiceConfiguration,
+  getServiceConfigurationPort,
   isMachineNotFound,
   listCredentials,
 } from "./hybrid_connectivity.ts";
@@ -90,23 +95,59 @@ export class ArcSession {
     });
   }
 
-  /** The first credential call; creates the endpoint and its service configuration when missing. */
+  /**
+   * The first credential call. Creates what ARM says is missing (404: endpoint and service
+   * configuration; 412: the service configuration), or points the service configuration at the
+   * target port when it names another; then asks for credentials again.
+   */
   async start(signal?: AbortSignal): Promise<void> {
     const { resourceId, service, port } = this.target;
-    let creds: ArcRelayCredentials;
+    let creds: ArcRelayCredentials | undefined;
+    let missing: MissingPart | undefined;
     try {
       creds = await listCredentials(this.#arm, resourceId, service, signal);
     } catch (err) {
-      if (!isEndpointMissing(err)) throw err;
+      missing = missingPart(err);
+      if (!missing) throw err;
+    }
+    if (creds) {
+      const configured = await this.#configuredPort(signal);
+      if (configured === port) {
+        this.#store(creds);
+        return;
+      }
+      this.#log.info(
+        "updating the Arc service configuration to the target port; the Arc agent may need a moment to register a relay listener",
+        { resource: resourceId, service, port, configuredPort: configured ?? "none" },
+      );
+    } else {
       this.#log.info(
         "creating Arc HybridConnectivity configuration; the Arc agent may need a moment to register a relay listener",
-        { resource: resourceId, service, port },
+        { resource: resourceId, service, port, missing },
       );
-      await ensureEndpoint(this.#arm, resourceId, service, port, signal);
-      creds = await listCredentials(this.#arm, resourceId, service, signal);
-      this.#explain = true;
+      if (missing === "endpoint") await createEndpoint(this.#arm, resourceId, service, signal);
     }
-    this.#store(creds);
+    await createServiceConfiguration(this.#arm, resourceId, service, port, signal);
+    this.#store(await listCredentials(this.#arm, resourceId, service, signal));
+    this.#explain = true;
+  }
+
+  /**
+   * The port the service configuration names (undefined: none, so it must be written). When it
+   * cannot be read (e.g. a role with listCredentials but no read), the credentials are used as
+   * issued, as `az ssh` does: the agent will say whether they fit.
+   */
+  async #configuredPort(signal: AbortSignal | undefined): Promise<number | undefined> {
+    const { resourceId, service, port } = this.target;
+    try {
+      return await getServiceConfigurationPort(this.#arm, resourceId, service, signal);
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (err instanceof ArcArmError && err.status === 404) return undefined;
+      const why = { error: errorMessage(err) };
+      this.#log.debug("cannot read the Arc service configuration; using the credentials", why);
+      return port;
+    }
   }
 
   /** Valid relay credentials: cached until 5 minutes before expiry, one ARM call at a time. */
@@ -200,10 +241,17 @@ function isDialTimeout(err: unknown): boolean {
   return cause instanceof WsError && cause.code === "handshake_timeout";
 }
 
-/** 404 or 412 for the endpoint itself (not for the machine): the PUTs can fix that. */
-function isEndpointMissing(err: unknown): boolean {
-  if (!(err instanceof ArcArmError)) return false;
+type MissingPart = "endpoint" | "service configuration";
+
+/**
+ * What a listCredentials failure says is missing: a 404 for the endpoint (not for the machine)
+ * or a 412 (the endpoint exists, the service configuration does not); undefined for the rest.
+ */
+function missingPart(err: unknown): MissingPart | undefined {
+  if (!(err instanceof ArcArmError)) return undefined;
   const cause = err.cause;
-  if (!(cause instanceof ArmError)) return false;
-  return cause.status === 412 || (cause.status === 404 && !isMachineNotFound(cause));
+  if (!(cause instanceof ArmError)) return undefined;
+  if (cause.status === 412) return "service configuration";
+  if (cause.status === 404 && !isMachineNotFound(cause)) return "endpoint";
+  return undefined;
 }

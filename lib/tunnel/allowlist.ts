@@ -2,11 +2,12 @@
  * The listener's `--allow` list, matched like the Go tool (reference §4.1): `host:port`, `CIDR:port`,
  * `CIDR:*`, `*`; hosts compared literally (no DNS), ports compared as strings. Deliberate
  * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match, and malformed entries
- * (including `*:*`, an empty host or one with whitespace) are a startup error instead of being
- * skipped or matched literally.
+ * (including `*:*`, an empty host or one with whitespace, and a port that is not written the way
+ * a target writes it, like `080`) are a startup error instead of being skipped or matched
+ * literally.
  */
 import { UsageError } from "../errors.ts";
-import { cidrContains, parseCidr, parseIP, parsePort, splitHostPort } from "./ip.ts";
+import { cidrContains, parseCidr, parseIP, splitHostPort } from "./ip.ts";
 import type { Cidr } from "./ip.ts";
 
 type HostRule = { kind: "name"; name: string } | { kind: "cidr"; net: Cidr };
@@ -89,8 +90,23 @@ function parseRule(entry: string): Rule {
       host = { kind: "name", name: hostText };
     }
   }
-  if (port !== "*" && parsePort(port) === null) {
-    throw bad(`port must be * or a number 1-65535, got "${port}"`);
-  }
+  const why = port === "*" ? undefined : portProblem(port);
+  if (why) throw bad(why);
   return { any: false, host, port };
+}
+
+/**
+ * Why `text` is not a port written canonically (decimal, 1-65535, no leading zero), or undefined.
+ * Ports are compared as text, so `080` would never match the target `host:80`.
+ */
+function portProblem(text: string): string | undefined {
+  if (!/^\d+$/.test(text)) return `port must be * or a number 1-65535, got "${text}"`;
+  const n = Number(text);
+  if (n > 65535) return `port ${text} is above 65535`;
+  if (n === 0) return `port ${text} is out of range: ports are 1-65535`;
+  if (text !== String(n)) {
+    return `port "${text}" has a leading zero: write it as ${n} (ports are compared as text, ` +
+      `so "${text}" would never match)`;
+  }
+  return undefined;
 }

@@ -68,7 +68,7 @@ export async function startArcStack(o: ArcStackOptions): Promise<ArcStack> {
       hybridConnectionName: o.hybridConnectionName,
       keyName: o.keyName,
       key,
-      serviceConfigurationToken: arm.serviceConfigurationToken,
+      serviceConfigurationToken: arm.tokenFor,
       caCerts: o.tls && [o.tls.ca],
     });
     agents.push(agent);

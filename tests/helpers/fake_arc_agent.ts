@@ -17,7 +17,8 @@ export interface FakeArcAgentOptions {
   hybridConnectionName: string;
   keyName: string;
   key: string;
-  serviceConfigurationToken: string;
+  /** The token the agent expects for a target port (ARM binds it to the configured port). */
+  serviceConfigurationToken: string | ((port: number) => string);
   /** Trusted CAs when the relay serves wss://. */
   caCerts?: string[];
 }
@@ -48,10 +49,14 @@ export function startFakeArcAgent(opts: FakeArcAgentOptions): FakeArcAgent {
   const serve = async (accept: AcceptMessage, sessionSignal: AbortSignal) => {
     const h = accept.connectHeaders;
     const target = /^localhost:(\d+)$/.exec(header(h, "Microsoft-Guestgateway-Target") ?? "");
+    const expected = typeof opts.serviceConfigurationToken === "string"
+      ? opts.serviceConfigurationToken
+      : opts.serviceConfigurationToken(Number(target?.[1]));
     let why: string | undefined;
-    if (header(h, "Service-Configuration-Token") !== opts.serviceConfigurationToken) {
+    if (!target) why = "bad Microsoft-Guestgateway-Target";
+    else if (header(h, "Service-Configuration-Token") !== expected) {
       why = "bad Service-Configuration-Token";
-    } else if (!target) why = "bad Microsoft-Guestgateway-Target";
+    }
     if (why) {
       refused.push(why);
       await rejectRendezvous(accept.address, 403, why, {

@@ -1,7 +1,11 @@
 /**
- * A fake Azure Resource Manager for one Arc machine: the three Microsoft.HybridConnectivity calls of
- * aztunnel-reference.md §6.1 with the documented JSON shapes. listCredentials answers with a real SAS
- * `accessKey` signed with the local relay-server's policy key, so the relay accepts the Arc dial.
+ * A fake Azure Resource Manager for one Arc machine: the Microsoft.HybridConnectivity calls of
+ * aztunnel-reference.md §6.1 (plus the service configuration GET `az ssh` makes) with the
+ * documented JSON shapes. State as on Azure: no endpoint gives listCredentials 404, an endpoint
+ * without the service's configuration 412. listCredentials answers with a real SAS `accessKey`
+ * signed with the local relay-server's policy key, so the relay accepts the Arc dial, and a
+ * service configuration token bound to the configured port (`tokenFor`), which the fake agent
+ * checks against the port it is asked to reach.
  * Bearer tokens are checked when `jwtKey` is given (HS256 from the fake token endpoint, audience =
  * this server's origin).
  */
@@ -9,7 +13,7 @@ import { createSasToken } from "../../lib/relay/sas.ts";
 
 export const API_VERSION = "2023-03-15";
 
-export type ArmOp = "list" | "putEndpoint" | "putServiceConfig";
+export type ArmOp = "list" | "putEndpoint" | "getServiceConfig" | "putServiceConfig";
 
 export interface InjectedFailure {
   status: number;
@@ -30,10 +34,12 @@ export interface FakeArmOptions {
     keyName: string;
     key: string;
   };
-  /** Service configuration token handed out with the credentials. */
+  /** Prefix of the service configuration tokens handed out with the credentials. */
   serviceConfigurationToken?: string;
-  /** The default endpoint and this service's configuration exist from the start (default true). */
+  /** The default endpoint exists from the start (default true). */
   endpointExists?: boolean;
+  /** Service configurations (service → port) of an existing endpoint; default `{ SSH: 22 }`. */
+  serviceConfigs?: Record<string, number>;
   /** Lifetime of the issued credentials (`expiresOn`); default: the `expiresin` asked for. */
   credentialLifetimeSec?: number;
   /** Verify `Authorization: Bearer` HS256 JWTs with this key. */
@@ -54,9 +60,14 @@ export interface FakeArm {
   readonly url: string;
   readonly calls: ArmCall[];
   count(op: ArmOp): number;
+  /** `METHOD path` of every call, in order (path without the query). */
+  sequence(): string[];
   /** Ports stored by service configuration PUTs, by service name. */
   readonly serviceConfigs: Map<string, number>;
+  /** The prefix of every issued service configuration token (for "no secret in logs" checks). */
   readonly serviceConfigurationToken: string;
+  /** The service configuration token issued while the configuration names `port`. */
+  tokenFor(port: number): string;
   /** Makes `op` fail from now on (or stop failing, with undefined). */
   setFailure(op: ArmOp, failure: InjectedFailure | undefined): void;
   /** Resolves once `op` has been called `n` times. */
@@ -107,7 +118,12 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
   const calls: ArmCall[] = [];
   const serviceConfigs = new Map<string, number>();
   let endpointExists = opts.endpointExists ?? true;
-  if (endpointExists) serviceConfigs.set("SSH", 22);
+  if (endpointExists) {
+    for (const [service, port] of Object.entries(opts.serviceConfigs ?? { SSH: 22 })) {
+      serviceConfigs.set(service, port);
+    }
+  }
+  const tokenFor = (port: number) => `${scToken}.port-${port}`;
   const failures = new Map(Object.entries(opts.failures ?? {})) as Map<ArmOp, InjectedFailure>;
   const waiters = new Set<() => void>();
   const count = (op: ArmOp) => calls.filter((c) => c.op === op).length;
@@ -139,6 +155,8 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
       ? "putEndpoint"
       : req.method === "PUT" && path.startsWith(`${prefix}/serviceConfigurations/`)
       ? "putServiceConfig"
+      : req.method === "GET" && path.startsWith(`${prefix}/serviceConfigurations/`)
+      ? "getServiceConfig"
       : "unknown";
     calls.push({ op, method: req.method, path, query: url.searchParams, body });
     for (const w of [...waiters]) w();
@@ -177,6 +195,19 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
         properties: { type: "default", provisioningState: "Succeeded" },
       });
     }
+    if (op === "getServiceConfig") {
+      const service = path.slice(path.lastIndexOf("/") + 1);
+      const port = endpointExists ? serviceConfigs.get(service) : undefined;
+      if (port === undefined) {
+        return armError(404, "ResourceNotFound", `service configuration ${service} not found`);
+      }
+      return Response.json({
+        id: `${prefix}/serviceConfigurations/${service}`,
+        name: service,
+        type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
+        properties: { serviceName: service, port, provisioningState: "Succeeded" },
+      });
+    }
     if (op === "putServiceConfig") {
       const service = path.slice(path.lastIndexOf("/") + 1);
       const props = (body as { properties?: { serviceName?: string; port?: number } })?.properties;
@@ -205,7 +236,8 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
         "The Resource 'Microsoft.HybridConnectivity/endpoints/default' was not found.",
       );
     }
-    if (!serviceConfigs.has(service)) {
+    const port = serviceConfigs.get(service);
+    if (port === undefined) {
       return armError(412, "PreconditionFailed", `service configuration ${service} not found`);
     }
     const expiresOn = Math.floor(Date.now() / 1000) + (opts.credentialLifetimeSec ?? expiresIn);
@@ -223,7 +255,7 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
         hybridConnectionName: r.hybridConnectionName,
         accessKey,
         expiresOn,
-        serviceConfigurationToken: scToken,
+        serviceConfigurationToken: tokenFor(port),
       },
     });
   };
@@ -234,8 +266,10 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
     url: origin,
     calls,
     count,
+    sequence: () => calls.map((c) => `${c.method} ${c.path}`),
     serviceConfigs,
     serviceConfigurationToken: scToken,
+    tokenFor,
     setFailure(op, failure) {
       if (failure) failures.set(op, { ...failure });
       else failures.delete(op);

@@ -93,8 +93,8 @@ Deno.test({
   name: "arc connect as ssh ProxyCommand runs a command on the machine",
   ignore: !sshAvailable,
   async fn() {
-    await using world = await arcWorld();
     await using sshd = await startSshd();
+    await using world = await arcWorld({ serviceConfigs: { SSH: sshd.port } });
     const proxy = [
       Deno.execPath(),
       ...cliArgv(["arc", "connect", ...world.flags, "--port", String(sshd.port)]),
@@ -116,8 +116,8 @@ Deno.test({
 });
 
 Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Entra ARM token", async () => {
-  await using world = await arcWorld();
   await using echo = startEchoServer();
+  await using world = await arcWorld({ serviceConfigs: { SSH: echo.port } });
   await using pf = spawnArcForward(world, ["--port", String(echo.port)], "arc port-forward");
   const m = await pf.waitForLine(LISTENING, 30_000);
   assert.equal(m[2], RID);
@@ -127,7 +127,7 @@ Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Ent
     "one",
     "two",
   ]);
-  assert.equal(world.arm.count("list"), 1);
+  assert.deepEqual(world.arm.calls.map((c) => c.op), ["list", "getServiceConfig"]);
   assert.equal(world.tokens.requests.length, 1);
   assert.equal(world.tokens.requests[0].resource, world.arm.url);
   assert.ok(!pf.stderr.includes("SharedAccessSignature"), "accessKey in the logs");
@@ -209,7 +209,8 @@ Deno.test("arc port-forward (CLI): --service WAC without --port configures and t
   await using pf = spawnArcForward(world, ["--service", "WAC"], "arc port-forward WAC");
   const m = await pf.waitForLine(LISTENING, 30_000);
   assert.equal(Number(m[3]), 6516);
-  // The fake ARM had only SSH configured: the 412 led to the PUTs, which carry the port.
+  // The fake ARM had only SSH configured: the 412 led to the service configuration PUT alone.
+  assert.deepEqual(world.arm.calls.map((c) => c.op), ["list", "putServiceConfig", "list"]);
   assert.equal(world.arm.serviceConfigs.get("WAC"), 6516);
   const put = world.arm.calls.find((c) => c.op === "putServiceConfig");
   assert.deepEqual(put?.body, { properties: { serviceName: "WAC", port: 6516 } });

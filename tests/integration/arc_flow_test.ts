@@ -29,6 +29,7 @@ interface Cast extends AsyncDisposable {
   waitLog(re: RegExp): Promise<string>;
 }
 
+/** The machine's SSH service configuration names the echo server's port unless `arm` says else. */
 async function cast(arm: Partial<FakeArmOptions> = {}, startAgent = true): Promise<Cast> {
   const lines: string[] = [];
   const logWaiters = new Set<() => void>();
@@ -39,14 +40,14 @@ async function cast(arm: Partial<FakeArmOptions> = {}, startAgent = true): Promi
       for (const w of [...logWaiters]) w();
     },
   });
+  const echo = startEchoServer();
   const stack = await startArcStack({
     resourceId: RID,
     hybridConnectionName: HC,
     keyName: KEY_NAME,
-    arm,
+    arm: { serviceConfigs: { SSH: echo.port }, ...arm },
     startAgent,
   });
-  const echo = startEchoServer();
   return {
     arm: stack.arm,
     echo,
@@ -111,8 +112,7 @@ Deno.test("arc port-forward: two concurrent connections, one ARM call", async ()
     assert.equal(a, "first");
     assert.equal(b, "second");
   });
-  assert.equal(c.arm.count("list"), 1);
-  assert.equal(c.arm.count("putEndpoint"), 0);
+  assert.deepEqual(c.arm.calls.map((x) => x.op), ["list", "getServiceConfig"]);
   const list = c.arm.calls[0];
   assert.equal(list.query.get("expiresin"), "10800");
   assert.equal(list.query.get("api-version"), "2023-03-15");
@@ -120,7 +120,7 @@ Deno.test("arc port-forward: two concurrent connections, one ARM call", async ()
   assert.equal(c.echo.accepted, 2);
   for (const h of c.agentHeaders()) {
     assert.equal(h["microsoft-guestgateway-target"], `localhost:${c.echo.port}`);
-    assert.equal(h["service-configuration-token"], c.arm.serviceConfigurationToken);
+    assert.equal(h["service-configuration-token"], c.arm.tokenFor(c.echo.port));
   }
   assert.ok(c.lines.some((l) => /msg="arc port-forward listening" bind=127\.0\.0\.1:\d+ /.test(l)));
   assertNoSecrets(c);
@@ -167,6 +167,25 @@ Deno.test("arc port-forward: short-lived credentials are refetched; a failure dr
     assert.equal(await echoOnce(port, "c"), "c");
   });
   assert.equal(c.arm.count("list"), 4);
+});
+
+Deno.test("arc: a machine configured for port 22 is pointed at --port, and the agent accepts the token", async () => {
+  await using c = await cast({ serviceConfigs: { SSH: 22 } });
+  // The fake agent refuses a token issued for port 22 when asked for the echo port.
+  await withPortForward(c.session(), async (port) => {
+    assert.equal(await echoOnce(port, "raw bytes, no envelope"), "raw bytes, no envelope");
+  });
+  assert.deepEqual(c.arm.calls.slice(-4).map((x) => x.op), [
+    "list",
+    "getServiceConfig",
+    "putServiceConfig",
+    "list",
+  ]);
+  assert.equal(c.arm.serviceConfigs.get("SSH"), c.echo.port);
+  assert.deepEqual(c.agentHeaders().map((h) => h["service-configuration-token"]), [
+    c.arm.tokenFor(c.echo.port),
+  ]);
+  assertNoSecrets(c);
 });
 
 Deno.test("arc: 403 on listCredentials is explained and nothing is created", async () => {

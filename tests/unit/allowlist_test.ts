@@ -43,10 +43,11 @@ Deno.test("allowlist: reference §4.1 table", () => {
     [["localhost:22"], "localhost:22", true],
     [["localhost:*"], "localhost:8080", true],
     [["127.0.0.1:*"], "127.0.0.1:5432", true],
-    // Case-sensitive names; ports compared as strings.
+    // Case-sensitive names; ports compared as strings (an entry like `host:022` is refused).
     [["Host:22"], "host:22", false],
-    [["host:022"], "host:22", false],
     [["host:22"], "host:022", false],
+    [["host:65535"], "host:65535", true],
+    [["host:1"], "host:1", true],
     // A literal host `*` with a port is still a name, as in Go (only `*:*` is refused).
     [["*:5"], "a:5", false],
     [["*:5"], "*:5", true],
@@ -136,6 +137,43 @@ Deno.test("allowlist: `*:*`, empty hosts and hosts with whitespace are refused w
       assert.equal(err.message, message);
       return true;
     }, JSON.stringify(values));
+  }
+});
+
+Deno.test("allowlist: a port must be written as a target writes it, 1-65535", () => {
+  const cases: [string, string][] = [
+    [
+      "host:080",
+      'invalid --allow entry "host:080": port "080" has a leading zero: write it as 80 (ports are ' +
+      'compared as text, so "080" would never match)',
+    ],
+    [
+      "10.0.0.0/8:0022",
+      'invalid --allow entry "10.0.0.0/8:0022": port "0022" has a leading zero: write it as 22 ' +
+      '(ports are compared as text, so "0022" would never match)',
+    ],
+    [
+      "[::1]:08080",
+      'invalid --allow entry "[::1]:08080": port "08080" has a leading zero: write it as 8080 ' +
+      '(ports are compared as text, so "08080" would never match)',
+    ],
+    ["host:65536", 'invalid --allow entry "host:65536": port 65536 is above 65535'],
+    [
+      "host:99999999999",
+      'invalid --allow entry "host:99999999999": port 99999999999 is above 65535',
+    ],
+    ["host:0", 'invalid --allow entry "host:0": port 0 is out of range: ports are 1-65535'],
+    ["host:000", 'invalid --allow entry "host:000": port 000 is out of range: ports are 1-65535'],
+    ["host:+22", 'invalid --allow entry "host:+22": port must be * or a number 1-65535, got "+22"'],
+    ["host:2e1", 'invalid --allow entry "host:2e1": port must be * or a number 1-65535, got "2e1"'],
+    ["host:٢٢", 'invalid --allow entry "host:٢٢": port must be * or a number 1-65535, got "٢٢"'],
+  ];
+  for (const [entry, message] of cases) {
+    assert.throws(() => parseAllowlist([entry]), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.message, message);
+      return true;
+    }, entry);
   }
 });
 

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { ArmClient, ArmError, describeFetchFailure } from "../../lib/arc/arm.ts";
 import {
   ArcArmError,
-  ensureEndpoint,
+  createEndpoint,
+  createServiceConfiguration,
   explainArmError,
+  getServiceConfigurationPort,
   listCredentials,
   parseRelayCredentials,
 } from "../../lib/arc/hybrid_connectivity.ts";
@@ -85,22 +87,36 @@ Deno.test("listCredentials: POST path, query, body, bearer token", async () => {
   assert.equal(req.headers.get("content-type"), "application/json");
 });
 
-Deno.test("ensureEndpoint: two PUTs with the documented bodies", async () => {
-  const c = client([Response.json({}), Response.json({})]);
-  await ensureEndpoint(c.arm, RID, "WAC", 443);
-  assert.deepEqual(c.seen.map((s) => [s.method, s.url.pathname + s.url.search, s.body]), [
-    ["PUT", `${EP}?api-version=2023-03-15`, { properties: { type: "default" } }],
-    [
-      "PUT",
-      `${EP}/serviceConfigurations/WAC?api-version=2023-03-15`,
-      { properties: { serviceName: "WAC", port: 443 } },
-    ],
+Deno.test("endpoint and service configuration: PUTs and GET with the documented bodies", async () => {
+  const c = client([
+    Response.json({}),
+    Response.json({}),
+    Response.json({ name: "WAC", properties: { serviceName: "WAC", port: 443 } }),
+    Response.json({ properties: { port: "6516" } }),
+    Response.json({ properties: {} }),
   ]);
+  await createEndpoint(c.arm, RID, "WAC");
+  await createServiceConfiguration(c.arm, RID, "WAC", 443);
+  assert.equal(await getServiceConfigurationPort(c.arm, RID, "WAC"), 443);
+  assert.equal(await getServiceConfigurationPort(c.arm, RID, "WAC"), 6516);
+  assert.equal(await getServiceConfigurationPort(c.arm, RID, "WAC"), undefined);
+  assert.deepEqual(
+    c.seen.slice(0, 3).map((s) => [s.method, s.url.pathname + s.url.search, s.body]),
+    [
+      ["PUT", `${EP}?api-version=2023-03-15`, { properties: { type: "default" } }],
+      [
+        "PUT",
+        `${EP}/serviceConfigurations/WAC?api-version=2023-03-15`,
+        { properties: { serviceName: "WAC", port: 443 } },
+      ],
+      ["GET", `${EP}/serviceConfigurations/WAC?api-version=2023-03-15`, undefined],
+    ],
+  );
 });
 
 Deno.test("a 403 on the endpoint PUT names the operation and the missing permission", async () => {
   const c = client([armErr(403, "AuthorizationFailed", "no write")]);
-  await assert.rejects(ensureEndpoint(c.arm, RID, "SSH", 22), (e: unknown) => {
+  await assert.rejects(createEndpoint(c.arm, RID, "SSH"), (e: unknown) => {
     assert.ok(e instanceof ArcArmError);
     assert.equal(e.code, "auth_failed");
     assert.equal(e.operation, "create HybridConnectivity endpoint");
@@ -182,7 +198,15 @@ Deno.test("explanations: role, resource id, provider registration, sign-in", () 
   );
   assert.match(
     explainArmError("create service configuration", e(403, "AuthorizationFailed"), RID)!,
-    /serviceConfigurations\/write .*Contributor/,
+    /^setting the machine's SSH port needs .*serviceConfigurations\/write .*Contributor/,
+  );
+  assert.match(
+    explainArmError("get service configuration", e(403, "AuthorizationFailed"), RID)!,
+    /serviceConfigurations\/read/,
+  );
+  assert.equal(
+    explainArmError("get service configuration", e(404, "ResourceNotFound", "config"), RID),
+    undefined,
   );
   const missingMachine = e(
     404,

@@ -9,7 +9,10 @@ const RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridComput
 const T0 = 1_700_000_000_000;
 const CONN = {} as unknown as WebSocketConn;
 
-/** ARM that answers listCredentials from a queue of statuses (200 = fresh credentials). */
+/**
+ * ARM that answers listCredentials from a queue of statuses (200 = fresh credentials); the
+ * service configuration names port 22, the sessions' port.
+ */
 function fakeArm(listStatuses: number[], clock: { t: number }) {
   const ops: string[] = [];
   const gates: Array<() => void> = [];
@@ -19,10 +22,13 @@ function fakeArm(listStatuses: number[], clock: { t: number }) {
     const req = new Request(input, init);
     await req.text();
     const url = new URL(req.url);
-    const op = req.method === "PUT"
+    const op = req.method === "GET"
+      ? "getServiceConfig"
+      : req.method === "PUT"
       ? (url.pathname.includes("serviceConfigurations") ? "putServiceConfig" : "putEndpoint")
       : "list";
     ops.push(op);
+    if (op === "getServiceConfig") return Response.json({ properties: { port: 22 } });
     if (op !== "list") return Response.json({});
     if (held) {
       const gate = new Promise<void>((r) => gates.push(r));
@@ -92,18 +98,18 @@ Deno.test("credentials are reused until 5 minutes before expiresOn, then refresh
   const first = await s.credentials();
   clock.t = T0 + 10800e3 - 5 * 60e3 - 1000;
   assert.equal(await s.credentials(), first);
-  assert.deepEqual(arm.ops, ["list"]);
+  assert.deepEqual(arm.ops, ["list", "getServiceConfig"]);
   clock.t += 1000;
   const parked = arm.hold();
   const many = Promise.all(Array.from({ length: 8 }, () => s.credentials()));
   await parked;
   arm.release();
   const fresh = await many;
-  assert.deepEqual(arm.ops, ["list", "list"]);
+  assert.deepEqual(arm.ops, ["list", "getServiceConfig", "list"]);
   assert.ok(fresh.every((c) => c === fresh[0] && c.serviceConfigurationToken === "sct-2"));
 });
 
-Deno.test("a 412 from listCredentials creates the endpoint, then explains only the next dial", async () => {
+Deno.test("a 412 from listCredentials creates the service configuration only, then explains only the next dial", async () => {
   const clock = { t: T0 };
   const arm = fakeArm([412], clock);
   const lines: string[] = [];
@@ -125,7 +131,7 @@ Deno.test("a 412 from listCredentials creates the endpoint, then explains only t
     };
     const s = session(arm, clock, { connect });
     await s.start();
-    assert.deepEqual(arm.ops, ["list", "putEndpoint", "putServiceConfig", "list"]);
+    assert.deepEqual(arm.ops, ["list", "putServiceConfig", "list"]);
     await s.dial(await s.credentials());
     await s.dial(await s.credentials());
     const waiting = lines.filter((l) => l.includes("waiting for Arc agent to register"));
@@ -154,7 +160,7 @@ Deno.test("credentials the relay refuses are dropped, so the next dial asks ARM 
   await s.start();
   await assert.rejects(s.dial(await s.credentials()), { code: "auth_failed" });
   assert.equal(await s.dial(await s.credentials()), CONN);
-  assert.deepEqual(arm.ops, ["list", "list"]);
+  assert.deepEqual(arm.ops, ["list", "getServiceConfig", "list"]);
 });
 
 Deno.test("other listCredentials failures end start() without creating anything", async () => {
