@@ -4,7 +4,9 @@
  *
  * - single-stream throughput (BENCH_BYTES, default 512 MiB) vs a direct connection and `ssh -L`;
  * - connection set-up (serial connect + 1 KiB echo, BENCH_SETUP_ITERATIONS, default 200) p50/p95;
- * - listener RSS with BENCH_IDLE_TUNNELS (default 1000) idle tunnels.
+ * - listener RSS with BENCH_IDLE_TUNNELS (default 1000) idle tunnels;
+ * - set-up over a wss:// relay-server vs a ws:// one (BENCH_WSS_ITERATIONS, default 100): TLS must
+ *   not add delayed-ACK stalls. `deno task bench wss` runs only this one.
  *
  * Prints markdown tables (for the README). Also runs `benchWs()` from scripts/bench_ws.ts when it
  * exists. Not a test: numbers that miss a target are reported, not failed.
@@ -24,6 +26,7 @@ import {
   writeAll,
 } from "../tests/helpers/servers.ts";
 import { sshAvailable, startSshd } from "../tests/helpers/sshd.ts";
+import { makeTestCerts, opensslAvailable } from "../tests/helpers/certs.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,11 +44,13 @@ const BYTES = envNumber("BENCH_BYTES", 512 * MiB);
 const RUNS = envNumber("BENCH_RUNS", 3);
 const SETUP_ITERATIONS = envNumber("BENCH_SETUP_ITERATIONS", 200);
 const IDLE_TUNNELS = envNumber("BENCH_IDLE_TUNNELS", 1000);
+const WSS_ITERATIONS = envNumber("BENCH_WSS_ITERATIONS", 100);
 
 const TARGETS = {
   throughputVsSsh: 0.6,
   setupP50Ms: 5,
   listenerRssMiB: 150,
+  wssVsWsSetup: 1.5,
 };
 
 function progress(text: string) {
@@ -153,7 +158,7 @@ interface SetupStats {
 }
 
 /** Serial: connect, write 1 KiB, read it back, close; milliseconds per iteration. */
-async function setupLatency(port: number): Promise<SetupStats> {
+async function setupLatency(port: number, iterations = SETUP_ITERATIONS): Promise<SetupStats> {
   const payload = new Uint8Array(1024);
   crypto.getRandomValues(payload);
   const once = async () => {
@@ -170,7 +175,7 @@ async function setupLatency(port: number): Promise<SetupStats> {
   };
   for (let i = 0; i < 10; i++) await once(); // warm-up
   const samples: number[] = [];
-  for (let i = 0; i < SETUP_ITERATIONS; i++) samples.push(await once());
+  for (let i = 0; i < iterations; i++) samples.push(await once());
   samples.sort((a, b) => a - b);
   return {
     p50: quantile(samples, 0.5),
@@ -270,11 +275,18 @@ interface Tunnel {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function startTunnel(target: string, hyco: string): Promise<Tunnel> {
+/** The cast; with `tls`, relay-server serves wss:// and both clients trust its CA. */
+async function startTunnel(
+  target: string,
+  hyco: string,
+  tls?: { certFile: string; keyFile: string; caFile: string },
+): Promise<Tunnel> {
   const quiet = ["--log-level", "info"];
-  const relay = await startRelayServer({ globalArgs: quiet });
-  const listener = await startListener(relay, { hyco, globalArgs: quiet });
-  const pf = await startPortForward(relay, target, { hyco, globalArgs: quiet });
+  const serverArgs = tls ? ["--tls-cert", tls.certFile, "--tls-key", tls.keyFile] : [];
+  const clientArgs = tls ? ["--relay-ca-cert", tls.caFile] : [];
+  const relay = await startRelayServer({ globalArgs: quiet, args: serverArgs });
+  const listener = await startListener(relay, { hyco, globalArgs: quiet, args: clientArgs });
+  const pf = await startPortForward(relay, target, { hyco, globalArgs: quiet, args: clientArgs });
   return {
     relay,
     listener,
@@ -303,7 +315,69 @@ function table(head: string[], rows: string[][]): string {
   ].join("\n");
 }
 
+interface WssSetup {
+  ws: SetupStats;
+  wss: SetupStats;
+}
+
+/** Serial connect + 1 KiB echo through the same cast over ws:// and over wss://. */
+async function wssSetup(echoAddr: string): Promise<WssSetup | undefined> {
+  if (!opensslAvailable) {
+    progress("set-up ws vs wss: skipped (no openssl)");
+    return undefined;
+  }
+  await using certs = await makeTestCerts();
+  const tls = {
+    certFile: `${certs.dir}/srv.crt`,
+    keyFile: `${certs.dir}/srv.key`,
+    caFile: certs.caFile,
+  };
+  let ws: SetupStats;
+  {
+    await using t = await startTunnel(echoAddr, "bench-ws");
+    progress("set-up: port-forward over ws://");
+    ws = await setupLatency(t.pf.port, WSS_ITERATIONS);
+  }
+  {
+    await using t = await startTunnel(echoAddr, "bench-wss", tls);
+    progress(`set-up: port-forward over wss:// (${t.relay.url})`);
+    return { ws, wss: await setupLatency(t.pf.port, WSS_ITERATIONS) };
+  }
+}
+
+function wssReport(r: WssSetup | undefined): string {
+  if (!r) return "#### Set-up over wss:// vs ws://\n\nskipped: no openssl for a test certificate";
+  const row = (name: string, s: SetupStats) => [
+    name,
+    f2(s.p50),
+    f2(s.p95),
+    f2(s.mean),
+    f2(s.max),
+    ratio(s.p50, r.ws.p50),
+  ];
+  const p50 = r.wss.p50 / r.ws.p50;
+  return [
+    `#### Set-up over wss:// vs ws:// (serial connect + 1 KiB echo, ${WSS_ITERATIONS} iterations)`,
+    "",
+    table(["relay-server", "p50 ms", "p95 ms", "mean ms", "max ms", "p50 vs ws://"], [
+      row("ws://", r.ws),
+      row("wss://", r.wss),
+    ]),
+    "",
+    table(["target", "measured", "verdict"], [[
+      `wss:// set-up p50 within ${TARGETS.wssVsWsSetup}× ws://`,
+      ratio(r.wss.p50, r.ws.p50),
+      verdict(p50 <= TARGETS.wssVsWsSetup),
+    ]]),
+  ].join("\n");
+}
+
 async function main() {
+  if (Deno.args.includes("wss")) {
+    await using echo = startEchoServer();
+    console.log(wssReport(await wssSetup(echo.addr)));
+    return;
+  }
   const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() => ""))
     .match(/model name\s*:\s*(.+)/)?.[1] ?? Deno.build.arch;
   progress(
@@ -351,6 +425,7 @@ async function main() {
       "relay-server": t.relay.proc,
     }, IDLE_TUNNELS);
   }
+  const wss = await wssSetup(echo.addr);
 
   const dMed = median(direct);
   const tMed = median(tunnelMbps);
@@ -435,6 +510,8 @@ async function main() {
       verdict(listenerRss < TARGETS.listenerRssMiB && idle.tunnels === IDLE_TUNNELS),
     ],
   ]));
+  out.push("");
+  out.push(wssReport(wss));
   console.log(out.join("\n"));
 
   await runWsBench();

@@ -7,7 +7,7 @@
 import { errorCode, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
-import { connectWebSocket } from "../ws/client.ts";
+import { connectWebSocket, type HeaderPairs } from "../ws/client.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsError, WsHandshakeError } from "../ws/errors.ts";
 import { backoffDelay } from "./backoff.ts";
@@ -35,7 +35,8 @@ export interface DialRelayOptions {
   budgetMs?: number;
   /** One upgrade attempt; default (and for 0 or less) 10 s. */
   attemptTimeoutMs?: number;
-  headers?: HeadersInit;
+  /** Sent with the names exactly as written. */
+  headers?: HeaderPairs;
   /** First retry delay, doubling; default 1 s. */
   retryBaseMs?: number;
   /** Cap of the retry delay; default 5 s (so 1, 2, 4, 5, 5… s). */

@@ -15,8 +15,14 @@ import {
 } from "./http.ts";
 import { openTunnel, proxyForUrl } from "./proxy.ts";
 
+/**
+ * Extra request headers, sent with their names exactly as written here (some peers, such as the
+ * Arc agent, match names case-sensitively). A `Headers` object is not accepted: it lowercases.
+ */
+export type HeaderPairs = Readonly<Record<string, string>> | readonly (readonly [string, string])[];
+
 export interface ConnectOptions {
-  headers?: HeadersInit;
+  headers?: HeaderPairs;
   protocols?: string[];
   /** Extra trusted PEM CAs for wss:// (added to the system roots). */
   caCerts?: string[];
@@ -64,9 +70,11 @@ export async function connectWebSocket(
   const host = target.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = target.port ? Number(target.port) : secure ? 443 : 80;
   const protocols = opts.protocols ?? [];
-  const extraHeaders = new Headers(opts.headers);
-  for (const name of extraHeaders.keys()) {
-    if (RESERVED_HEADERS.has(name)) throw new TypeError(`header ${name} is set by the WebSocket`);
+  const extraHeaders = headerPairs(opts.headers);
+  for (const [name] of extraHeaders) {
+    if (RESERVED_HEADERS.has(name.toLowerCase())) {
+      throw new TypeError(`header ${name} is set by the WebSocket`);
+    }
   }
   if (opts.signal?.aborted) throw new WsError("aborted", `connect to ${where} aborted`);
 
@@ -127,7 +135,9 @@ export async function connectWebSocket(
     const io = new BufferedConn(conn);
     const key = newKey();
     const headers: [string, string][] = [];
-    if (!extraHeaders.has("host")) headers.push(["Host", target.host]);
+    if (!extraHeaders.some(([name]) => name.toLowerCase() === "host")) {
+      headers.push(["Host", target.host]);
+    }
     headers.push(
       ["Upgrade", "websocket"],
       ["Connection", "Upgrade"],
@@ -135,7 +145,7 @@ export async function connectWebSocket(
       ["Sec-WebSocket-Version", "13"],
     );
     if (protocols.length > 0) headers.push(["Sec-WebSocket-Protocol", protocols.join(", ")]);
-    for (const [name, value] of extraHeaders) headers.push([name, value]);
+    headers.push(...extraHeaders);
     const path = (target.pathname || "/") + target.search;
     await io.writeAll(encodeHead(`GET ${path} HTTP/1.1`, headers));
 
@@ -189,6 +199,12 @@ export async function connectWebSocket(
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
   }
+}
+
+function headerPairs(headers: HeaderPairs | undefined): [string, string][] {
+  if (headers === undefined) return [];
+  if (Array.isArray(headers)) return headers.map(([name, value]) => [name, value]);
+  return Object.entries(headers);
 }
 
 async function validateUpgrade(

@@ -72,6 +72,10 @@ interface PendingPing {
 
 const encoder = new TextEncoder();
 const CONTROL = Symbol("control frame");
+/** First capacity of a fragmented message's buffer; it doubles as fragments arrive. */
+const FRAGMENT_BUFFER_INITIAL = 16 * 1024;
+/** Fragments up to this size are copied byte by byte (no subarray, no promise). */
+const SMALL_FRAGMENT = 64;
 const noop = () => {};
 
 export class WebSocketConn implements MessageSocket {
@@ -96,7 +100,8 @@ export class WebSocketConn implements MessageSocket {
   #draining = false;
   /** A data message read on behalf of ping() while nobody was receiving. */
   #parked: WsMessage | null = null;
-  #fragments: Uint8Array[] | null = null;
+  /** The fragmented message being reassembled: one growing buffer, bytes [0, #fragmentSize). */
+  #fragments: Uint8Array | null = null;
   #fragmentOpcode = 0;
   #fragmentSize = 0;
   #closeInfo: CloseInfo | null = null;
@@ -289,25 +294,66 @@ export class WebSocketConn implements MessageSocket {
       if (this.#fragmentSize + length > this.#maxMessageSize) {
         throw new FrameError(1009, `message larger than ${this.#maxMessageSize} bytes`);
       }
-      const pending = this.#readPayload(length);
-      const payload = pending instanceof Promise ? await pending : pending;
-      if (h.fin && !this.#fragments) return toMessage(opcode, payload);
+      if (h.fin && !this.#fragments) {
+        const pending = this.#readPayload(length);
+        return toMessage(opcode, pending instanceof Promise ? await pending : pending);
+      }
       if (!this.#fragments) {
-        this.#fragments = [];
+        this.#fragments = new Uint8Array(Math.min(this.#maxMessageSize, FRAGMENT_BUFFER_INITIAL));
         this.#fragmentOpcode = opcode;
         this.#fragmentSize = 0;
       }
-      // Empty fragments are skipped so a flood of them cannot grow the list.
-      if (length > 0) this.#fragments.push(payload);
-      this.#fragmentSize += length;
+      // Straight into the message buffer: a fragment costs its bytes, never an object of its own.
+      const pending = this.#readFragment(length);
+      if (pending) await pending;
       if (h.fin) {
-        const data = concat(this.#fragments, this.#fragmentSize);
-        const op = this.#fragmentOpcode;
+        const all = this.#fragments;
+        const size = this.#fragmentSize;
         this.#fragments = null;
         this.#fragmentSize = 0;
-        return toMessage(op, data);
+        // A message with much spare room (a small one in the first buffer) keeps only its bytes.
+        const data = all.length - size > size / 4 ? all.slice(0, size) : all.subarray(0, size);
+        return toMessage(this.#fragmentOpcode, data);
       }
     }
+  }
+
+  /** Appends the current frame's payload to #fragments; a promise only when it is not buffered. */
+  #readFragment(length: number): Promise<void> | undefined {
+    const size = this.#fragmentSize;
+    let buf = this.#fragments as Uint8Array;
+    if (size + length > buf.length) {
+      // Doubling keeps the copies O(bytes); the 1009 check above bounds the size.
+      const next = new Uint8Array(
+        Math.min(this.#maxMessageSize, Math.max(size + length, buf.length * 2)),
+      );
+      next.set(buf.subarray(0, size));
+      this.#fragments = buf = next;
+    }
+    this.#fragmentSize = size + length;
+    const io = this.#io;
+    const h = this.#header;
+    if (length <= SMALL_FRAGMENT && io.buffered >= length) {
+      // Byte by byte: no view object per fragment, so a flood of tiny ones allocates nothing.
+      const src = io.buf;
+      const from = io.start;
+      const m = h.mask;
+      for (let i = 0; i < length; i++) {
+        buf[size + i] = h.masked ? src[from + i] ^ m[i & 3] : src[from + i];
+      }
+      io.start += length;
+      return undefined;
+    }
+    const dst = buf.subarray(size, size + length);
+    if (io.buffered >= length) {
+      dst.set(io.buf.subarray(io.start, io.start + length));
+      io.start += length;
+      if (h.masked) applyMask(dst, h.mask);
+      return undefined;
+    }
+    return io.readInto(dst).then(() => {
+      if (h.masked) applyMask(dst, h.mask);
+    });
   }
 
   /** The payload of the current frame; synchronous when it is already buffered (the common case). */
@@ -448,15 +494,4 @@ function toMessage(opcode: number, data: Uint8Array): WsMessage {
   const text = decodeUtf8(data);
   if (text === null) throw new FrameError(1007, "text message is not valid UTF-8");
   return { type: "text", data: text };
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }

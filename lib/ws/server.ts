@@ -318,14 +318,12 @@ async function writeResponse(
   const head = encodeHead(`HTTP/1.1 ${status} ${reason}`.trimEnd(), headers);
   if (noBody || headRequest || body.length === 0) {
     await io.writeAll(head);
-  } else if (body.length < 16 * 1024) {
+  } else {
+    // Head and body in one write: no small segment left waiting for an ACK (see writer.ts).
     const all = new Uint8Array(head.length + body.length);
     all.set(head);
     all.set(body, head.length);
     await io.writeAll(all);
-  } else {
-    await io.writeAll(head);
-    await io.writeAll(body);
   }
 }
 

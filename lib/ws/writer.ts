@@ -1,12 +1,13 @@
 /**
  * The send side of one connection: frames go out one at a time, in call order, each as a single
  * frame (outgoing messages are never fragmented), so control frames never land inside a message.
+ * Each frame, header and payload, is handed to the socket in one write.
  */
 
 import { applyMask, encodeFrameHeader, frameHeaderSize } from "./frame.ts";
 import type { BufferedConn } from "./io.ts";
 
-/** Payloads up to this size are copied next to their header and sent in one write. */
+/** Payloads up to this size use a pooled scratch buffer; bigger ones get one of their own. */
 const COALESCE_MAX = 64 * 1024;
 /** Payload offset in the scratch buffer: 4-byte aligned (word masking) with room for any header. */
 const PAYLOAD_OFFSET = 16;
@@ -59,7 +60,7 @@ export class FrameWriter {
 
   /**
    * Writes one whole frame now (callers serialise through `queue`); resolves once the bytes are
-   * handed to the socket. The caller's payload is copied when masking, never modified.
+   * handed to the socket. The caller's payload is copied next to the header, never modified.
    */
   async writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
     const length = payload.length;
@@ -79,20 +80,16 @@ export class FrameWriter {
       // Pooled again only after a completed write; a failed one may still be referenced by the
       // cancelled op, so the GC takes it instead.
       if (pooled && scratchPool.length < SCRATCH_POOL_MAX) scratchPool.push(scratch);
-    } else if (mask) {
-      // Masking needs a copy anyway: header and payload in one buffer, one write.
+    } else {
+      // One buffer, one write, even at the cost of a copy: a separate header write would leave a
+      // small unacknowledged segment that holds back the next one on a socket with Nagle on (a
+      // server-side TlsConn has no setNoDelay).
       const frame = new Uint8Array(PAYLOAD_OFFSET + length);
       encodeFrameHeader(frame, start, opcode, true, length, mask);
       const body = frame.subarray(PAYLOAD_OFFSET);
       body.set(payload);
-      applyMask(body, mask);
+      if (mask) applyMask(body, mask);
       await this.#io.writeAll(frame.subarray(start));
-    } else {
-      // Unmasked and big: two writes cost less than copying the payload.
-      const header = new Uint8Array(headerSize);
-      encodeFrameHeader(header, 0, opcode, true, length, null);
-      await this.#io.writeAll(header);
-      await this.#io.writeAll(payload);
     }
   }
 }
