@@ -81,6 +81,19 @@ export function register(program: Command): void {
         .env("AZTUNNEL_RELAY_RENDEZVOUS_TIMEOUT").default("30s"),
     )
     .addOption(
+      new Option(
+        "--rendezvous-url <url>",
+        "ws(s)://host:port named in accept addresses and bound for rendezvous dials only " +
+          "(a second address, like Azure's gateway hosts)",
+      ).env("AZTUNNEL_RELAY_RENDEZVOUS_URL"),
+    )
+    .addOption(
+      new Option(
+        "--rendezvous-idle-timeout <duration>",
+        "drop a bridged connection with no traffic (pings count) for this long",
+      ).default("120s"),
+    )
+    .addOption(
       new Option("--latency <duration>", "one-way delay added on each hop (simulate a region)")
         .default("0"),
     )
@@ -123,6 +136,11 @@ Example:
         entraJwtKey,
         maxListeners: parseCount(flags.maxListeners, "--max-listeners"),
         rendezvousTimeoutMs: parseDuration(flags.rendezvousTimeout, "--rendezvous-timeout"),
+        rendezvousUrl: flags.rendezvousUrl,
+        rendezvousIdleTimeoutMs: parseDuration(
+          flags.rendezvousIdleTimeout,
+          "--rendezvous-idle-timeout",
+        ),
         latencyMs: parseDuration(flags.latency, "--latency"),
         maxMessageSize: parseSize(flags.maxMessageSize, "--max-message-size"),
       };

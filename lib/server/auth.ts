@@ -34,8 +34,9 @@ export function extractToken(headers: Headers, query: URLSearchParams): string |
 }
 
 /**
- * Checks `token` for `right` on the HC path `path` (decoded, name plus suffix).
- * `now` is injectable for tests.
+ * Checks `token` for `right` on the HC path `path` (decoded, name plus suffix). `hosts` are the
+ * names this relay answers to (lower case, no port): a SAS `sr` must name one of them, as on Azure
+ * it must name the namespace; absent = any host. `now` is injectable for tests.
  */
 export async function authorize(
   token: string | undefined,
@@ -43,15 +44,22 @@ export async function authorize(
   path: string,
   cfg: AuthConfig,
   now = Date.now(),
+  hosts?: ReadonlySet<string>,
 ): Promise<AuthOutcome> {
   if (token === undefined || token === "") return unauthorized("missing token");
-  if (token.startsWith(SAS_PREFIX)) return await authorizeSas(token, right, path, cfg, now);
+  if (token.startsWith(SAS_PREFIX)) {
+    return await authorizeSas(token, right, path, cfg, now, hosts);
+  }
   const jwt = token.replace(/^Bearer\s+/i, "");
   if (looksLikeJwt(jwt)) {
     if (cfg.jwtKey === undefined) return unauthorized("JWT tokens are not accepted by this relay");
     const res = await verifyHs256Jwt(jwt, cfg.jwtKey, now);
     if (!res.ok) return unauthorized(res.reason);
-    // An Entra token stands for an RBAC role; the stand-in grants what Relay Listener + Sender would.
+    // The stand-in for RBAC: the `roles` claim lists what the Relay Listener/Sender/Owner roles grant.
+    if (res.roles.length === 0) return unauthorized("JWT has no Listen, Send or Manage role");
+    if (!hasRight(res.roles, right)) {
+      return { ok: false, status: 403, reason: `Forbidden: JWT lacks the ${right} role` };
+    }
     return {
       ok: true,
       expiresAt: res.expiresAt,
@@ -67,6 +75,7 @@ async function authorizeSas(
   path: string,
   cfg: AuthConfig,
   now: number,
+  hosts: ReadonlySet<string> | undefined,
 ): Promise<AuthOutcome> {
   const fields = parseSasToken(token);
   if (!fields || fields.se.length > 12) return unauthorized("malformed SAS token");
@@ -75,9 +84,12 @@ async function authorizeSas(
   if (!(await verifySasSignature(fields, policy.key))) return unauthorized("invalid signature");
   const expiresAt = Number(fields.se) * 1000;
   if (expiresAt <= now) return unauthorized("token expired");
-  const audience = audiencePath(fields.sr);
+  const audience = parseAudience(fields.sr);
   if (audience === undefined) return unauthorized("malformed SAS resource (sr)");
-  if (!isPathPrefix(audience, path)) {
+  if (hosts !== undefined && !hosts.has(audience.host)) {
+    return unauthorized("token audience (sr) names another host");
+  }
+  if (!isPathPrefix(audience.path, path)) {
     return {
       ok: false,
       status: 403,
@@ -94,30 +106,49 @@ async function authorizeSas(
   return { ok: true, expiresAt, principal: `sas:${policy.name}` };
 }
 
+export interface Audience {
+  /** Lower case, without port or IPv6 brackets. */
+  readonly host: string;
+  /** Decoded, without surrounding `/`; "" is namespace-wide. */
+  readonly path: string;
+}
+
 /**
- * The entity path a SAS `sr` grants, decoded and without surrounding `/`; "" is namespace-wide.
- * Scheme and port are ignored; the host is not checked (a local relay answers to any name).
+ * Host and entity path of a SAS `sr`. It must be an absolute URI with a host (`sr=other` is not a
+ * resource, and must not pass as a namespace-wide grant); scheme and port are ignored.
  */
-export function audiencePath(srRaw: string): string | undefined {
+export function parseAudience(srRaw: string): Audience | undefined {
   let decoded: string;
   try {
     decoded = decodeURIComponent(srRaw.replaceAll("+", " "));
   } catch {
     return undefined;
   }
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(decoded)) return undefined;
   let url: URL;
   try {
-    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(decoded) ? decoded : `http://${decoded}`);
+    url = new URL(decoded);
   } catch {
     return undefined;
   }
+  if (url.hostname === "") return undefined;
   let path = url.pathname;
   try {
     path = decodeURIComponent(path);
   } catch {
     // a literal `%` in the path: compare it as written
   }
-  return trimSlashes(path);
+  return { host: hostKey(url.hostname), path: trimSlashes(path) };
+}
+
+/** The entity path a SAS `sr` grants (see parseAudience). */
+export function audiencePath(srRaw: string): string | undefined {
+  return parseAudience(srRaw)?.path;
+}
+
+/** A host name as compared here: lower case, no IPv6 brackets. */
+export function hostKey(hostname: string): string {
+  return hostname.toLowerCase().replace(/^\[|\]$/g, "");
 }
 
 function unauthorized(why: string): AuthOutcome {

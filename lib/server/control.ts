@@ -1,11 +1,14 @@
 /**
  * One listener's control channel on the relay: carries `accept` messages to the listener, takes
  * `renewToken` from it, and closes with 1008 when its token lapses (after a grace) or a renewal
- * fails validation.
+ * fails validation. It pings the listener and drops it when no Pong comes back in time, and it
+ * stops taking dispatches while its writes do not drain (a stopped or wedged listener).
  */
+import { errorCode } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import type { WebSocketConn } from "../ws/conn.ts";
+import type { MessageSocket } from "../ws/types.ts";
 import type { AuthOutcome } from "./auth.ts";
+import { sleep } from "./bridge.ts";
 import type { Dispatchable } from "./registry.ts";
 
 /** What ended a control channel, for the `listener unregistered` line. */
@@ -15,7 +18,11 @@ export type ControlEnd =
   | "token_expired"
   | "renew_failed"
   | "recycled"
+  | "ping_timeout"
   | "shutdown";
+
+/** A write pending longer than this without progress means the listener is not reading. */
+export const STALL_MS = 1_000;
 
 export interface ControlChannelInit {
   readonly id: string;
@@ -29,6 +36,10 @@ export interface ControlChannelInit {
   readonly logger: Logger;
   /** Re-validates a renewToken token for Listen on `path`. */
   readonly authorize: (token: string) => Promise<AuthOutcome>;
+  /** Time between Pings (Azure's clients ping every 30 s). */
+  readonly pingIntervalMs: number;
+  /** How long a Pong may take before the channel is dropped. */
+  readonly pongTimeoutMs: number;
 }
 
 export class ControlChannel implements Dispatchable {
@@ -37,8 +48,12 @@ export class ControlChannel implements Dispatchable {
   readonly path: string;
   readonly host: string;
   readonly #init: ControlChannelInit;
-  #conn: WebSocketConn | null = null;
+  #conn: MessageSocket | null = null;
   #expiresAt: number;
+  /** Sends handed to the socket and not yet written out. */
+  #inFlight = 0;
+  /** performance.now() of the last write progress while sends were in flight. */
+  #busySince = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ending: ControlEnd | null = null;
   #done: Promise<void> = Promise.resolve();
@@ -54,13 +69,25 @@ export class ControlChannel implements Dispatchable {
 
   get dispatchable(): boolean {
     const c = this.#conn;
-    return c !== null && this.#ending === null && !c.closeSent && c.closeInfo === null;
+    return c !== null && this.#ending === null && !c.closeSent && c.closeInfo === null &&
+      this.draining;
+  }
+
+  /** False while a write has made no progress for STALL_MS: the listener is not reading. */
+  get draining(): boolean {
+    return this.#inFlight === 0 || performance.now() - this.#busySince < STALL_MS;
   }
 
   /** Sends one control message (JSON text). */
   async send(text: string): Promise<void> {
     if (!this.#conn) throw new Error("control channel not open");
-    await this.#conn.send(text);
+    if (this.#inFlight++ === 0) this.#busySince = performance.now();
+    try {
+      await this.#conn.send(text);
+    } finally {
+      this.#inFlight--;
+      this.#busySince = performance.now();
+    }
   }
 
   /** Closes with `code` (shutdown, expiry); the read loop then finishes. */
@@ -77,13 +104,15 @@ export class ControlChannel implements Dispatchable {
   }
 
   /** Serves the channel in the background; `onEnd` runs once it has closed. */
-  start(conn: WebSocketConn, onEnd: (why: ControlEnd) => void): void {
+  start(conn: MessageSocket, onEnd: (why: ControlEnd) => void): void {
     this.#done = this.#run(conn).then(onEnd);
   }
 
-  async #run(conn: WebSocketConn): Promise<ControlEnd> {
+  async #run(conn: MessageSocket): Promise<ControlEnd> {
     this.#conn = conn;
     this.#arm();
+    const stopPings = new AbortController();
+    const pings = this.#pingLoop(conn, stopPings.signal);
     try {
       for (;;) {
         let msg;
@@ -101,11 +130,34 @@ export class ControlChannel implements Dispatchable {
       }
     } finally {
       clearTimeout(this.#timer);
+      stopPings.abort();
       // Answers the listener's Close (or completes ours); drops a dead socket.
       await conn.close(1000).catch(() => conn.closeNow());
       await conn.closed;
+      await pings;
     }
     return this.#ending;
+  }
+
+  /** Pings until stopped; a missing Pong drops the socket (a Close could not get through either). */
+  async #pingLoop(conn: MessageSocket, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      await sleep(this.#init.pingIntervalMs, signal);
+      if (signal.aborted || this.#ending !== null) return;
+      try {
+        await conn.ping(this.#init.pongTimeoutMs);
+      } catch (err) {
+        if (signal.aborted || this.#ending !== null) return;
+        if (errorCode(err) !== "ping_timeout") return;
+        this.#init.logger.info("listener did not answer a ping", {
+          timeout_ms: this.#init.pongTimeoutMs,
+        });
+        this.#ending = "ping_timeout";
+        clearTimeout(this.#timer);
+        conn.closeNow();
+        return;
+      }
+    }
   }
 
   async #onText(text: string): Promise<void> {

@@ -6,13 +6,17 @@
 import type { Logger } from "../observe/log.ts";
 import { tokenList } from "../ws/http.ts";
 import type { IncomingRequest } from "../ws/server.ts";
-import { bridgeSockets, type Direction } from "./bridge.ts";
+import { bridgeSockets, type Direction, sleep } from "./bridge.ts";
 
 export interface JoinOptions {
   readonly maxMessageSize: number;
   readonly latencyMs: number;
   readonly inFlightBytes: number;
   readonly halfClosedTimeoutMs: number;
+  /** Both legs are dropped when neither has received a byte (data, ping, pong) for this long. */
+  readonly idleTimeoutMs: number;
+  /** performance.now() of the last bytes received on either leg. */
+  readonly lastActivity: () => number;
   /** Aborting drops both legs (server shutdown). */
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -55,13 +59,18 @@ export async function joinRendezvous(
   log.info("rendezvous ok", { elapsed_ms: Math.round(performance.now() - opts.started) });
   opts.onBridge(true);
   const bridgeStart = performance.now();
+  const idle = new AbortController();
+  const watchdog = idleWatch(opts, idle);
   try {
     const res = await bridgeSockets(s.value, l.value, {
       latencyMs: opts.latencyMs,
       inFlightBytes: opts.inFlightBytes,
-      signal: opts.signal,
+      signal: AbortSignal.any([opts.signal, idle.signal]),
       onForward: opts.onForward,
     });
+    if (idle.signal.aborted && !opts.signal.aborted) {
+      log.info("rendezvous idle timeout", { idle_timeout_ms: opts.idleTimeoutMs });
+    }
     log.debug("bridge ended", {
       sender_to_listener: res.senderToListener,
       listener_to_sender: res.listenerToSender,
@@ -70,6 +79,21 @@ export async function joinRendezvous(
       duration_ms: Math.round(performance.now() - bridgeStart),
     });
   } finally {
+    idle.abort();
+    await watchdog;
     opts.onBridge(false);
+  }
+}
+
+/** Aborts `idle` once the legs have been silent for idleTimeoutMs (or when it is aborted). */
+async function idleWatch(opts: JoinOptions, idle: AbortController): Promise<void> {
+  const stop = AbortSignal.any([opts.signal, idle.signal]);
+  while (!stop.aborted) {
+    const wait = opts.lastActivity() + opts.idleTimeoutMs - performance.now();
+    if (wait <= 0) {
+      idle.abort();
+      return;
+    }
+    await sleep(wait, stop);
   }
 }

@@ -2,9 +2,16 @@
  * HS256 JWT verification for Entra-style tests against the local relay (`--entra-jwt-key`).
  * Real Entra tokens are RS256 and cannot be verified offline; this is the stand-in.
  */
+import { ALL_RIGHTS, type Right } from "./policy.ts";
 
 export type JwtResult =
-  | { readonly ok: true; readonly expiresAt: number; readonly subject: string }
+  | {
+    readonly ok: true;
+    readonly expiresAt: number;
+    readonly subject: string;
+    /** Relay rights from the `roles` claim (unknown entries ignored, any case). */
+    readonly roles: readonly Right[];
+  }
   | { readonly ok: false; readonly reason: string };
 
 /** Allowed clock skew for `nbf` (a token minted on a machine slightly ahead must work at once). */
@@ -53,7 +60,19 @@ export async function verifyHs256Jwt(
     return { ok: false, reason: "JWT audience is not Azure Relay" };
   }
   const subject = typeof payload.sub === "string" ? payload.sub : "";
-  return { ok: true, expiresAt: exp * 1000, subject };
+  return { ok: true, expiresAt: exp * 1000, subject, roles: rolesOf(payload.roles) };
+}
+
+/** `roles: ["Listen", "Send", "Manage"]` as the stand-in for the Relay RBAC roles. */
+export function rolesOf(claim: unknown): Right[] {
+  if (!Array.isArray(claim)) return [];
+  const out: Right[] = [];
+  for (const entry of claim) {
+    if (typeof entry !== "string") continue;
+    const right = ALL_RIGHTS.find((r) => r.toLowerCase() === entry.toLowerCase());
+    if (right && !out.includes(right)) out.push(right);
+  }
+  return out;
 }
 
 /**

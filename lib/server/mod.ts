@@ -12,16 +12,25 @@ import {
   checkTls,
   DEFAULT_BIND,
   DEFAULT_HALF_CLOSED_TIMEOUT_MS,
+  DEFAULT_HEADER_TIMEOUT_MS,
   DEFAULT_IN_FLIGHT_BYTES,
   DEFAULT_MAX_LISTENERS,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MAX_PENDING_HEADS,
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_PONG_TIMEOUT_MS,
+  DEFAULT_RENDEZVOUS_IDLE_TIMEOUT_MS,
   DEFAULT_RENDEZVOUS_TIMEOUT_MS,
   DEFAULT_TOKEN_GRACE_MS,
   isLoopback,
   parseBind,
   parsePublicUrl,
+  parseRendezvousUrl,
   type RelayServerOptions,
 } from "./options.ts";
+import { ConnWatch } from "./conn_watch.ts";
+import { hostKey } from "./auth.ts";
+import type { PublicBase } from "./accept_message.ts";
 import { Relay, type RelayStats } from "./relay.ts";
 
 export type { RelayServerOptions, RelayTls } from "./options.ts";
@@ -36,16 +45,25 @@ export {
   type SasPolicy,
 } from "./policy.ts";
 
+export interface ConnectionStats {
+  readonly pendingHeads: number;
+  readonly refused: number;
+}
+
 export interface RelayServer {
   /** The address actually bound (port resolved when 0 was asked for). */
   readonly addr: Deno.NetAddr;
   /** What clients use as `--relay`: the public URL, else `ws(s)://host:port` of the bind. */
   readonly url: string;
+  /** With `rendezvousUrl`: the address accept messages name (port resolved). */
+  readonly rendezvousUrl?: string;
   /** Resolves once the server has stopped (after `close()` or the abort signal). */
   readonly finished: Promise<void>;
   /** Stops listening, closes control channels (1001), drops everything; resolves when all is released. */
   close(): Promise<void>;
   stats(): RelayStats;
+  /** Connections still sending their request head, and those closed at once over the cap. */
+  connectionStats(): ConnectionStats;
   /**
    * Closes every control channel with 1011 `NameRenewalFailed`, as Azure does daily, leaving
    * bridged connections alone: listeners must reconnect without dropping their tunnels.
@@ -77,14 +95,33 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     "--max-message-size",
     1,
   );
+  const maxPendingHeads = checkInteger(
+    opts.maxPendingHeads ?? DEFAULT_MAX_PENDING_HEADS,
+    "maxPendingHeads",
+    1,
+  );
   const rendezvousTimeoutMs = opts.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
-  if (!(rendezvousTimeoutMs > 0)) throw new UsageError("--rendezvous-timeout must be positive");
+  const rendezvousIdleTimeoutMs = opts.rendezvousIdleTimeoutMs ??
+    DEFAULT_RENDEZVOUS_IDLE_TIMEOUT_MS;
+  const pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+  const pongTimeoutMs = opts.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS;
+  const headerTimeoutMs = opts.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
+  const positive = [
+    ["--rendezvous-timeout", rendezvousTimeoutMs],
+    ["--rendezvous-idle-timeout", rendezvousIdleTimeoutMs],
+    ["pingIntervalMs", pingIntervalMs],
+    ["pongTimeoutMs", pongTimeoutMs],
+    ["headerTimeoutMs", headerTimeoutMs],
+  ] as const;
+  for (const [flag, ms] of positive) {
+    if (!(ms > 0)) throw new UsageError(`${flag} must be positive`);
+  }
   const latencyMs = opts.latencyMs ?? 0;
   if (!(latencyMs >= 0)) throw new UsageError("--latency must not be negative");
   // Above this setTimeout fires after 1 ms; the CLI's parseDuration already refuses such values.
   for (
     const [flag, ms] of [
-      ["--rendezvous-timeout", rendezvousTimeoutMs],
+      ...positive,
       ["--latency", latencyMs],
       ["halfClosedTimeoutMs", opts.halfClosedTimeoutMs ?? 0],
     ] as const
@@ -97,32 +134,39 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
 
   if (opts.tls) checkTls(opts.tls);
+  const secure = opts.tls !== undefined;
+  const rendezvousAddr = opts.rendezvousUrl !== undefined
+    ? parseRendezvousUrl(opts.rendezvousUrl, secure)
+    : undefined;
 
   const log = opts.logger ?? getLogger();
-  let listener: Deno.Listener;
-  try {
-    listener = opts.tls
-      ? Deno.listenTls({
-        hostname: bind.hostname,
-        port: bind.port,
-        cert: opts.tls.cert,
-        key: opts.tls.key,
-      })
-      : Deno.listen({ hostname: bind.hostname, port: bind.port });
-  } catch (err) {
-    // Deno's text ("Address already in use (os error 98)") does not say which address.
-    throw new AztunnelError("listen_failed", `listen ${bindText.trim()}: ${errorMessage(err)}`, {
-      cause: err,
-    });
+  const listener = listenOn(bind.hostname, bind.port, bindText.trim(), opts.tls);
+  let rendezvousListener: Deno.Listener | undefined;
+  if (rendezvousAddr) {
+    try {
+      const { hostname, port } = rendezvousAddr.bind;
+      rendezvousListener = listenOn(hostname, port, joinHostPort(hostname, port), opts.tls);
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
   }
   const addr = listener.addr as Deno.NetAddr;
-  const secure = opts.tls !== undefined;
   // Keep a name the user bound to (a TLS certificate is more likely to carry `localhost`).
   const urlHost = /^[\d.]+$|:/.test(bind.hostname) ? addr.hostname : bind.hostname;
   const boundHost = joinHostPort(urlHost, addr.port);
   const url = publicBase
     ? `${publicBase.scheme}://${publicBase.host}`
     : `${secure ? "wss" : "ws"}://${boundHost}`;
+  let rendezvousBase: PublicBase | undefined;
+  if (rendezvousAddr && rendezvousListener) {
+    const bound = rendezvousListener.addr as Deno.NetAddr;
+    rendezvousBase = {
+      scheme: rendezvousAddr.scheme,
+      host: joinHostPort(rendezvousAddr.bind.hostname, bound.port),
+    };
+  }
+  const watch = new ConnWatch({ maxPendingHeads, logger: log });
 
   const relay = new Relay({
     hycos,
@@ -135,12 +179,33 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     halfClosedTimeoutMs: opts.halfClosedTimeoutMs ?? DEFAULT_HALF_CLOSED_TIMEOUT_MS,
     tokenGraceMs: opts.tokenGraceMs ?? DEFAULT_TOKEN_GRACE_MS,
     publicBase,
+    rendezvousBase,
+    pingIntervalMs,
+    pongTimeoutMs,
+    rendezvousIdleTimeoutMs,
+    namespaceHosts: (opts.namespaceHosts ?? []).map(hostKey),
+    watch,
     secure,
     boundHost,
     logger: log,
   });
-  const http = serveHttp({ listener, handler: relay.handle, secure });
-  log.info("relay-server listening", { addr: joinHostPort(addr.hostname, addr.port), url });
+  const servers = [
+    serveHttp({ listener: watch.wrap(listener), handler: relay.handle, secure, headerTimeoutMs }),
+  ];
+  if (rendezvousListener) {
+    servers.push(serveHttp({
+      listener: watch.wrap(rendezvousListener),
+      handler: relay.handleRendezvous,
+      secure,
+      headerTimeoutMs,
+    }));
+  }
+  const rendezvousUrl = rendezvousBase && `${rendezvousBase.scheme}://${rendezvousBase.host}`;
+  log.info("relay-server listening", {
+    addr: joinHostPort(addr.hostname, addr.port),
+    url,
+    ...(rendezvousUrl ? { rendezvous_url: rendezvousUrl } : {}),
+  });
 
   let closing: Promise<void> | null = null;
   const { promise: finished, resolve: markFinished } = Promise.withResolvers<void>();
@@ -148,7 +213,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     closing ??= (async () => {
       opts.signal?.removeEventListener("abort", onAbort);
       await relay.shutdown();
-      await http.close();
+      await Promise.all(servers.map((s) => s.close()));
       await relay.drained();
       log.info("relay-server stopped");
       markFinished();
@@ -162,9 +227,29 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   return {
     addr,
     url,
+    rendezvousUrl,
     finished,
     close,
     stats: () => relay.stats(),
+    connectionStats: () => ({ pendingHeads: watch.pendingHeads, refused: watch.refused }),
     recycleListeners: () => relay.recycleListeners(),
   };
+}
+
+/** Binds plain TCP or TLS; a failure names the address (Deno's text does not). */
+function listenOn(
+  hostname: string,
+  port: number,
+  label: string,
+  tls: RelayServerOptions["tls"],
+): Deno.Listener {
+  try {
+    return tls
+      ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname, port });
+  } catch (err) {
+    throw new AztunnelError("listen_failed", `listen ${label}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
 }

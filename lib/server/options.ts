@@ -11,6 +11,11 @@ export interface RelayServerOptions {
   readonly tls?: RelayTls;
   /** Scheme and host put into accept addresses (`https://relay.example`); required off loopback. */
   readonly publicUrl?: string;
+  /**
+   * Host names a SAS `sr` may name besides the one a client reached us by (its Host header) and the
+   * public URL's: the namespace host of clients pointed here from elsewhere (Arc's ARM answer).
+   */
+  readonly namespaceHosts?: readonly string[];
   /** Known hybrid connections; empty or absent = any name is accepted. */
   readonly hycos?: readonly string[];
   /** SAS policies; with none, only JWTs (if `entraJwtKey`) get in. */
@@ -32,6 +37,22 @@ export interface RelayServerOptions {
   readonly halfClosedTimeoutMs?: number;
   /** How long a listener's control channel outlives its token before it is closed with 1008. */
   readonly tokenGraceMs?: number;
+  /**
+   * `ws(s)://host:port` put into accept addresses instead of the relay's own address, bound as a
+   * second listener that takes only rendezvous (accept) dials — like Azure's gateway hosts. Port 0
+   * picks a free port. The scheme must match the main address (wss with `tls`).
+   */
+  readonly rendezvousUrl?: string;
+  /** A bridged connection with no bytes received on either leg for this long is dropped (120 s). */
+  readonly rendezvousIdleTimeoutMs?: number;
+  /** Time between Pings on listeners' control channels (30 s). */
+  readonly pingIntervalMs?: number;
+  /** How long a listener may take to answer a Ping before it is dropped (10 s). */
+  readonly pongTimeoutMs?: number;
+  /** Connections allowed at once that have not finished their request head; more are closed. */
+  readonly maxPendingHeads?: number;
+  /** How long a connection may take to send its request head (10 s). */
+  readonly headerTimeoutMs?: number;
   /** Aborting closes the server, like `close()`. */
   readonly signal?: AbortSignal;
   readonly logger?: Logger;
@@ -54,6 +75,13 @@ export const DEFAULT_HALF_CLOSED_TIMEOUT_MS = 60 * 60_000;
 export const DEFAULT_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
 /** hyco-ws renews at the very second its token expires; Azure's own grace is unknown. */
 export const DEFAULT_TOKEN_GRACE_MS = 60_000;
+/** Azure drops rendezvous sockets idle for about 120 s (protocol notes §5). */
+export const DEFAULT_RENDEZVOUS_IDLE_TIMEOUT_MS = 120_000;
+/** Azure's own clients ping every 30 s and want the Pong within 10 s. */
+export const DEFAULT_PING_INTERVAL_MS = 30_000;
+export const DEFAULT_PONG_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_PENDING_HEADS = 1024;
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 
 export interface BindAddress {
   readonly hostname: string;
@@ -98,6 +126,36 @@ export function parsePublicUrl(text: string): PublicBase {
     throw fail("only scheme and host[:port] are allowed");
   }
   return { scheme, host: url.host };
+}
+
+export interface RendezvousAddress {
+  /** What to bind: hostname (no brackets) and port (0 = any). */
+  readonly bind: BindAddress;
+  readonly scheme: "ws" | "wss";
+}
+
+/** Parses `--rendezvous-url`: `ws://` or `wss://` (matching `secure`), a host and a port, nothing else. */
+export function parseRendezvousUrl(text: string, secure: boolean): RendezvousAddress {
+  const fail = (why: string) => new UsageError(`invalid --rendezvous-url "${text}": ${why}`);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw fail("not a URL");
+  }
+  const scheme = url.protocol === "ws:" ? "ws" : url.protocol === "wss:" ? "wss" : undefined;
+  if (!scheme) throw fail("the scheme must be ws or wss");
+  if (scheme !== (secure ? "wss" : "ws")) {
+    throw fail(secure ? "use wss:// with --tls-cert" : "use ws:// (wss:// needs --tls-cert)");
+  }
+  if (url.hostname === "") throw fail("missing host");
+  if (url.username || url.password) throw fail("user info is not allowed");
+  if (url.pathname !== "/" && url.pathname !== "" || url.search || url.hash) {
+    throw fail("only scheme and host[:port] are allowed");
+  }
+  // An explicit :80/:443 is dropped by URL; it is still the port to bind.
+  const port = url.port === "" ? (scheme === "wss" ? 443 : 80) : Number(url.port);
+  return { scheme, bind: { hostname: url.hostname.replace(/^\[|\]$/g, ""), port } };
 }
 
 /** Numbers that must be integers ≥ `min`. */

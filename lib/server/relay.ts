@@ -6,11 +6,12 @@
 import type { Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
-import { STATUS_TEXT } from "../ws/http.ts";
+import { isValidKey, STATUS_TEXT } from "../ws/http.ts";
 import type { IncomingRequest } from "../ws/server.ts";
 import { buildAcceptMessage, MAX_CONTROL_MESSAGE, type PublicBase } from "./accept_message.ts";
-import { type AuthConfig, authorize, extractToken } from "./auth.ts";
+import { type AuthConfig, authorize, extractToken, hostKey } from "./auth.ts";
 import { type Direction, sleep } from "./bridge.ts";
+import type { ConnWatch } from "./conn_watch.ts";
 import { ControlChannel } from "./control.ts";
 import { joinRendezvous } from "./join.ts";
 import { ListenerRegistry } from "./registry.ts";
@@ -30,6 +31,18 @@ export interface RelayConfig {
   readonly tokenGraceMs: number;
   /** From `--public-url`; else accept addresses use the listener's Host header. */
   readonly publicBase?: PublicBase;
+  /**
+   * From `--rendezvous-url`: accept addresses point there, and accept dials are taken only there
+   * (like Azure's gateway hosts), so a listener that dials its own relay host instead fails here too.
+   */
+  readonly rendezvousBase?: PublicBase;
+  readonly pingIntervalMs: number;
+  readonly pongTimeoutMs: number;
+  readonly rendezvousIdleTimeoutMs: number;
+  /** Extra host names a SAS `sr` may name (lower case). */
+  readonly namespaceHosts: readonly string[];
+  /** Raw header names and read times of accepted connections. */
+  readonly watch: ConnWatch;
   readonly secure: boolean;
   /** `host:port` we are bound to, for listeners that sent no usable Host header. */
   readonly boundHost: string;
@@ -58,6 +71,8 @@ const CONTROL_MAX_MESSAGE = 64 * 1024;
 /** How long shutdown waits for listeners to answer our Close before dropping everything. */
 const SHUTDOWN_GRACE_MS = 1_000;
 const HOST_HEADER = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+/** Longest wait for one listener to take an accept message before the next one is tried. */
+const DISPATCH_TIMEOUT_MS = 5_000;
 
 export class Relay {
   readonly #cfg: RelayConfig;
@@ -119,7 +134,13 @@ export class Relay {
     }
   }
 
-  handle = async (req: IncomingRequest): Promise<void> => {
+  /** Requests on the main address. */
+  handle = (req: IncomingRequest): Promise<void> => this.#handle(req, "main");
+
+  /** Requests on the `--rendezvous-url` address: accept dials only. */
+  handleRendezvous = (req: IncomingRequest): Promise<void> => this.#handle(req, "rendezvous");
+
+  async #handle(req: IncomingRequest, via: "main" | "rendezvous"): Promise<void> {
     const route = parseRoute(req.target);
     if (route.kind === "healthz") {
       if (req.method !== "GET" && req.method !== "HEAD") {
@@ -132,13 +153,30 @@ export class Relay {
     if (!req.isWebSocketUpgrade) {
       return await this.#refuse(req, 400, "Bad Request: WebSocket upgrade required", t);
     }
+    // What lib/ws checks at upgrade, checked before a listener is woken for a sender that cannot
+    // be upgraded anyway.
+    if (req.headers.get("sec-websocket-version") !== "13") {
+      return await this.#refuse(req, 426, "Upgrade Required: unsupported WebSocket version", t, {
+        "Sec-WebSocket-Version": "13",
+      });
+    }
+    if (!isValidKey(req.headers.get("sec-websocket-key"))) {
+      return await this.#refuse(req, 400, "Bad Request: invalid Sec-WebSocket-Key", t);
+    }
     if (this.#stop.signal.aborted) {
       return await this.#refuse(req, 503, "Service Unavailable: relay shutting down", t);
+    }
+    const rendezvousOnly = this.#cfg.rendezvousBase !== undefined;
+    if (rendezvousOnly && (via === "rendezvous") !== (t.action === "accept")) {
+      const reason = via === "rendezvous"
+        ? "Endpoint does not exist: this address takes rendezvous dials only"
+        : "Endpoint does not exist: rendezvous dials go to the rendezvous address";
+      return await this.#refuse(req, 404, reason, t);
     }
     if (t.action === "listen") return await this.#listen(req, t);
     if (t.action === "connect") return await this.#connect(req, t);
     return await this.#accept(req, t);
-  };
+  }
 
   /** The longest configured HC name that `path` addresses (name or name/suffix). */
   #configuredHyco(path: string): string | undefined {
@@ -158,11 +196,14 @@ export class Relay {
       }
       hyco = match;
     }
+    const hosts = this.#relayHosts(req);
     const auth = await authorize(
       extractToken(req.headers, t.query),
       "Listen",
       t.path,
       this.#cfg.auth,
+      Date.now(),
+      hosts,
     );
     if (!auth.ok) return await this.#refuse(req, auth.status, auth.reason, t);
     // Our own id, not the listener's: `listener_id` in the listener's logs is a different value,
@@ -183,7 +224,9 @@ export class Relay {
       expiresAt: auth.expiresAt,
       graceMs: this.#cfg.tokenGraceMs,
       logger: log,
-      authorize: (token) => authorize(token, "Listen", t.path, this.#cfg.auth),
+      authorize: (token) => authorize(token, "Listen", t.path, this.#cfg.auth, Date.now(), hosts),
+      pingIntervalMs: this.#cfg.pingIntervalMs,
+      pongTimeoutMs: this.#cfg.pongTimeoutMs,
     });
     if (!this.#registry.add(hyco, ch)) {
       return await this.#refuse(
@@ -228,6 +271,8 @@ export class Relay {
       "Send",
       t.path,
       this.#cfg.auth,
+      Date.now(),
+      this.#relayHosts(req),
     );
     if (!auth.ok) return await this.#refuse(req, auth.status, auth.reason, t);
     hyco ??= this.#registry.matchListening(t.path);
@@ -235,47 +280,56 @@ export class Relay {
     if (hyco === undefined) return await this.#refuse(req, 404, noListener, t);
 
     const started = performance.now();
+    // Everything, dispatch included, must be over by then: a stuck listener holds nobody longer.
+    const deadline = started + this.#cfg.rendezvousTimeoutMs;
     const id = newRendezvousId(t.query.get("sb-hc-id"));
     const log = this.#log.with({ hyco, rendezvous_id: id });
     const pending = this.#pending.create(id);
     const tried = new Set<ControlChannel>();
     let chosen: ControlChannel | undefined;
     await this.#delay();
+    const rawHeaderNames = this.#cfg.watch.info(req.remoteAddr)?.rawHeaderNames;
     while (!this.#stop.signal.aborted) {
       const ch = this.#registry.pick(hyco, tried);
       if (!ch) break;
       tried.add(ch);
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
       const message = buildAcceptMessage({
-        base: this.#cfg.publicBase ?? { scheme: this.#cfg.secure ? "wss" : "ws", host: ch.host },
+        base: this.#cfg.rendezvousBase ?? this.#cfg.publicBase ??
+          { scheme: this.#cfg.secure ? "wss" : "ws", host: ch.host },
         rawPath: t.rawPath,
         rawQuery: t.rawQuery,
         id,
         headers: req.headers,
+        rawHeaderNames,
         remote: req.remoteAddr,
       });
       if (message.length > MAX_CONTROL_MESSAGE) {
         this.#pending.expire(id);
         return await this.#refuse(req, 431, "Request Header Fields Too Large", t);
       }
-      try {
-        await ch.send(message);
+      const sent = await sendWithin(ch, message, Math.min(remaining, DISPATCH_TIMEOUT_MS));
+      if (sent === "sent") {
         chosen = ch;
         break;
-      } catch (err) {
-        log.debug("accept dispatch failed, trying the next listener", {
-          registration_id: ch.id,
-          error: err,
-        });
       }
+      log.debug("accept dispatch failed, trying the next listener", {
+        registration_id: ch.id,
+        error: sent === "timeout" ? "listener did not take the accept in time" : sent.error,
+      });
     }
     if (!chosen) {
       this.#pending.expire(id);
       if (this.#stop.signal.aborted) return await this.#refuse(req, 503, "Service Unavailable", t);
+      if (performance.now() >= deadline) {
+        return await this.#refuse(req, 504, "Gateway Timeout: no listener took the connection", t);
+      }
       return await this.#refuse(req, 404, noListener, t);
     }
     log.debug("accept dispatched", { registration_id: chosen.id });
 
-    const outcome = await this.#awaitOutcome(pending.outcome, id);
+    const outcome = await this.#awaitOutcome(pending.outcome, id, deadline);
     if (outcome === "timeout" || outcome === "shutdown") {
       const [status, reason] = outcome === "timeout"
         ? [504, "Gateway Timeout: the listener did not accept in time"]
@@ -299,6 +353,8 @@ export class Relay {
         latencyMs: this.#cfg.latencyMs,
         inFlightBytes: this.#cfg.inFlightBytes,
         halfClosedTimeoutMs: this.#cfg.halfClosedTimeoutMs,
+        idleTimeoutMs: this.#cfg.rendezvousIdleTimeoutMs,
+        lastActivity: () => this.#lastRead(req, outcome.req),
         signal: this.#stop.signal,
         log: log.with({ registration_id: chosen.id }),
         started,
@@ -319,10 +375,11 @@ export class Relay {
   async #awaitOutcome(
     outcome: Promise<Outcome>,
     id: string,
+    deadline: number,
   ): Promise<Outcome | "timeout" | "shutdown"> {
     const timer = new AbortController();
     const fired = sleep(
-      this.#cfg.rendezvousTimeoutMs,
+      Math.max(0, deadline - performance.now()),
       AbortSignal.any([timer.signal, this.#stop.signal]),
     )
       .then(() => this.#stop.signal.aborted ? "shutdown" as const : "timeout" as const);
@@ -336,15 +393,15 @@ export class Relay {
 
   async #accept(req: IncomingRequest, t: HcTarget): Promise<void> {
     const id = t.query.get("sb-hc-id") ?? "";
-    const code = t.query.get("sb-hc-statusCode") ?? t.query.get("statusCode");
+    // Only the prefixed names, as on Azure: `statusCode` is an application parameter there.
+    const code = t.query.get("sb-hc-statusCode");
     if (code !== null) {
       const status = Number(code);
       if (!/^\d{3}$/.test(code) || status < 200 || status > 599) {
         return await this.#refuse(req, 400, "Bad Request: invalid sb-hc-statusCode", t);
       }
       const description = reasonPhrase(
-        t.query.get("sb-hc-statusDescription") ?? t.query.get("statusDescription") ??
-          STATUS_TEXT[status] ?? "",
+        t.query.get("sb-hc-statusDescription") ?? STATUS_TEXT[status] ?? "",
       );
       if (!this.#pending.claim(id, { kind: "reject", status, description })) {
         return await this.#refuse(req, 403, "Forbidden: URL not valid", t);
@@ -367,11 +424,37 @@ export class Relay {
     return HOST_HEADER.test(host) ? host : this.#cfg.boundHost;
   }
 
+  /**
+   * The names a SAS `sr` may carry as host: the one the client reached us by (Host header) and the
+   * public URL's host — the local stand-ins for Azure's namespace host.
+   */
+  #relayHosts(req: IncomingRequest): Set<string> {
+    const hosts = new Set<string>(this.#cfg.namespaceHosts);
+    for (const host of [req.headers.get("host"), this.#cfg.publicBase?.host]) {
+      const name = host ? hostnameOf(host) : undefined;
+      if (name !== undefined) hosts.add(name);
+    }
+    return hosts;
+  }
+
+  /** When either leg of a rendezvous last received bytes. */
+  #lastRead(a: IncomingRequest, b: IncomingRequest): number {
+    const at = (r: IncomingRequest) =>
+      this.#cfg.watch.info(r.remoteAddr)?.lastReadAt ?? performance.now();
+    return Math.max(at(a), at(b));
+  }
+
   async #delay(): Promise<void> {
     if (this.#cfg.latencyMs > 0) await sleep(this.#cfg.latencyMs, this.#stop.signal);
   }
 
-  async #refuse(req: IncomingRequest, status: number, reason: string, t?: HcTarget): Promise<void> {
+  async #refuse(
+    req: IncomingRequest,
+    status: number,
+    reason: string,
+    t?: HcTarget,
+    headers?: Record<string, string>,
+  ): Promise<void> {
     this.#log.info("request refused", {
       action: t?.action,
       path: t?.path,
@@ -379,7 +462,7 @@ export class Relay {
       reason,
       remote: remoteOf(req),
     });
-    await respondQuietly(req, status, reason);
+    await respondQuietly(req, status, reason, headers);
   }
 }
 
@@ -389,9 +472,42 @@ export function reasonPhrase(text: string): string {
   return clean.length > 512 ? clean.slice(0, 512) : clean;
 }
 
-async function respondQuietly(req: IncomingRequest, status: number, reason: string): Promise<void> {
+async function respondQuietly(
+  req: IncomingRequest,
+  status: number,
+  reason: string,
+  headers?: Record<string, string>,
+): Promise<void> {
   const phrase = reasonPhrase(reason);
-  await req.respond(status, { reason: phrase, body: phrase + "\n" }).catch(() => {});
+  await req.respond(status, { reason: phrase, headers, body: phrase + "\n" }).catch(() => {});
+}
+
+/**
+ * Sends an accept message with a deadline: "timeout" when the listener did not take it in time (the
+ * write goes on in the background and may still reach it; its dial-back then finds the id used).
+ */
+async function sendWithin(
+  ch: ControlChannel,
+  message: string,
+  timeoutMs: number,
+): Promise<"sent" | "timeout" | { readonly error: unknown }> {
+  const timer = new AbortController();
+  const sending = ch.send(message).then(() => "sent" as const, (error: unknown) => ({ error }));
+  const result = await Promise.race([
+    sending,
+    sleep(timeoutMs, timer.signal).then(() => "timeout" as const),
+  ]);
+  timer.abort();
+  return result;
+}
+
+/** The host name of a Host header value or URL host (lower case, no port, no brackets). */
+function hostnameOf(host: string): string | undefined {
+  try {
+    return hostKey(new URL(`http://${host}`).hostname);
+  } catch {
+    return undefined;
+  }
 }
 
 function remoteOf(req: IncomingRequest): string {

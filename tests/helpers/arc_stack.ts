@@ -45,15 +45,18 @@ export const staticCredential: CredentialLike = {
 /** Disposing closes the agents, then the relay, then the ARM. */
 export async function startArcStack(o: ArcStackOptions): Promise<ArcStack> {
   const key = randomKey();
+  const namespaceName = o.namespaceName ?? "azgnrelay-westeurope-l1";
   const relay = await startRelayServer({
     bind: "127.0.0.1:0",
+    // The ARM answer names the Azure namespace; its tokens are signed for that host.
+    namespaceHosts: [`${namespaceName}.servicebus.windows.net`],
     policies: [{ name: o.keyName, key, rights: ["Listen", "Send"] }],
     tls: o.tls && { cert: o.tls.cert, key: o.tls.key },
   });
   const arm = startFakeArm({
     resourceId: o.resourceId,
     relay: {
-      namespaceName: o.namespaceName ?? "azgnrelay-westeurope-l1",
+      namespaceName,
       namespaceNameSuffix: "servicebus.windows.net",
       hybridConnectionName: o.hybridConnectionName,
       keyName: o.keyName,

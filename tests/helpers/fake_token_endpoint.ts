@@ -11,6 +11,11 @@ export interface FakeTokenEndpointOptions {
   jwtKey: string;
   /** Token lifetime reported to the client and written into `exp`; default 3600 s. */
   lifetimeSec?: number;
+  /**
+   * The `roles` claim: what relay-server grants (its stand-in for the Azure Relay Listener/Sender/
+   * Owner role assignments); default Listen and Send. `null` leaves the claim out.
+   */
+  roles?: readonly string[] | null;
 }
 
 export interface TokenRequest {
@@ -57,6 +62,7 @@ export async function signHs256Jwt(claims: Record<string, unknown>, key: string)
 export function startFakeTokenEndpoint(opts: FakeTokenEndpointOptions): FakeTokenEndpoint {
   const header = crypto.randomUUID();
   const lifetimeSec = opts.lifetimeSec ?? 3600;
+  const roles = opts.roles === undefined ? ["Listen", "Send"] : opts.roles;
   const requests: TokenRequest[] = [];
   let mode: TokenMode = { kind: "ok" };
 
@@ -89,6 +95,7 @@ export function startFakeTokenEndpoint(opts: FakeTokenEndpointOptions): FakeToke
       iat: now,
       nbf: now - 5,
       exp,
+      ...(roles === null ? {} : { roles }),
     }, opts.jwtKey);
     return Response.json({
       access_token: token,

@@ -119,8 +119,8 @@ Deno.test("arc port-forward: two concurrent connections, one ARM call", async ()
   assert.deepEqual(list.body, { serviceName: "SSH" });
   assert.equal(c.echo.accepted, 2);
   for (const h of c.agentHeaders()) {
-    assert.equal(h["microsoft-guestgateway-target"], `localhost:${c.echo.port}`);
-    assert.equal(h["service-configuration-token"], c.arm.tokenFor(c.echo.port));
+    assert.equal(h["Microsoft-Guestgateway-Target"], `localhost:${c.echo.port}`);
+    assert.equal(h["Service-Configuration-Token"], c.arm.tokenFor(c.echo.port));
   }
   assert.ok(c.lines.some((l) => /msg="arc port-forward listening" bind=127\.0\.0\.1:\d+ /.test(l)));
   assertNoSecrets(c);
@@ -182,7 +182,7 @@ Deno.test("arc: a machine configured for port 22 is pointed at --port, and the a
     "list",
   ]);
   assert.equal(c.arm.serviceConfigs.get("SSH"), c.echo.port);
-  assert.deepEqual(c.agentHeaders().map((h) => h["service-configuration-token"]), [
+  assert.deepEqual(c.agentHeaders().map((h) => h["Service-Configuration-Token"]), [
     c.arm.tokenFor(c.echo.port),
   ]);
   assertNoSecrets(c);

@@ -126,6 +126,25 @@ Deno.test("entra: an expired token is refused by the relay", async () => {
   }
 });
 
+Deno.test("entra: a token whose roles lack Send is refused with 403; no roles at all, 401", async () => {
+  for (const [roles, status] of [[["Listen"], 403], [null, 401]] as const) {
+    const fake = startFakeTokenEndpoint({ jwtKey: JWT_KEY, roles });
+    const relay = await startRelayServer({ bind: "127.0.0.1:0", entraJwtKey: JWT_KEY });
+    try {
+      const r = await runCli(
+        ["relay-sender", "connect", "--relay", relay.url, "--hyco", HYCO, "127.0.0.1:22"],
+        { env: entraEnv(fake), stdin: "" },
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`HTTP ${status}`));
+      assert.match(r.stderr, /Azure Relay Sender role/);
+    } finally {
+      await relay.close();
+      await fake.close();
+    }
+  }
+});
+
 Deno.test("entra: no working credential gives one explained line and exit 1", async () => {
   const fake = startFakeTokenEndpoint({ jwtKey: JWT_KEY });
   fake.setMode({ kind: "error", status: 400 });

@@ -193,7 +193,7 @@ Deno.test("extractToken: header first, then form-decoded query", () => {
   );
 });
 
-Deno.test("audiencePath ignores scheme, host and port; decodes; trims slashes", () => {
+Deno.test("audiencePath ignores scheme and port; decodes; trims slashes; needs a scheme", () => {
   assert.equal(audiencePath("https%3A%2F%2Fns.servicebus.windows.net%2Fhyco"), "hyco");
   assert.equal(
     audiencePath("http%3a%2f%2fns.servicebus.windows.net%3a443%2fHyco%2fsub%2f"),
@@ -201,7 +201,10 @@ Deno.test("audiencePath ignores scheme, host and port; decodes; trims slashes", 
   );
   assert.equal(audiencePath("sb%3A%2F%2Fns%2F"), "");
   assert.equal(audiencePath("http%3A%2F%2Fns"), "");
-  assert.equal(audiencePath("ns.example%2Fa%2520b"), "a b");
+  assert.equal(audiencePath("http%3A%2F%2Fns.example%2Fa%2520b"), "a b");
+  // Not a URI: before, `sr=other` read as host "other" and granted the whole namespace.
+  assert.equal(audiencePath("other"), undefined);
+  assert.equal(audiencePath("ns.example%2Fhyco"), undefined);
   assert.equal(audiencePath("%ZZ"), undefined);
   assert.equal(audiencePath("http%3A%2F%2F%5B"), undefined);
 });
@@ -300,21 +303,26 @@ Deno.test("authorize: 403 for wrong audience or missing right; Manage implies bo
   assert.ok(!r.ok && /lacks the Listen right/.test(r.reason));
 });
 
-Deno.test("authorize: HS256 JWTs (raw or Bearer) grant Listen and Send", async () => {
+Deno.test("authorize: HS256 JWTs (raw or Bearer) grant what their roles list", async () => {
   const exp = LATER;
-  const good = jwt({ exp, aud: "https://relay.azure.net", sub: "me" });
+  const roles = ["Listen", "Send"];
+  const good = jwt({ exp, aud: "https://relay.azure.net", sub: "me", roles });
   assert.deepEqual(await authorize(good, "Listen", "hyco", CFG, NOW), {
     ok: true,
     expiresAt: exp * 1000,
     principal: "jwt:me",
   });
   assert.equal((await authorize(`Bearer ${good}`, "Send", "x", CFG, NOW)).ok, true);
-  assert.equal((await authorize(jwt({ exp }), "Send", "x", CFG, NOW)).ok, true);
+  assert.equal((await authorize(jwt({ exp, roles }), "Send", "x", CFG, NOW)).ok, true);
   const noKey = await authorize(good, "Send", "x", { policies: POLICIES }, NOW);
   assert.ok(!noKey.ok && noKey.status === 401);
   for (
     const [token, why] of [
-      [jwt({ exp }, "other-secret"), /invalid JWT signature/],
+      [jwt({ exp, roles }, "other-secret"), /invalid JWT signature/],
+      [jwt({ exp }), /no Listen, Send or Manage role/],
+      [jwt({ exp, roles: [] }), /no Listen, Send or Manage role/],
+      [jwt({ exp, roles: "Send" }), /no Listen, Send or Manage role/],
+      [jwt({ exp, roles: ["Reader"] }), /no Listen, Send or Manage role/],
       [jwt({ exp: NOW / 1000 - 1 }), /JWT expired/],
       [jwt({}), /no exp/],
       [jwt({ exp, nbf: NOW / 1000 + 600 }), /not yet valid/],
@@ -342,4 +350,49 @@ Deno.test("verifyHs256Jwt and audienceIsRelay edge cases", async () => {
   assert.ok(!audienceIsRelay(["https://evil.example"]));
   const r = await verifyHs256Jwt(jwt({ exp: 2e9, nbf: NOW / 1000 + 30 }), "jwt-secret", NOW);
   assert.equal(r.ok, true, "nbf within the allowed skew");
+});
+
+Deno.test("authorize: a JWT's roles grant Listen, Send or both (Manage); a missing one is 403", async () => {
+  const status = async (roles: unknown, right: "Listen" | "Send") => {
+    const r = await authorize(jwt({ exp: LATER, roles }), right, "hyco", CFG, NOW);
+    return r.ok ? 200 : r.status;
+  };
+  assert.equal(await status(["Listen"], "Listen"), 200);
+  assert.equal(await status(["Listen"], "Send"), 403);
+  assert.equal(await status(["send"], "Send"), 200);
+  assert.equal(await status(["Send"], "Listen"), 403);
+  assert.equal(await status(["Manage"], "Listen"), 200);
+  assert.equal(await status(["Manage"], "Send"), 200);
+  assert.equal(await status(["Reader", "Send"], "Send"), 200);
+  const r = await authorize(jwt({ exp: LATER, roles: ["Send"] }), "Listen", "hyco", CFG, NOW);
+  assert.ok(!r.ok && r.reason === "Forbidden: JWT lacks the Listen role");
+});
+
+Deno.test("authorize: an sr without scheme is refused; with hosts given, the sr host must be one", async () => {
+  // `sr=other` signed with a real key: before, it passed as a namespace-wide grant.
+  const bare = foreignSas("other", "k-all", "all", LATER);
+  for (const path of ["hyco", "any/thing"]) {
+    const r = await authorize(bare, "Send", path, CFG, NOW);
+    assert.ok(!r.ok && r.status === 401 && /malformed SAS resource/.test(r.reason), path);
+  }
+  const hosts = new Set(["127.0.0.1", "relay.example"]);
+  const tok = (uri: string) => createSasToken(uri, "all", "k-all", LATER);
+  const status = async (token: string) => {
+    const r = await authorize(token, "Listen", "hyco", CFG, NOW, hosts);
+    return r.ok ? 200 : `${r.status} ${r.reason}`;
+  };
+  assert.equal(await status(await tok("https://127.0.0.1:8080/hyco")), 200);
+  assert.equal(await status(await tok("sb://Relay.Example/hyco")), 200);
+  assert.equal(
+    await status(foreignSas("http%3A%2F%2FRELAY.example%3A443%2Fhyco%2F", "k-all", "all", LATER)),
+    200,
+  );
+  assert.equal(
+    await status(await tok("https://other.example/hyco")),
+    "401 Unauthorized: token audience (sr) names another host",
+  );
+  assert.equal(
+    await status(await tok("https://localhost/hyco")),
+    "401 Unauthorized: token audience (sr) names another host",
+  );
 });

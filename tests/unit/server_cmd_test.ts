@@ -43,6 +43,11 @@ Deno.test("relay-server: bad flag values are usage errors", async () => {
     [["--rendezvous-timeout", "5"], /--rendezvous-timeout/],
     [["--rendezvous-timeout", "0s"], /--rendezvous-timeout/],
     [["--latency", "-1s"], /--latency/],
+    [["--rendezvous-idle-timeout", "0s"], /--rendezvous-idle-timeout must be positive/],
+    [["--rendezvous-idle-timeout", "soon"], /--rendezvous-idle-timeout/],
+    [["--rendezvous-url", "http://127.0.0.2:0"], /invalid --rendezvous-url.*ws or wss/],
+    [["--rendezvous-url", "wss://127.0.0.2:0"], /invalid --rendezvous-url.*--tls-cert/],
+    [["--rendezvous-url", "ws://127.0.0.2:0/x"], /invalid --rendezvous-url.*only scheme/],
     [["--max-message-size", "big"], /--max-message-size/],
     [["--sas-policy", "nokey"], /--sas-policy/],
     [["--hyco", "/"], /--hyco/],
@@ -95,10 +100,19 @@ Deno.test("relay-server: runs until SIGTERM, then returns", async () => {
       "two",
       "--latency",
       "1ms",
+      "--rendezvous-url",
+      "ws://127.0.0.2:0",
+      "--rendezvous-idle-timeout",
+      "90s",
     );
     const url = await listening;
     const health = await fetch(`${url.replace("ws://", "http://")}/healthz`);
     assert.equal(await health.text(), "ok");
+    const line = lines.find((l) => l.includes('msg="relay-server listening"')) ?? "";
+    const rendezvous = /rendezvous_url=ws:\/\/(127\.0\.0\.2:\d+)/.exec(line);
+    assert.ok(rendezvous, line);
+    const atGateway = await fetch(`http://${rendezvous[1]}/healthz`);
+    assert.equal(await atGateway.text(), "ok");
     Deno.kill(Deno.pid, "SIGTERM");
     await running;
     assert.ok(lines.some((l) => l.includes('msg="relay-server stopped"')));
@@ -348,7 +362,11 @@ Deno.test("relay-server: policies and the JWT secret from files are the ones in 
       // The trailing newline of the secret file is not part of the secret.
       const jwt = (secret: string) =>
         signHs256Jwt(
-          { exp: Math.floor(Date.now() / 1000) + 600, aud: "https://relay.azure.net" },
+          {
+            exp: Math.floor(Date.now() / 1000) + 600,
+            aud: "https://relay.azure.net",
+            roles: ["Listen"],
+          },
           secret,
         );
       const viaJwt = await dial("listen", await jwt("jwt-secret"));

@@ -20,11 +20,20 @@ export const POLICIES: SasPolicy[] = [
   { name: "send", key: "k-send", rights: ["Send"] },
 ];
 
-/** A SAS token for `path` signed with one of POLICIES, valid for an hour, as the Go tool makes it. */
-export async function sasToken(path: string, policy = "all"): Promise<string> {
+/**
+ * A SAS token for `path` on `host` (the relay's host, which the relay checks) signed with one of
+ * POLICIES, valid for an hour, as the Go tool makes it.
+ */
+export async function sasToken(path: string, policy = "all", host = "127.0.0.1"): Promise<string> {
   const p = POLICIES.find((x) => x.name === policy);
   if (!p) throw new Error(`no policy ${policy}`);
-  return await createSasToken(`https://127.0.0.1/${path}`, p.name, p.key, Date.now() / 1000 + 3600);
+  return await createSasToken(`https://${host}/${path}`, p.name, p.key, Date.now() / 1000 + 3600);
+}
+
+/** A header of an accept message, looked up case-insensitively (as every listener does). */
+export function connectHeader(accept: AcceptMessage, name: string): string | undefined {
+  const want = name.toLowerCase();
+  return Object.entries(accept.connectHeaders).find(([k]) => k.toLowerCase() === want)?.[1];
 }
 
 /** Runs `fn` against a fresh relay on a free loopback port; always closes it. */
@@ -64,7 +73,8 @@ async function dial(
   action: "listen" | "connect",
   o: ClientOptions,
 ): Promise<WebSocketConn> {
-  const token = o.token ?? await sasToken(decodeURIComponent(path));
+  const token = o.token ??
+    await sasToken(decodeURIComponent(path), "all", new URL(srv.url).hostname);
   const headers: Record<string, string> = { ...o.headers };
   if (o.header) headers.ServiceBusAuthorization = token;
   return await connectWebSocket(hcUrl(srv, path, action, token, o), {

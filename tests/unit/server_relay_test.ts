@@ -12,6 +12,7 @@ import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import {
   acceptConnection,
   closePair,
+  connectHeader,
   connectSender,
   expectStatus,
   listen,
@@ -48,9 +49,9 @@ Deno.test("listen + connect + accept: messages both ways keep type and boundarie
     const { accept, conn: lconn } = await acceptConnection(control);
     const sender = await senderP;
     assert.match(accept.id, /^sender-1_[0-9a-f-]{36}$/);
-    assert.equal(accept.connectHeaders["x-custom"], "hello");
-    assert.ok(accept.connectHeaders["sec-websocket-key"]);
-    assert.equal(accept.connectHeaders["servicebusauthorization"], undefined);
+    assert.equal(connectHeader(accept, "x-custom"), "hello");
+    assert.ok(connectHeader(accept, "sec-websocket-key"));
+    assert.equal(connectHeader(accept, "servicebusauthorization"), undefined);
     assert.ok(!accept.address.includes("sb-hc-token"));
     assert.match(
       accept.address,
@@ -93,7 +94,7 @@ Deno.test("subprotocol: the listener's choice is echoed to both legs", async () 
     const control = await listen(srv, "hyco");
     const senderP = connectSender(srv, "hyco", { protocols: ["p1", "p2"] });
     const { conn: lconn, accept } = await acceptConnection(control, ["p2"]);
-    assert.equal(accept.connectHeaders["sec-websocket-protocol"], "p1, p2");
+    assert.equal(connectHeader(accept, "sec-websocket-protocol"), "p1, p2");
     const sender = await senderP;
     assert.equal(lconn.protocol, "p2");
     assert.equal(sender.protocol, "p2");
@@ -191,6 +192,7 @@ Deno.test("HS256 JWTs are accepted with --entra-jwt-key", async () => {
     const jwt = await signHs256Jwt({
       exp: Math.floor(Date.now() / 1000) + 600,
       aud: "https://relay.azure.net",
+      roles: ["Listen", "Send"],
     }, "shh");
     const control = await listen(srv, "hyco", jwt);
     const senderP = connectSender(srv, "hyco", { token: jwt, header: true });
@@ -264,7 +266,6 @@ Deno.test("reject: the sender gets the listener's status and reason, the listene
           401,
           "Status Description from test",
         ],
-        ["statusCode=503&statusDescription=busy+now", 503, "busy now"],
         ["sb-hc-statusCode=418", 418, ""],
         [
           "sb-hc-statusCode=400&sb-hc-statusDescription=evil%0D%0AX-Injected:%201",
@@ -284,6 +285,17 @@ Deno.test("reject: the sender gets the listener's status and reason, the listene
       assert.equal(err.statusText, reason);
       assert.equal(err.headers.get("x-injected"), null);
     }
+    // Without the sb-hc- prefix (as Node libraries write it) they are application parameters, as
+    // on Azure: the dial is an accept.
+    const senderP = connectSender(srv, "hyco");
+    const accept = await nextAccept(control);
+    const lconn = await connectWebSocket(
+      `${accept.address}&statusCode=503&statusDescription=busy`,
+      {
+        proxy: "none",
+      },
+    );
+    await closePair(await senderP, lconn);
     await control.close();
   });
 });
@@ -326,7 +338,7 @@ Deno.test("a listener whose token lapsed (plus grace) is closed with 1008", asyn
     const control = await listen(
       srv,
       "hyco",
-      await createSasToken("https://h/hyco", "all", "k-all", se),
+      await createSasToken("https://127.0.0.1/hyco", "all", "k-all", se),
     );
     assert.equal(await control.receive(), null);
     assert.ok(Date.now() >= se * 1000);

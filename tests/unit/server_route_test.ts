@@ -7,7 +7,12 @@ import {
   type Route,
   trimSlashes,
 } from "../../lib/server/route.ts";
-import { acceptAddress, buildAcceptMessage } from "../../lib/server/accept_message.ts";
+import {
+  acceptAddress,
+  buildAcceptMessage,
+  escapeUrlPart,
+} from "../../lib/server/accept_message.ts";
+import { headerNames } from "../../lib/server/conn_watch.ts";
 import { ListenerRegistry } from "../../lib/server/registry.ts";
 import { newRendezvousId, RendezvousTable } from "../../lib/server/rendezvous.ts";
 
@@ -178,4 +183,36 @@ Deno.test("newRendezvousId leads with a safe sender id and is otherwise random",
   assert.match(newRendezvousId("bad id&"), new RegExp(`^${uuid.source}`));
   assert.match(newRendezvousId("x".repeat(65)), new RegExp(`^${uuid.source}`));
   assert.notEqual(newRendezvousId(null), newRendezvousId(null));
+});
+
+Deno.test("accept address: '#' and '?' and raw bytes are escaped, existing escapes kept", () => {
+  const base = { scheme: "ws" as const, host: "h:1" };
+  assert.equal(
+    acceptAddress({ base, rawPath: "a#b?c%2F\xc3\xa9 d", rawQuery: "x=1#y&q=a?b", id: "i" }),
+    "ws://h:1/$hc/a%23b%3Fc%2F%C3%A9%20d?x=1%23y&q=a?b&sb-hc-action=accept&sb-hc-id=i",
+  );
+  assert.equal(escapeUrlPart("100%", /[0-9]/), "100%25");
+  assert.equal(escapeUrlPart("%zz%4a", /[a-z0-9]/), "%25zz%4a");
+});
+
+Deno.test("connectHeaders use the raw names when given, first spelling of a repeated name", () => {
+  const headers = new Headers([["X-Multi", "1"], ["x-multi", "2"], [
+    "ServiceBusAuthorization",
+    "s",
+  ]]);
+  headers.set("host", "h");
+  const json = buildAcceptMessage({
+    base: { scheme: "ws", host: "h" },
+    rawPath: "hyco",
+    rawQuery: "",
+    id: "i",
+    headers,
+    rawHeaderNames: headerNames(
+      new TextEncoder().encode(
+        "GET / HTTP/1.1\r\nHOST: h\r\nX-Multi: 1\r\nx-multi: 2\r\nServiceBusAuthorization: s",
+      ),
+    ),
+    remote: { hostname: "127.0.0.1", port: 1 },
+  });
+  assert.deepEqual(JSON.parse(json).accept.connectHeaders, { HOST: "h", "X-Multi": "1, 2" });
 });
