@@ -2,6 +2,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { runListener } from "../lib/listener/service.ts";
+import { parseAcceptHost } from "../lib/relay/accept_address.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
 import { drainOption, durationOrDefault, keepaliveOption, type RelayFlags } from "./common.ts";
@@ -13,6 +14,19 @@ function parseMaxConnections(text: string): number {
     throw new UsageError(`invalid --max-connections "${text}": expected a number >= 0`);
   }
   return Number(text);
+}
+
+/** `--relay-accept-host` values (each may be a comma list, as the environment variable is). */
+function parseAcceptHosts(values: readonly string[]): string[] {
+  const hosts = values.flatMap((v) => v.split(",")).map((h) => h.trim()).filter((h) => h !== "");
+  for (const h of hosts) {
+    try {
+      parseAcceptHost(h);
+    } catch {
+      throw new UsageError(`invalid --relay-accept-host "${h}": expected host or host:port`);
+    }
+  }
+  return hosts;
 }
 
 export function register(program: Command): void {
@@ -29,6 +43,14 @@ export function register(program: Command): void {
       ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
     .addOption(
+      new Option(
+        "--relay-accept-host <host>",
+        "a further host (host or host:port) the relay may send rendezvous addresses for (repeatable)",
+      )
+        .env("AZTUNNEL_RELAY_ACCEPT_HOSTS")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
+    )
+    .addOption(
       new Option("--max-connections <n>", "max concurrent tunnels (0 = unlimited)").default("0"),
     )
     .addOption(
@@ -39,6 +61,7 @@ export function register(program: Command): void {
     .addOption(drainOption())
     .action(async (hyco, flags, cmd) => {
       const allowlist = parseAllowlist(flags.allow ?? []);
+      const acceptHosts = parseAcceptHosts(flags.relayAcceptHost ?? []);
       const maxConnections = parseMaxConnections(flags.maxConnections);
       const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
       const keepAlive = keepAliveFlag(flags.tcpKeepalive);
@@ -49,6 +72,8 @@ export function register(program: Command): void {
         runListener({
           ...relay,
           tokens: ops.tokens(relay.tokens),
+          relaySuffix: (flags as RelayFlags).relaySuffix,
+          acceptHosts,
           allowlist,
           maxConnections,
           connectTimeoutMs,

@@ -7,6 +7,7 @@ import type { Logger } from "../observe/log.ts";
 import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
 import {
+  clipForLog,
   type ConnectEnvelope,
   type ConnectResponse,
   decodeEnvelope,
@@ -90,7 +91,7 @@ export async function handleTunnel(
   try {
     env = decodeEnvelope(first.text);
   } catch (err) {
-    log.warn("invalid envelope", { error: errorMessage(err) });
+    log.warn("invalid envelope", { error: clipForLog(errorMessage(err)) });
     error("envelope_error");
     return await refuse({ error: "invalid envelope" });
   }
@@ -99,16 +100,17 @@ export async function handleTunnel(
     error("envelope_error");
     return await refuse({ error: "unsupported protocol version" });
   }
-  if (env.bridge_id) log = log.with({ bridge_id: env.bridge_id });
+  if (env.bridge_id) log = log.with({ bridge_id: clipForLog(env.bridge_id) });
   const target = env.target;
-  log.info("connection requested", { target });
+  const logged = clipForLog(target);
+  log.info("connection requested", { target: logged });
   if (target === "") {
     log.warn("invalid envelope", { error: "missing target" });
     error("envelope_error");
     return await refuse({ error: "missing target" });
   }
   if (cfg.allowlist && !cfg.allowlist.allows(target)) {
-    log.warn("target not allowed", { target });
+    log.warn("target not allowed", { target: logged });
     error("allowlist_rejected");
     return await refuse({ error: "target not allowed", code: "not_allowed" });
   }
@@ -124,7 +126,7 @@ export async function handleTunnel(
     });
   } catch (err) {
     const code = err instanceof TargetDialError ? err.dialCode : classifyDialError(err);
-    log.warn("dial target failed", { target, error: errorMessage(err), code });
+    log.warn("dial target failed", { target: logged, error: clipForLog(errorMessage(err)), code });
     error(dialReason(code));
     return await refuse({ error: "connection failed", code });
   } finally {
@@ -140,7 +142,7 @@ export async function handleTunnel(
   }
   const leave = ctx.enterBridge?.();
   try {
-    await observedBridge("listener", target, conn, ws, {
+    await observedBridge("listener", logged, conn, ws, {
       halfClose: features.includes(FEATURE_HALF_CLOSE),
       signal: ctx.signal,
       pingIntervalMs: cfg.pingIntervalMs,

@@ -6,12 +6,14 @@
  */
 import { errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
+import { acceptAddressPolicy } from "../relay/accept_address.ts";
 import { type AcceptMessage, runControlChannel } from "../relay/control_channel.ts";
 import type { RelayEndpoint } from "../relay/endpoint.ts";
 import { newId } from "../relay/ids.ts";
 import { acceptRendezvous, rejectRendezvous } from "../relay/rendezvous.ts";
 import type { TokenProvider } from "../relay/token.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
+import { MAX_ENVELOPE_SIZE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
 import { type HandlerConfig, handleTunnel } from "./handler.ts";
@@ -21,6 +23,10 @@ export interface ListenerOptions {
   entity: string;
   tokens: TokenProvider;
   caCerts?: string[];
+  /** `--relay-suffix`: its hosts count as the relay's domain for accept addresses. */
+  relaySuffix?: string;
+  /** `--relay-accept-host`: further hosts (`host` or `host:port`) accept addresses may name. */
+  acceptHosts?: readonly string[];
   /** null: every target is permitted (a WARN says so at start). */
   allowlist: Allowlist | null;
   /** Concurrent tunnels; 0 = unlimited. Accepts beyond it are refused with 503. */
@@ -61,6 +67,10 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     observer: opts.observer,
     ...opts.handler,
   };
+  const acceptPolicy = acceptAddressPolicy(opts.endpoint, {
+    suffix: opts.relaySuffix,
+    extraHosts: opts.acceptHosts,
+  });
   const tracker = new TaskTracker(opts.signal);
   const opening = tracker.stopSignal;
   let active = 0;
@@ -89,6 +99,9 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
           logger: ctx.logger,
           // The drain aborts `opening` before `cancelSignal`, so this covers both.
           signal: opening,
+          // Go's read limit, for the envelope and (lib/ws has one limit per socket) every message
+          // after it: Go and Deno senders never send larger ones.
+          maxMessageSize: MAX_ENVELOPE_SIZE,
         });
         await handleTunnel(ws, cfg, {
           logger: ctx.logger,
@@ -112,6 +125,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     caCerts: opts.caCerts,
     logger: log,
     signal: opts.signal,
+    acceptPolicy,
     onAccept,
     onConnectedChange: opts.onConnectedChange,
     reconnectBaseMs: opts.controlChannel?.reconnectBaseMs,

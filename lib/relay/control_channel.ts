@@ -10,7 +10,17 @@ import { connectWebSocket } from "../ws/client.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsHandshakeError } from "../ws/errors.ts";
 import { backoffDelay } from "./backoff.ts";
-import { type AcceptMessage, parseControlMessage } from "./control_message.ts";
+import {
+  type AcceptAddressPolicy,
+  acceptAddressPolicy,
+  refuseAcceptAddress,
+} from "./accept_address.ts";
+import {
+  type AcceptMessage,
+  parseControlMessage,
+  type RequestMessage,
+  responseMessage,
+} from "./control_message.ts";
 import {
   authFailureMessage,
   describeDialFailure,
@@ -19,6 +29,7 @@ import {
 } from "./dial_error.ts";
 import type { RelayEndpoint } from "./endpoint.ts";
 import { newId } from "./ids.ts";
+import { answerRequestRendezvous } from "./rendezvous.ts";
 import { renewLoop } from "./renew.ts";
 import { sleep } from "./sleep.ts";
 import type { Token, TokenProvider } from "./token.ts";
@@ -44,7 +55,9 @@ export interface ControlChannelOptions {
   logger: Logger;
   /** Stops the channel: the session closes with 1000 and `runControlChannel` resolves. */
   signal: AbortSignal;
-  /** Called synchronously per `accept`; dialling the rendezvous is up to the callee. */
+  /** Which accept addresses may be dialled; default the relay's own host and domain. */
+  acceptPolicy?: AcceptAddressPolicy;
+  /** Called synchronously per `accept` whose address passed `acceptPolicy`; dialling is up to the callee. */
   onAccept(accept: AcceptMessage, ctx: AcceptContext): void;
   onConnectedChange?(up: boolean): void;
   /** Default 30 s. */
@@ -63,6 +76,11 @@ export interface ControlChannelOptions {
   /** A session connected at least this long resets the backoff; default 30 s. */
   reconnectResetMs?: number;
 }
+
+/** HTTP-mode requests get this answer: the listener only bridges WebSocket senders. */
+export const HTTP_REQUEST_STATUS = 501;
+export const HTTP_REQUEST_DESCRIPTION = "this listener serves only WebSocket tunnels";
+const REQUEST_RENDEZVOUS_TIMEOUT_MS = 10_000;
 
 /** `control_ended reason=` values. */
 export type ControlEndReason =
@@ -229,37 +247,102 @@ async function readLoop(
   opts: ControlChannelOptions,
   end: End,
 ): Promise<void> {
-  const decoder = new TextDecoder();
-  for (;;) {
-    let msg;
-    try {
-      msg = await conn.receive();
-    } catch (err) {
-      end("read_failed", `read control: ${describeDialFailure(err)}`);
-      return;
+  const policy = opts.acceptPolicy ?? acceptAddressPolicy(opts.endpoint);
+  const answers = new Set<Promise<void>>();
+  try {
+    for (;;) {
+      let msg;
+      try {
+        msg = await conn.receive();
+      } catch (err) {
+        end("read_failed", `read control: ${describeDialFailure(err)}`);
+        return;
+      }
+      if (msg === null) {
+        const info = conn.closeInfo;
+        const detail = info ? `${info.code}${info.reason ? ` ${info.reason}` : ""}` : "";
+        end("read_failed", `control channel closed by relay${detail ? ` (${detail})` : ""}`);
+        return;
+      }
+      if (signal.aborted) return;
+      // Commands come only as TEXT: BINARY frames are HTTP request bodies, written by any sender.
+      if (msg.type === "binary") {
+        log.debug("binary control frame ignored", { bytes: msg.data.length });
+        continue;
+      }
+      const parsed = parseControlMessage(msg.data);
+      if (parsed.kind === "invalid") {
+        log.warn("invalid control message", { error: parsed.error });
+      } else if (parsed.kind === "request") {
+        const answer = answerRequest(conn, parsed.request, policy, log, signal, opts.caCerts);
+        if (answer) {
+          answers.add(answer);
+          answer.then(() => answers.delete(answer));
+        }
+      } else if (parsed.kind === "accept") {
+        deliverAccept(parsed.accept, policy, log, signal, opts);
+      }
     }
-    if (msg === null) {
-      const info = conn.closeInfo;
-      const detail = info ? `${info.code}${info.reason ? ` ${info.reason}` : ""}` : "";
-      end("read_failed", `control channel closed by relay${detail ? ` (${detail})` : ""}`);
-      return;
-    }
-    if (signal.aborted) return;
-    const parsed = parseControlMessage(msg.type === "text" ? msg.data : decoder.decode(msg.data));
-    if (parsed.kind === "invalid") {
-      log.warn("invalid control message", { error: parsed.error });
-      continue;
-    }
-    if (parsed.kind !== "accept") continue;
-    const acceptId = newId();
-    const acceptLog = log.with({ accept_id: acceptId });
-    acceptLog.info("accept_attempted");
-    try {
-      opts.onAccept(parsed.accept, { acceptId, logger: acceptLog, sessionSignal: signal });
-    } catch (err) {
-      acceptLog.error("accept handler failed", { error: errorMessage(err) });
-    }
+  } finally {
+    await Promise.all([...answers]);
   }
+}
+
+function deliverAccept(
+  accept: AcceptMessage,
+  policy: AcceptAddressPolicy,
+  log: Logger,
+  signal: AbortSignal,
+  opts: ControlChannelOptions,
+): void {
+  const acceptId = newId();
+  const acceptLog = log.with({ accept_id: acceptId });
+  acceptLog.info("accept_attempted");
+  const refused = refuseAcceptAddress(accept.address, policy);
+  if (refused !== null) {
+    acceptLog.warn("accept_dropped", {
+      reason: "address_refused",
+      error: `accept address refused: ${refused}`,
+    });
+    return;
+  }
+  try {
+    opts.onAccept(accept, { acceptId, logger: acceptLog, sessionSignal: signal });
+  } catch (err) {
+    acceptLog.error("accept handler failed", { error: errorMessage(err) });
+  }
+}
+
+/**
+ * Answers an HTTP-mode request with 501: on the control channel when the request came there
+ * (its body frames are skipped as BINARY), else on its rendezvous. Returns the pending rendezvous.
+ */
+function answerRequest(
+  conn: WebSocketConn,
+  request: RequestMessage,
+  policy: AcceptAddressPolicy,
+  log: Logger,
+  signal: AbortSignal,
+  caCerts: string[] | undefined,
+): Promise<void> | undefined {
+  const reqLog = log.with({ request_id: request.id.slice(0, 100) });
+  reqLog.info("http request refused", { status: HTTP_REQUEST_STATUS });
+  const response = responseMessage(request.id, HTTP_REQUEST_STATUS, HTTP_REQUEST_DESCRIPTION);
+  if (request.body !== undefined || request.address === undefined) {
+    // The send is serialised with pings and renewals; a failure ends the read loop anyway.
+    conn.send(response).catch(() => {});
+    return undefined;
+  }
+  const refused = refuseAcceptAddress(request.address, policy);
+  if (refused !== null) {
+    reqLog.warn("request rendezvous refused", { error: `request address refused: ${refused}` });
+    return undefined;
+  }
+  return answerRequestRendezvous(request.address, response, {
+    caCerts,
+    signal,
+    timeoutMs: REQUEST_RENDEZVOUS_TIMEOUT_MS,
+  }).catch((err) => reqLog.debug("request rendezvous failed", { error: errorMessage(err) }));
 }
 
 async function pingLoop(

@@ -10,9 +10,19 @@ export interface AcceptMessage {
   readonly remoteEndpoint?: { readonly address: string; readonly port: number };
 }
 
+/** An HTTP-mode request (protocol notes §6); only what answering it needs. */
+export interface RequestMessage {
+  readonly id: string;
+  /** The rendezvous address; where the request waits when `body` is absent. */
+  readonly address?: string;
+  /** Present (true or false) when the request came on the control channel, its body in BINARY. */
+  readonly body?: boolean;
+}
+
 export type ControlMessage =
   | { readonly kind: "accept"; readonly accept: AcceptMessage }
-  | { readonly kind: "ignored" } // valid JSON we do not act on (request, future commands)
+  | { readonly kind: "request"; readonly request: RequestMessage }
+  | { readonly kind: "ignored" } // valid JSON we do not act on (future commands)
   | { readonly kind: "invalid"; readonly error: string };
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -29,8 +39,8 @@ export function parseControlMessage(text: string): ControlMessage {
   }
   if (msg === null) return { kind: "ignored" };
   if (!isRecord(msg)) return { kind: "invalid", error: "control message is not a JSON object" };
+  if (msg.accept === undefined || msg.accept === null) return parseRequest(msg.request);
   const a = msg.accept;
-  if (a === undefined || a === null) return { kind: "ignored" };
   if (!isRecord(a)) return { kind: "invalid", error: "accept is not a JSON object" };
   if (typeof a.address !== "string" || a.address === "") {
     return { kind: "invalid", error: "accept has no address" };
@@ -53,6 +63,34 @@ export function parseControlMessage(text: string): ControlMessage {
     kind: "accept",
     accept: { address: a.address, id: a.id ?? "", connectHeaders, remoteEndpoint },
   };
+}
+
+function parseRequest(r: unknown): ControlMessage {
+  if (r === undefined || r === null) return { kind: "ignored" };
+  if (!isRecord(r)) return { kind: "invalid", error: "request is not a JSON object" };
+  if (typeof r.id !== "string" || r.id === "") {
+    return { kind: "invalid", error: "request has no id" };
+  }
+  if (r.address !== undefined && typeof r.address !== "string") {
+    return { kind: "invalid", error: "request address is not a string" };
+  }
+  if (r.body !== undefined && typeof r.body !== "boolean") {
+    return { kind: "invalid", error: "request body is not a boolean" };
+  }
+  return { kind: "request", request: { id: r.id, address: r.address, body: r.body } };
+}
+
+/** The bodiless HTTP response to request `requestId` (protocol notes §6). */
+export function responseMessage(requestId: string, status: number, description: string): string {
+  return JSON.stringify({
+    response: {
+      requestId,
+      statusCode: status,
+      statusDescription: description,
+      responseHeaders: {},
+      body: false,
+    },
+  });
 }
 
 /** `{"renewToken":{"token":"…"}}` */

@@ -16,6 +16,8 @@ export interface RendezvousOptions {
   signal?: AbortSignal;
   /** The accept's logger (carries accept_id); when set, `accept_ok`/`accept_dropped` are logged. */
   logger?: Logger;
+  /** Per-message read limit of the accepted socket (larger ones close it with 1009). */
+  maxMessageSize?: number;
 }
 
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 30_000;
@@ -63,6 +65,7 @@ export async function acceptRendezvous(
       caCerts: opts.caCerts,
       signal: opts.signal,
       timeoutMs: opts.timeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
+      maxMessageSize: opts.maxMessageSize,
     });
     log?.debug("accept dial complete", { ok: true });
     log?.info("accept_ok");
@@ -87,7 +90,7 @@ export async function rejectRendezvous(
   address: string,
   status: number,
   description: string,
-  opts: Omit<RendezvousOptions, "logger"> = {},
+  opts: Omit<RendezvousOptions, "logger" | "maxMessageSize"> = {},
 ): Promise<void> {
   if (!Number.isInteger(status) || status < 100 || status > 599) {
     throw new AztunnelError("invalid_argument", `invalid rejection status ${status}`);
@@ -118,4 +121,36 @@ export async function rejectRendezvous(
     "relay_failed",
     "reject rendezvous: the relay answered 101 instead of 410; the sender was hung up",
   );
+}
+
+/**
+ * Answers an HTTP-mode request on its rendezvous (the relay sends the request there when it was too
+ * large for the control channel): sends `response` and hangs up, discarding the request.
+ */
+export async function answerRequestRendezvous(
+  address: string,
+  response: string,
+  opts: Omit<RendezvousOptions, "logger" | "maxMessageSize"> = {},
+): Promise<void> {
+  checkAddress(address);
+  let conn: WebSocketConn;
+  try {
+    conn = await connectWebSocket(address, {
+      caCerts: opts.caCerts,
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS,
+    });
+  } catch (err) {
+    throw failure(err, "request rendezvous");
+  }
+  try {
+    await conn.send(response);
+    const closing = conn.close(1000);
+    // The request and its body are discarded unread, so the relay's Close can get through.
+    while (await conn.receive() !== null) continue;
+    await closing;
+  } catch {
+    conn.closeNow();
+  }
+  await conn.closed;
 }

@@ -13,6 +13,10 @@
 export const ENVELOPE_VERSION = 1;
 /** Largest data message we send; Go peers close with 1009 above it (coder/websocket read limit). */
 export const MAX_DATA_MESSAGE = 32768;
+/** Largest envelope a listener reads: Go's read limit, so both refuse the same envelopes. */
+export const MAX_ENVELOPE_SIZE = 32768;
+/** How much of a peer-chosen string (a target, an error naming it) goes into a log line. */
+export const MAX_LOGGED_CHARS = 256;
 export const FEATURES_METADATA_KEY = "x-aztunnel-features";
 export const FEATURE_HALF_CLOSE = "half-close";
 /** Every feature this build implements. */
@@ -68,6 +72,29 @@ export class EnvelopeDecodeError extends Error {
   }
 }
 
+/** A number written with a fraction or exponent (`1.0`, `1e0`): Go refuses it for an int field. */
+class NonInteger {
+  constructor(readonly source: string) {}
+}
+
+interface JsonSource {
+  readonly source?: string;
+}
+
+/** Marks non-integer number tokens, whose value JSON.parse alone would not tell apart from ints. */
+function markNonIntegers(_key: string, value: unknown, ctx?: JsonSource): unknown {
+  if (typeof value === "number" && ctx?.source !== undefined && !/^-?\d+$/.test(ctx.source)) {
+    return new NonInteger(ctx.source);
+  }
+  return value;
+}
+
+/** A peer-chosen string as it goes into a log line: cut to MAX_LOGGED_CHARS characters. */
+export function clipForLog(text: string): string {
+  if (text.length <= MAX_LOGGED_CHARS) return text;
+  return `${text.slice(0, MAX_LOGGED_CHARS)}… (${text.length} chars)`;
+}
+
 interface KindTypes {
   int: number;
   string: string;
@@ -89,11 +116,13 @@ function decodeStruct<S extends Record<string, Kind>, R extends keyof S>(
 ): { [K in R]: KindTypes[S[K]] } & Decoded<S> {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(text, markNonIntegers);
   } catch (err) {
     throw new EnvelopeDecodeError((err as Error).message);
   }
-  if (raw !== null && (typeof raw !== "object" || Array.isArray(raw))) {
+  if (
+    raw !== null && (typeof raw !== "object" || Array.isArray(raw) || raw instanceof NonInteger)
+  ) {
     throw new EnvelopeDecodeError(`cannot decode JSON ${jsonKind(raw)} into an object`);
   }
   const found: Record<string, unknown> = {};
@@ -125,7 +154,7 @@ function checkKind(name: string, kind: Kind, v: unknown): unknown {
       if (typeof v !== "boolean") throw fail();
       return v;
     case "stringMap": {
-      if (typeof v !== "object" || Array.isArray(v)) throw fail();
+      if (typeof v !== "object" || Array.isArray(v) || v instanceof NonInteger) throw fail();
       const m: Record<string, string> = {};
       for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
         if (typeof x === "string") m[k] = x;
@@ -140,6 +169,7 @@ function checkKind(name: string, kind: Kind, v: unknown): unknown {
 }
 
 function jsonKind(v: unknown): string {
+  if (v instanceof NonInteger) return `number ${v.source.slice(0, 24)}`;
   if (Array.isArray(v)) return "array";
   if (v === null) return "null";
   return typeof v;

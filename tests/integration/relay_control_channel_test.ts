@@ -86,14 +86,15 @@ function start(relay: FakeRelay, extra: Partial<ControlChannelOptions> = {}): Ru
   };
 }
 
-const ACCEPT = {
+/** An accept on the relay's own host and port: the only address a listener dials by default. */
+const acceptFor = (relay: FakeRelay) => ({
   accept: {
-    address: "ws://127.0.0.1:1/$hc/hc?sb-hc-action=accept&sb-hc-id=abc_G1",
+    address: `ws://127.0.0.1:${relay.port}/$hc/hc?sb-hc-action=accept&sb-hc-id=abc_G1`,
     id: "abc_G1",
     connectHeaders: { "Sec-WebSocket-Key": "NsoFiXBuR3i2nE8Tx0+maA==", Host: "ns:443" },
     remoteEndpoint: { address: "203.0.113.7", port: 62917 },
   },
-};
+});
 
 Deno.test("control channel registers, delivers accepts with ids and closes cleanly", async () => {
   await using logs = await captureLogs();
@@ -121,10 +122,14 @@ Deno.test("control channel registers, delivers accepts with ids and closes clean
   await ws.send(JSON.stringify({ request: { address: "wss://x", id: "r1" } }));
   await ws.send(JSON.stringify({ injectFault: {} }));
   await ws.send("null");
+  const ACCEPT = acceptFor(relay);
+  // A BINARY frame is never a command (on Azure it is an HTTP request body).
+  await ws.send(new TextEncoder().encode(JSON.stringify(ACCEPT)));
   const next = run.nextAccept();
-  await ws.send(new TextEncoder().encode(JSON.stringify(ACCEPT))); // binary frames work too
+  await ws.send(JSON.stringify(ACCEPT));
   const [accept, ctx] = await next;
   assert.deepEqual(accept, ACCEPT.accept);
+  assert.equal(logs.count([/level=DEBUG/, /msg="binary control frame ignored"/]), 1);
   assert.match(ctx.acceptId, ID);
   assert.equal(ctx.sessionSignal.aborted, false);
   assert.equal(run.accepts.length, 1);
@@ -246,7 +251,7 @@ Deno.test("control channel reconnects after the relay closes it, and accepts los
   await using run = start(relay);
   const ws0 = await socket(0);
   const next = run.nextAccept();
-  await ws0.send(JSON.stringify(ACCEPT));
+  await ws0.send(JSON.stringify(acceptFor(relay)));
   const [, ctx] = await next;
   await ws0.close(1011, "NameRenewalFailed");
   const ended = await logs.waitFor([/msg=control_ended/, /reason=read_failed/]);

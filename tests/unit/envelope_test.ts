@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  clipForLog,
   decodeEnvelope,
   decodeResponse,
   encodeEnvelope,
@@ -129,4 +130,38 @@ Deno.test("feature negotiation: comma list offered, intersection used", () => {
   assert.deepEqual(negotiate(FEATURES, ["mux", "half-close"]), ["half-close"]);
   assert.deepEqual(negotiate(FEATURES, ["mux"]), []);
   assert.deepEqual(negotiate([], ["half-close"]), []);
+});
+
+Deno.test("decodeEnvelope: a version written 1.0 or 1e0 is refused, as Go's int field refuses it", () => {
+  for (const v of ["1.0", "1e0", "1E0", "1e+0", "10e-1", "-0.0", "1.5"]) {
+    assert.throws(
+      () => decodeEnvelope(`{"version":${v},"target":"a:1"}`),
+      new EnvelopeDecodeError(`cannot decode JSON number ${v} into field version`),
+      v,
+    );
+  }
+  assert.throws(
+    () => decodeResponse('{"version":1.0,"ok":true}'),
+    new EnvelopeDecodeError("cannot decode JSON number 1.0 into field version"),
+  );
+  assert.throws(() => decodeEnvelope("1.0"), /cannot decode JSON number 1\.0 into an object/);
+  assert.throws(() => decodeEnvelope('{"metadata":{"a":1.0}}'), /into field metadata/);
+  assert.throws(() => decodeEnvelope('{"metadata":1.0}'), /into field metadata/);
+  // Integer tokens pass, and unknown fields may hold any number.
+  assert.deepEqual(decodeEnvelope('{"version":1,"target":"a:1","x":[1.0,2e5]}'), {
+    version: 1,
+    target: "a:1",
+  });
+  // The message quotes a bounded part of the token.
+  const long = "1." + "0".repeat(10_000);
+  assert.throws(
+    () => decodeEnvelope(`{"version":${long}}`),
+    new EnvelopeDecodeError(`cannot decode JSON number ${long.slice(0, 24)} into field version`),
+  );
+});
+
+Deno.test("clipForLog keeps short strings and cuts long ones to 256 characters", () => {
+  assert.equal(clipForLog("10.0.0.5:22"), "10.0.0.5:22");
+  assert.equal(clipForLog("x".repeat(256)), "x".repeat(256));
+  assert.equal(clipForLog("y".repeat(20_000)), "y".repeat(256) + "… (20000 chars)");
 });

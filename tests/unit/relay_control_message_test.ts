@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { parseControlMessage, renewTokenMessage } from "../../lib/relay/control_message.ts";
+import {
+  parseControlMessage,
+  renewTokenMessage,
+  responseMessage,
+} from "../../lib/relay/control_message.ts";
 
 Deno.test("parseControlMessage takes Azure's accept, escaped slashes and all", () => {
   // Shape from a real capture: .NET's serializer escapes `/` as `\/`.
@@ -35,7 +39,7 @@ Deno.test("parseControlMessage tolerates missing optional fields", () => {
 });
 
 Deno.test("parseControlMessage ignores other commands and flags garbage", () => {
-  for (const t of ['{"request":{"address":"x"}}', "{}", "null", '{"accept":null}']) {
+  for (const t of ['{"injectFault":{}}', "{}", "null", '{"accept":null}', '{"request":null}']) {
     assert.deepEqual(parseControlMessage(t), { kind: "ignored" }, t);
   }
   for (
@@ -51,6 +55,10 @@ Deno.test("parseControlMessage ignores other commands and flags garbage", () => 
       '{"accept":{"address":""}}',
       '{"accept":{"address":5}}',
       '{"accept":{"address":"ws://h","id":7}}',
+      '{"request":{"address":"x"}}',
+      '{"request":"x"}',
+      '{"request":{"id":"r","address":5}}',
+      '{"request":{"id":"r","body":"yes"}}',
     ]
   ) {
     const r = parseControlMessage(t);
@@ -61,4 +69,35 @@ Deno.test("parseControlMessage ignores other commands and flags garbage", () => 
 
 Deno.test("renewTokenMessage is the protocol's JSON", () => {
   assert.equal(renewTokenMessage('a"b'), '{"renewToken":{"token":"a\\"b"}}');
+});
+
+Deno.test("parseControlMessage takes HTTP-mode requests with and without a body member", () => {
+  // Shape from the protocol notes §6 (a real capture's members).
+  const text =
+    '{"request":{"address":"wss:\\/\\/g12-prod-by3-010-sb.servicebus.windows.net\\/$hc\\/h' +
+    '?sb-hc-action=request&sb-hc-id=c126_G12","id":"c126_G12","requestTarget":"\\/h\\/abc?x=1",' +
+    '"method":"POST","remoteEndpoint":{"address":"73.83.210.109","port":1},' +
+    '"requestHeaders":{"Host":"ns"},"body":true}}';
+  assert.deepEqual(parseControlMessage(text), {
+    kind: "request",
+    request: {
+      id: "c126_G12",
+      address:
+        "wss://g12-prod-by3-010-sb.servicebus.windows.net/$hc/h?sb-hc-action=request&sb-hc-id=c126_G12",
+      body: true,
+    },
+  });
+  assert.deepEqual(parseControlMessage('{"request":{"id":"r2","address":"wss://h/x"}}'), {
+    kind: "request",
+    request: { id: "r2", address: "wss://h/x", body: undefined },
+  });
+});
+
+Deno.test("responseMessage is the protocol's bodiless response", () => {
+  assert.equal(
+    responseMessage("c126_G12", 501, "this listener serves only WebSocket tunnels"),
+    '{"response":{"requestId":"c126_G12","statusCode":501,' +
+      '"statusDescription":"this listener serves only WebSocket tunnels","responseHeaders":{},' +
+      '"body":false}}',
+  );
 });
