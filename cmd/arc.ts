@@ -16,6 +16,8 @@ import { stdioStream } from "../lib/sender/stdio.ts";
 import {
   bindOption,
   gatewayOption,
+  halfCloseLingerFlag,
+  halfCloseLingerOption,
   keepaliveOption,
   readCaCerts,
   relayCaCertOption,
@@ -30,6 +32,7 @@ interface ArcFlags {
   service: string;
   relayCaCert?: string;
   armEndpoint?: string;
+  halfCloseLinger?: string;
 }
 
 /** Flags (and the AZTUNNEL_ARC_RELAY_URL override) to session options; throws UsageError. */
@@ -43,6 +46,7 @@ async function sessionOptions(flags: ArcFlags): Promise<ArcSessionOptions> {
     armEndpoint: parseArmEndpoint(flags.armEndpoint),
     relayBase: relayUrl ? parseArcRelayUrl(relayUrl) : undefined,
     caCerts: await readCaCerts(flags.relayCaCert),
+    halfCloseLingerMs: halfCloseLingerFlag(flags.halfCloseLinger),
   };
 }
 
@@ -59,6 +63,7 @@ export function register(program: Command): void {
     )
     .addOption(new Option("--service <name>", "Arc service: SSH or WAC").default("SSH"))
     .addOption(relayCaCertOption())
+    .addOption(halfCloseLingerOption())
     .addOption(
       new Option("--arm-endpoint <url>", "Azure Resource Manager endpoint (sovereign clouds)")
         .env("AZTUNNEL_ARM_ENDPOINT")

@@ -38,6 +38,21 @@ export const drainOption = () =>
   new Option("--drain-timeout <duration>", "on SIGINT/SIGTERM, how long open tunnels may finish")
     .default("10s");
 
+const DEFAULT_HALF_CLOSE_LINGER = "2s";
+
+export const halfCloseLingerOption = () =>
+  new Option(
+    "--half-close-linger <duration>",
+    "with a peer that cannot half-close (Go, Arc): how long replies still arrive after the local side stops sending",
+  )
+    .env("AZTUNNEL_HALF_CLOSE_LINGER")
+    .default(DEFAULT_HALF_CLOSE_LINGER);
+
+/** `--half-close-linger` in milliseconds; 0 (or less) ends the tunnel at the local EOF, as Go does. */
+export function halfCloseLingerFlag(text = DEFAULT_HALF_CLOSE_LINGER): number {
+  return Math.max(0, parseDuration(text, "--half-close-linger"));
+}
+
 export interface RelayFlags {
   relay?: string;
   namespace?: string;

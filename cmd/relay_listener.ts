@@ -5,7 +5,14 @@ import { runListener } from "../lib/listener/service.ts";
 import { parseAcceptHost } from "../lib/relay/accept_address.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
-import { drainOption, durationOrDefault, keepaliveOption, type RelayFlags } from "./common.ts";
+import {
+  drainOption,
+  durationOrDefault,
+  halfCloseLingerFlag,
+  halfCloseLingerOption,
+  keepaliveOption,
+  type RelayFlags,
+} from "./common.ts";
 import { ListenerReadiness, runWithOps } from "./ops.ts";
 import { addRelayOptions, drainFlag, keepAliveFlag, resolveRelay } from "./relay_sender.ts";
 
@@ -59,6 +66,7 @@ export function register(program: Command): void {
     )
     .addOption(keepaliveOption())
     .addOption(drainOption())
+    .addOption(halfCloseLingerOption())
     .action(async (hyco, flags, cmd) => {
       const allowlist = parseAllowlist(flags.allow ?? []);
       const acceptHosts = parseAcceptHosts(flags.relayAcceptHost ?? []);
@@ -66,6 +74,7 @@ export function register(program: Command): void {
       const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
       const keepAlive = keepAliveFlag(flags.tcpKeepalive);
       const drainTimeoutMs = drainFlag(flags.drainTimeout);
+      const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
       const relay = await resolveRelay(flags as RelayFlags, cmd, hyco);
       const ready = new ListenerReadiness();
       await runWithOps(cmd, { readiness: () => ready.check() }, (ops) =>
@@ -79,6 +88,7 @@ export function register(program: Command): void {
           connectTimeoutMs,
           keepAlive,
           drainTimeoutMs,
+          halfCloseLingerMs,
           signal: ops.signal,
           force: ops.force,
           logger: getLogger(),

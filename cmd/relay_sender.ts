@@ -14,6 +14,8 @@ import {
   bindOption,
   drainOption,
   gatewayOption,
+  halfCloseLingerFlag,
+  halfCloseLingerOption,
   hycoOption,
   keepaliveOption,
   namespaceOption,
@@ -89,7 +91,8 @@ function addServiceOptions<Args extends unknown[], Opts extends Record<string, u
     .addOption(bindOption(defaultBind))
     .addOption(gatewayOption())
     .addOption(keepaliveOption())
-    .addOption(drainOption());
+    .addOption(drainOption())
+    .addOption(halfCloseLingerOption());
 }
 
 interface ServiceFlags extends RelayFlags {
@@ -97,6 +100,7 @@ interface ServiceFlags extends RelayFlags {
   gateway?: true;
   tcpKeepalive: string;
   drainTimeout: string;
+  halfCloseLinger: string;
 }
 
 /**
@@ -112,6 +116,7 @@ async function runService(
   const bind = resolveBind(flags.bind, flags.gateway);
   const keepAlive = keepAliveFlag(flags.tcpKeepalive);
   const drainTimeoutMs = drainFlag(flags.drainTimeout);
+  const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
   const relay = await resolveRelay(flags, cmd, positionalHyco);
   await runSenderWithOps(cmd, (ops, ready) =>
     run({
@@ -119,6 +124,7 @@ async function runService(
       bind,
       keepAlive,
       drainTimeoutMs,
+      halfCloseLingerMs,
       signal: ops.signal,
       force: ops.force,
       logger: getLogger(),
@@ -163,8 +169,10 @@ export function register(program: Command): void {
       .description("bridge stdin/stdout to <host:port> (ssh ProxyCommand)")
       .argument("<target>", "host:port for the listener to dial"),
   )
+    .addOption(halfCloseLingerOption())
     .action(async (targetArg, flags, cmd) => {
       const target = normalizeTarget(targetArg);
+      const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
       const relay = await resolveRelay(flags as RelayFlags, cmd);
       await runSenderWithOps(cmd, (ops, ready) => {
         // stdin/stdout are the local side: there from the start.
@@ -172,6 +180,7 @@ export function register(program: Command): void {
         return runConnect({
           relay: { ...relay, tokens: ops.tokens(relay.tokens) },
           target,
+          halfCloseLingerMs,
           signal: ops.signal,
           logger: getLogger(),
           observer: ops.observer,

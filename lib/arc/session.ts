@@ -62,6 +62,8 @@ export interface ArcSessionOptions extends ArcTarget {
   now?: () => number;
   /** Metrics and readiness hooks (role `sender`); the Arc dial is the `dialDuration`. */
   observer?: TunnelObserver;
+  /** How long the agent's data still arrives after the local EOF (it cannot half-close). */
+  halfCloseLingerMs?: number;
 }
 
 export class ArcSession {
@@ -219,6 +221,7 @@ export class ArcSession {
     // Raw bytes: no envelope, so no half-close.
     return observedBridge("sender", `${this.target.resourceId}:${this.target.port}`, local, ws, {
       halfClose: false,
+      halfCloseLingerMs: this.#opts.halfCloseLingerMs,
       signal,
       logger,
       observer: this.#opts.observer,

@@ -38,6 +38,8 @@ export interface HandlerConfig {
   features?: readonly string[];
   observer?: TunnelObserver;
   pingIntervalMs?: number;
+  /** See BridgeOptions.halfCloseLingerMs. */
+  halfCloseLingerMs?: number;
   /** The target dialer; tests inject failures. */
   dial?: (target: string, opts: DialTargetOptions) => Promise<ByteStream>;
 }
@@ -146,6 +148,7 @@ export async function handleTunnel(
       halfClose: features.includes(FEATURE_HALF_CLOSE),
       signal: ctx.signal,
       pingIntervalMs: cfg.pingIntervalMs,
+      halfCloseLingerMs: cfg.halfCloseLingerMs,
       logger: log,
       observer: cfg.observer,
     });

@@ -36,6 +36,8 @@ export interface ListenerOptions {
   keepAlive?: boolean;
   /** How long open tunnels may finish after `signal` aborts; default 10 s. */
   drainTimeoutMs?: number;
+  /** See BridgeOptions.halfCloseLingerMs. */
+  halfCloseLingerMs?: number;
   signal: AbortSignal;
   /** A second stop request: open tunnels are cut without waiting for the drain. */
   force?: AbortSignal;
@@ -64,6 +66,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     allowlist: opts.allowlist,
     connectTimeoutMs: opts.connectTimeoutMs ?? 30_000,
     keepAlive: opts.keepAlive ?? true,
+    halfCloseLingerMs: opts.halfCloseLingerMs,
     observer: opts.observer,
     ...opts.handler,
   };

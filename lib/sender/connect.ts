@@ -20,6 +20,7 @@ export interface ConnectOptions {
   /** The local end; default stdin/stdout. Tests pass a socket. */
   local?: ByteStream;
   features?: readonly string[];
+  halfCloseLingerMs?: number;
 }
 
 /**
@@ -46,6 +47,7 @@ export async function runConnect(opts: ConnectOptions): Promise<void> {
     signal: opts.signal,
     observer: opts.observer,
     endOnPeerEof: true,
+    halfCloseLingerMs: opts.halfCloseLingerMs,
   });
   if (result.error) {
     throw new AztunnelError("tunnel_failed", `tunnel failed: ${errorMessage(result.error)}`, {

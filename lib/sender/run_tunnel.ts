@@ -10,6 +10,7 @@ export interface RunTunnelOptions {
   /** stdio: the remote end ends the tunnel even with half-close. */
   endOnPeerEof?: boolean;
   pingIntervalMs?: number;
+  halfCloseLingerMs?: number;
 }
 
 export function runTunnel(
@@ -23,6 +24,7 @@ export function runTunnel(
     signal: opts.signal,
     endOnPeerEof: opts.endOnPeerEof,
     pingIntervalMs: opts.pingIntervalMs,
+    halfCloseLingerMs: opts.halfCloseLingerMs,
     logger: tunnel.logger,
     observer: opts.observer,
   });

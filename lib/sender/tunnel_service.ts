@@ -25,6 +25,8 @@ export interface TunnelServiceOptions {
   onListening?(addr: Deno.NetAddr): void;
   /** Features to offer; default all. */
   features?: readonly string[];
+  /** See BridgeOptions.halfCloseLingerMs. */
+  halfCloseLingerMs?: number;
 }
 
 /**
@@ -78,6 +80,7 @@ export async function bridgeClient(
     const result = await runTunnel(conn, tunnel, target, {
       signal: scope.cancel,
       observer: opts.observer,
+      halfCloseLingerMs: opts.halfCloseLingerMs,
     });
     if (result.error) tunnel.logger.warn(failure, { error: errorMessage(result.error) });
   } finally {

@@ -3,10 +3,16 @@
  * at most 32768 bytes, and every incoming message's payload is written back to the stream. Each pump
  * waits for its previous write before reading again, so a slow end pushes back instead of buffering.
  *
- * Plain v1 (a Go peer): the first end of either direction ends the tunnel. With the negotiated
- * `half-close` feature, TEXT messages are control messages: a local EOF is sent as `{"type":"eof"}`
- * and a received one becomes `closeWrite()`; the other direction keeps flowing and the tunnel ends
- * once both directions have ended (or the peer closes the WebSocket).
+ * Plain v1 (a Go peer, the Arc agent): the peer's end ends the tunnel; a local EOF cannot be passed
+ * on, so the bridge stops sending and lingers, still delivering the peer's data, until the peer
+ * closes or the linger runs out. With the negotiated `half-close` feature, TEXT messages are control
+ * messages: a local EOF is sent as `{"type":"eof"}` and a received one becomes `closeWrite()`; the
+ * other direction keeps flowing and the tunnel ends once both directions have ended.
+ *
+ * A cut tunnel is not ended like a complete one: the peer gets Close 1011 (local failure) or 1001
+ * (stop) instead of 1000 or eof, and a local stream that can reset is reset (RST). With half-close
+ * only the negotiated end (eof, then Close 1000) is clean; a peer that cannot half-close also ends
+ * normally with 1001 or a drop after data (Go senders drop their socket; Azure shows 1001 or EOF).
  */
 import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
@@ -20,7 +26,14 @@ export interface ByteStream {
   read(p: Uint8Array): Promise<number | null>;
   write(p: Uint8Array): Promise<number>;
   closeWrite(): Promise<void>;
+  /** A clean close: the peer reads EOF. */
   close(): void;
+  /**
+   * Drops the stream so its peer sees a reset (RST), not an EOF; absent: `close()`. `Deno.Conn`
+   * cannot (no SO_LINGER, and its close sends FIN first); `node:net` sockets can, but under Deno
+   * 2.9.6 they fail writes with EPIPE once the peer has sent FIN, which loses half-close data.
+   */
+  reset?(): void;
 }
 
 export type BridgeCause =
@@ -41,6 +54,11 @@ export interface BridgeOptions {
   pingTimeoutMs?: number;
   /** End as soon as the peer's data ends, even with half-close (stdio: remote end means exit). */
   endOnPeerEof?: boolean;
+  /**
+   * Without half-close: how long the peer's data is still delivered after the local EOF before the
+   * tunnel ends (default DEFAULT_HALF_CLOSE_LINGER_MS); 0 ends it at once.
+   */
+  halfCloseLingerMs?: number;
 }
 
 export interface BridgeResult {
@@ -58,11 +76,15 @@ export interface BridgeResult {
    * the peer's eof. 1006 for a dropped connection.
    */
   closeCode?: number;
+  /** The tunnel was cut and the local stream reset rather than closed. */
+  localReset?: true;
 }
 
 export const EOF_MESSAGE = '{"type":"eof"}';
 const DEFAULT_PING_INTERVAL = 30_000;
 const DEFAULT_PING_TIMEOUT = 10_000;
+/** Like socat's `-t` (0.5 s), a little longer: a reply may have to cross the relay twice. */
+export const DEFAULT_HALF_CLOSE_LINGER_MS = 2_000;
 /**
  * The local stream's read buffer: small while the tunnel idles (its pending read holds it), doubled
  * by every read that fills it, up to READ_BUFFER_MAX for bulk transfers (see ReadSizer).
@@ -110,8 +132,27 @@ export async function writeAll(w: ByteStream, data: Uint8Array): Promise<void> {
 }
 
 /**
- * Runs the tunnel until it ends, then closes `local` and ends the WebSocket with Close 1000 "done"
- * (or drops it when it already failed). Never rejects.
+ * How the tunnel ended, which decides how both sides are closed:
+ * - `clean`: the streams are complete; local FIN, Close 1000 "done".
+ * - `peer_cut`: the peer or the relay cut the tunnel; local reset, so the local peer does not take
+ *   what it got for a complete stream.
+ * - `local_cut`: the local stream failed (e.g. the client reset); local reset, Close 1011, which
+ *   our peers take for a cut (no eof came first).
+ * - `cancel`: stopped here (shutdown, drain timeout); local reset, Close 1001.
+ */
+type Ending = "clean" | "peer_cut" | "local_cut" | "cancel";
+
+const CLOSE_FOR: Record<Ending, [number, string]> = {
+  clean: [1000, "done"],
+  peer_cut: [1011, "tunnel cut"],
+  local_cut: [1011, "tunnel cut"],
+  cancel: [1001, "going away"],
+};
+
+/**
+ * Runs the tunnel until it ends, then closes `local` (or resets it when the tunnel was cut) and
+ * ends the WebSocket with a Close that tells the peer which it was (or drops it when it already
+ * failed). Never rejects.
  */
 export async function bridge(
   local: ByteStream,
@@ -119,7 +160,7 @@ export async function bridge(
   opts: BridgeOptions,
 ): Promise<BridgeResult> {
   const result: BridgeResult = { cause: "unknown", tcpToWs: 0, wsToTcp: 0 };
-  let ending = false;
+  let ending: Ending | undefined;
   let firstEnd: BridgeCause | undefined;
   let localDone = false;
   let eofSent = false;
@@ -127,11 +168,17 @@ export async function bridge(
   /** endOnPeerEof ended the tunnel: our eof is still owed, or the peer sees a truncated tunnel. */
   let eofOwed = false;
   let wsBroken = false;
+  let lingerTimer: ReturnType<typeof setTimeout> | undefined;
   const { promise: ended, resolve: endNow } = Promise.withResolvers<void>();
 
-  const finish = (cause: BridgeCause, err?: unknown, dir?: "tcp_to_ws" | "ws_to_tcp") => {
+  const finish = (
+    cause: BridgeCause,
+    how: Ending,
+    err?: unknown,
+    dir?: "tcp_to_ws" | "ws_to_tcp",
+  ) => {
     if (ending) return;
-    ending = true;
+    ending = how;
     result.cause = cause;
     if (err !== undefined) {
       const e = asError(err);
@@ -141,11 +188,25 @@ export async function bridge(
     }
     endNow();
   };
-  /** One direction ended normally; with half-close the tunnel ends once both have. */
+  /** With half-close, one direction ended normally; the tunnel ends once both have. */
   const directionEnded = (cause: BridgeCause) => {
     firstEnd ??= cause;
-    if (!opts.halfClose || (localDone && peerDone)) finish(firstEnd);
+    if (localDone && peerDone) finish(firstEnd, "clean");
   };
+  /**
+   * Without half-close the peer cannot be told that the local side stopped sending: stop reading
+   * and keep delivering the peer's data until it closes or the linger runs out (socat's `-t`).
+   */
+  const linger = () => {
+    firstEnd ??= "local_close";
+    const ms = opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS;
+    if (ms <= 0) finish(firstEnd, "clean");
+    else lingerTimer = setTimeout(() => finish(firstEnd ?? "local_close", "clean"), ms);
+  };
+  /** A peer that cannot half-close ends normally with 1000, 1001 or a drop once data has moved. */
+  const v1NormalEnd = (code: number) =>
+    code === 1000 || code === 1001 || ((code === 1005 || code === 1006) && movedData());
+  const movedData = () => result.tcpToWs + result.wsToTcp > 0;
 
   const pumpUp = async () => {
     const sizer = new ReadSizer(READ_BUFFER_INITIAL, READ_BUFFER_MAX);
@@ -157,17 +218,16 @@ export async function bridge(
       try {
         n = await local.read(buf);
       } catch (err) {
-        if (!ending) finish(localCause(err), err, "tcp_to_ws");
+        finish(localCause(err), "local_cut", err, "tcp_to_ws");
         return;
       }
       if (ending) return;
       try {
         if (n === null) {
-          if (opts.halfClose) {
-            eofSent = true;
-            await ws.send(EOF_MESSAGE);
-          }
           localDone = true;
+          if (!opts.halfClose) return linger();
+          eofSent = true;
+          await ws.send(EOF_MESSAGE);
           directionEnded("local_close");
           return;
         }
@@ -179,7 +239,7 @@ export async function bridge(
         }
       } catch (err) {
         wsBroken = true;
-        if (!ending) finish("peer_close", err, "tcp_to_ws");
+        finish("peer_close", "peer_cut", err, "tcp_to_ws");
         return;
       }
     }
@@ -193,20 +253,25 @@ export async function bridge(
         msg = await ws.receive();
       } catch (err) {
         wsBroken = true;
-        result.closeCode ??= ws.closeInfo?.code ?? 1006;
-        if (!ending) finish("peer_close", err, "ws_to_tcp");
+        const code = ws.closeInfo?.code ?? 1006;
+        result.closeCode ??= code;
+        if (!ending) {
+          const how = !opts.halfClose && v1NormalEnd(code) ? "clean" : "peer_cut";
+          finish(firstEnd ?? "peer_close", how, err, "ws_to_tcp");
+        }
         return;
       }
       if (msg === null) {
         const code = ws.closeInfo?.code ?? 1005;
         if (!ending) {
+          const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
           if (opts.halfClose && !peerDone) {
             // A Close before the peer's eof means its data was cut off (a killed peer reaches us
             // through the relay as 1001): even a 1000 here is not a clean end.
             result.closeCode = code;
-            const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
             finish(
               "peer_close",
+              "peer_cut",
               new BridgeError(
                 "closed_before_eof",
                 `tunnel closed by peer before end of data (close ${code}${reason})`,
@@ -215,12 +280,12 @@ export async function bridge(
             );
           } else if (code === 1000) {
             // With half-close, a direction may have ended before: it is what ended the tunnel.
-            finish(firstEnd ?? "peer_close");
+            finish(firstEnd ?? "peer_close", "clean");
           } else {
             result.closeCode = code;
-            const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
             finish(
-              "peer_close",
+              firstEnd ?? "peer_close",
+              !opts.halfClose && v1NormalEnd(code) ? "clean" : "peer_cut",
               new BridgeError("peer_closed", `websocket closed with code ${code}${reason}`),
               "ws_to_tcp",
             );
@@ -242,6 +307,7 @@ export async function bridge(
       if (peerDone) {
         finish(
           "peer_close",
+          "peer_cut",
           new BridgeError("protocol_error", "data received after eof"),
           "ws_to_tcp",
         );
@@ -251,7 +317,7 @@ export async function bridge(
         await writeAll(local, data);
         result.wsToTcp += data.length;
       } catch (err) {
-        if (!ending) finish(localCause(err), err, "ws_to_tcp");
+        finish(localCause(err), "local_cut", err, "ws_to_tcp");
         return;
       }
     }
@@ -271,17 +337,17 @@ export async function bridge(
     try {
       await local.closeWrite();
     } catch (err) {
-      if (!ending) finish(localCause(err), err, "ws_to_tcp");
+      finish(localCause(err), "local_cut", err, "ws_to_tcp");
       return true;
     }
     if (opts.endOnPeerEof) {
       eofOwed = !eofSent;
-      finish(firstEnd ?? "peer_close");
+      finish(firstEnd ?? "peer_close", "clean");
     } else directionEnded("peer_close");
     return false;
   };
 
-  const onAbort = () => finish(causeFromAbort(opts.signal?.reason));
+  const onAbort = () => finish(causeFromAbort(opts.signal?.reason), "cancel");
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -300,17 +366,23 @@ export async function bridge(
   await ended;
 
   clearInterval(pingTimer);
+  clearTimeout(lingerTimer);
   opts.signal?.removeEventListener("abort", onAbort);
+  const how = ending ?? "clean";
   try {
-    local.close();
+    if (how !== "clean" && local.reset) {
+      local.reset();
+      result.localReset = true;
+    } else local.close();
   } catch {
     // already closed
   }
-  const closeClean = async () => {
+  const [code, reason] = CLOSE_FOR[how];
+  const closeWs = async () => {
     if (eofOwed) await ws.send(EOF_MESSAGE);
-    await ws.close(1000, "done");
+    await ws.close(code, reason);
   };
-  const closing = wsBroken ? Promise.resolve(ws.closeNow()) : closeClean().catch(() => {
+  const closing = wsBroken ? Promise.resolve(ws.closeNow()) : closeWs().catch(() => {
     ws.closeNow();
   });
   await Promise.allSettled([closing, up, down, ...pings]);
@@ -329,6 +401,7 @@ export function bridgeLogAttrs(r: BridgeResult): Record<string, unknown> {
   if (r.tcpToWsErr) attrs.tcp_to_ws_err = r.tcpToWsErr.message;
   if (r.wsToTcpErr) attrs.ws_to_tcp_err = r.wsToTcpErr.message;
   if (r.closeCode !== undefined) attrs.close_code = r.closeCode;
+  if (r.localReset) attrs.local_reset = true;
   return attrs;
 }
 

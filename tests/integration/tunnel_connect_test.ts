@@ -140,7 +140,7 @@ Deno.test("connect: a tunnel cut before the listener's end of data is a failure"
   assert.equal(err.code, "tunnel_failed");
   assert.equal(
     err.message,
-    "tunnel failed: tunnel closed by peer before end of data (close 1000: done)",
+    "tunnel failed: tunnel closed by peer before end of data (close 1001: going away)",
   );
   user.close();
 });

@@ -76,8 +76,8 @@ Deno.test("listener: tunnels still open at the drain deadline are cancelled (use
   await readAll(client).catch(() => {});
   client.close();
   // For the sender the tunnel was cut before the listener's end of data: a failure, not a clean
-  // end (its client is closed without the half-close a finished response would bring).
-  const cut = "tunnel closed by peer before end of data (close 1000: done)";
+  // end. The listener stopping says 1001 "going away".
+  const cut = "tunnel closed by peer before end of data (close 1001: going away)";
   const sender = await stack.logs.waitFor(/msg="bridge ended" side=sender/);
   assert.match(sender, /cause=peer_close/);
   assert.ok(sender.includes(`error="${cut}"`), sender);

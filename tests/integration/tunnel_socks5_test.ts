@@ -144,7 +144,7 @@ Deno.test("socks5: a tunnel cut by the listener is logged as WARN socks5 failed"
   const warn = await stack.logs.waitFor(/level=WARN msg="socks5 failed" side=sender/);
   assert.match(
     warn,
-    /bridge_id=[A-Z2-7]{16} error="tunnel closed by peer before end of data \(close 1000: done\)"/,
+    /bridge_id=[A-Z2-7]{16} error="tunnel closed by peer before end of data \(close 1001: going away\)"/,
   );
   await readAll(conn).catch(() => {});
   conn.close();

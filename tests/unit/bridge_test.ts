@@ -66,24 +66,47 @@ async function finishPeer(peer: FakeSocket, done: Promise<BridgeResult>): Promis
   return await done;
 }
 
-Deno.test("bridge v1: data both ways, local EOF ends the tunnel with local_close", async () => {
-  const { client, peer, done } = await setup();
+Deno.test("bridge v1: after the local EOF the peer's reply still arrives, its Close ends the tunnel", async () => {
+  const { client, peer, done } = await setup({ halfCloseLingerMs: 60_000 });
   await writeAll(client, enc.encode("hello"));
   assert.deepEqual(await peer.receive(), { type: "binary", data: enc.encode("hello") });
+  await client.closeWrite();
+  // A Go peer cannot be told of the EOF: it answers and closes when it is done.
   await peer.send(enc.encode("world"));
   assert.equal(await readN(client, 5), "world");
+  const closing = peer.close(1000, "done");
+  assert.equal((await readAll(client)).length, 0);
+  await closing;
+  const r = await done;
+  assert.deepEqual(r, { cause: "local_close", tcpToWs: 5, wsToTcp: 5 });
+  client.close();
+});
+
+Deno.test("bridge v1: the linger runs out: Close 1000 done and local EOF", async () => {
+  const { client, peer, done } = await setup({ halfCloseLingerMs: 50 });
   await client.closeWrite();
+  await peer.send(enc.encode("late"));
+  assert.equal(await readN(client, 4), "late");
   assert.equal(await peer.receive(), null);
   assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
   await peer.close(1000, "");
-  const r = await done;
-  assert.deepEqual(r, { cause: "local_close", tcpToWs: 5, wsToTcp: 5 });
+  assert.deepEqual(await done, { cause: "local_close", tcpToWs: 0, wsToTcp: 4 });
   assert.equal((await readAll(client)).length, 0);
   client.close();
 });
 
+Deno.test("bridge v1: a linger of 0 ends the tunnel at the local EOF, as Go does", async () => {
+  const { client, peer, done } = await setup({ halfCloseLingerMs: 0 });
+  await client.closeWrite();
+  assert.equal(await peer.receive(), null);
+  assert.deepEqual(peer.closeInfo, { code: 1000, reason: "done" });
+  await peer.close(1000, "");
+  assert.deepEqual(await done, { cause: "local_close", tcpToWs: 0, wsToTcp: 0 });
+  client.close();
+});
+
 Deno.test("bridge: local reads are sent as messages of at most 32768 bytes", async () => {
-  const { client, peer, done } = await setup();
+  const { client, peer, done } = await setup({ halfCloseLingerMs: 0 });
   const data = pattern(200_000);
   const writing = writeAll(client, data).then(() => client.closeWrite());
   const got: Uint8Array[] = [];
@@ -290,7 +313,7 @@ Deno.test("causeFromAbort maps known codes and DOMException names", () => {
 });
 
 Deno.test("bridge: pings the data socket on the interval and stops at the end", async () => {
-  const { client, peer, ws, done } = await setup({ pingIntervalMs: 5 });
+  const { client, peer, ws, done } = await setup({ pingIntervalMs: 5, halfCloseLingerMs: 0 });
   await ws.until(() => ws.pings >= 2);
   await client.closeWrite();
   const r = await finishPeer(peer, done);
@@ -329,7 +352,7 @@ Deno.test("bridge: the local read buffer doubles on full reads up to 64 KiB and 
     closeWrite: () => Promise.resolve(),
     close: () => {},
   };
-  const done = bridge(local, ws, { halfClose: false, pingIntervalMs: 0 });
+  const done = bridge(local, ws, { halfClose: false, pingIntervalMs: 0, halfCloseLingerMs: 0 });
   const got: Uint8Array[] = [];
   for (let m; (m = await peer.receive()) !== null;) {
     assert.equal(m.type, "binary");
@@ -445,4 +468,123 @@ Deno.test("fake socket: closeNow makes the peer's receive reject", async () => {
   a.closeNow();
   await assert.rejects(pending, /connection lost/);
   await Promise.all([a.closed, b.closed]);
+});
+
+/** A local stream that records how the bridge ended it; reads wait for that end by default. */
+function recordingLocal(read?: () => Promise<number | null>) {
+  const ends: string[] = [];
+  const ended = Promise.withResolvers<null>();
+  const end = (how: string) => {
+    ends.push(how);
+    ended.resolve(null);
+  };
+  const local: ByteStream = {
+    read: read ?? (() => ended.promise),
+    write: (p) => Promise.resolve(p.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => end("close"),
+    reset: () => end("reset"),
+  };
+  return { local, ends };
+}
+
+Deno.test("bridge: a cut tunnel resets the local stream, a clean end closes it", async () => {
+  const cases: {
+    name: string;
+    halfClose: boolean;
+    peer: (p: FakeSocket) => Promise<void>;
+    end: "close" | "reset";
+  }[] = [
+    { name: "v1 1000", halfClose: false, peer: (p) => p.close(1000, "done"), end: "close" },
+    // Go senders drop their socket; Azure passes that on as 1001 or EOF.
+    { name: "v1 1001", halfClose: false, peer: (p) => p.close(1001, "lost"), end: "close" },
+    {
+      name: "v1 drop after data",
+      halfClose: false,
+      peer: async (p) => {
+        await p.send(enc.encode("x"));
+        p.closeNow();
+      },
+      end: "close",
+    },
+    {
+      name: "v1 drop before data",
+      halfClose: false,
+      peer: (p) => Promise.resolve(p.closeNow()),
+      end: "reset",
+    },
+    { name: "v1 1011", halfClose: false, peer: (p) => p.close(1011, "boom"), end: "reset" },
+    { name: "v1 4000", halfClose: false, peer: (p) => p.close(4000, ""), end: "reset" },
+    {
+      name: "half-close 1000 before eof",
+      halfClose: true,
+      peer: (p) => p.close(1000, "done"),
+      end: "reset",
+    },
+    {
+      name: "half-close drop",
+      halfClose: true,
+      peer: async (p) => {
+        await p.send(enc.encode("x"));
+        p.closeNow();
+      },
+      end: "reset",
+    },
+    {
+      name: "half-close 1001 after eof",
+      halfClose: true,
+      peer: async (p) => {
+        await p.send(EOF_MESSAGE);
+        await p.close(1001, "lost");
+      },
+      end: "reset",
+    },
+    {
+      name: "half-close eof then 1000",
+      halfClose: true,
+      peer: async (p) => {
+        await p.send(EOF_MESSAGE);
+        await p.close(1000, "done");
+      },
+      end: "close",
+    },
+  ];
+  for (const c of cases) {
+    const [ws, peer] = fakeSocketPair();
+    const { local, ends } = recordingLocal();
+    const done = bridge(local, ws, { halfClose: c.halfClose, pingIntervalMs: 0 });
+    await c.peer(peer);
+    const r = await done;
+    assert.deepEqual(ends, [c.end], c.name);
+    assert.equal(r.localReset, c.end === "reset" ? true : undefined, c.name);
+    assert.equal(bridgeLogAttrs(r).local_reset, r.localReset, c.name);
+  }
+});
+
+Deno.test("bridge: a local failure resets the local stream and closes with 1011, never eof", async () => {
+  const [ws, peer] = fakeSocketPair();
+  const { local, ends } = recordingLocal(() =>
+    Promise.reject(new Deno.errors.ConnectionReset("Connection reset by peer (os error 104)"))
+  );
+  const done = bridge(local, ws, { halfClose: true, pingIntervalMs: 0 });
+  assert.equal(await peer.receive(), null);
+  assert.deepEqual(peer.closeInfo, { code: 1011, reason: "tunnel cut" });
+  assert.equal(peer.sent.length, 0);
+  await peer.close(1011, "");
+  const r = await done;
+  assert.equal(r.cause, "local_close");
+  assert.deepEqual(ends, ["reset"]);
+});
+
+Deno.test("bridge: a cancelled tunnel resets the local stream and closes with 1001", async () => {
+  const [ws, peer] = fakeSocketPair();
+  const { local, ends } = recordingLocal();
+  const ac = new AbortController();
+  const done = bridge(local, ws, { halfClose: true, pingIntervalMs: 0, signal: ac.signal });
+  ac.abort(new DOMException("drain timeout", "AbortError"));
+  assert.equal(await peer.receive(), null);
+  assert.deepEqual(peer.closeInfo, { code: 1001, reason: "going away" });
+  await peer.close(1001, "");
+  assert.equal((await done).cause, "user_cancel");
+  assert.deepEqual(ends, ["reset"]);
 });

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { parseHostPort, readCaCerts, requireRelayNames, resolveBind } from "../../cmd/common.ts";
+import { Command } from "@commander-js/extra-typings";
+import {
+  halfCloseLingerFlag,
+  halfCloseLingerOption,
+  parseHostPort,
+  readCaCerts,
+  requireRelayNames,
+  resolveBind,
+} from "../../cmd/common.ts";
 import { UsageError } from "../../lib/errors.ts";
 
 Deno.test("parseHostPort splits like net.SplitHostPort", () => {
@@ -55,5 +63,24 @@ Deno.test("readCaCerts: a missing or non-PEM file is a usage error naming the fi
     assert.equal(await readCaCerts(undefined), undefined);
   } finally {
     await Deno.remove(file);
+  }
+});
+
+Deno.test("--half-close-linger: a duration, 2 s by default, AZTUNNEL_HALF_CLOSE_LINGER as fallback", () => {
+  assert.equal(halfCloseLingerFlag(), 2000);
+  assert.equal(halfCloseLingerFlag("500ms"), 500);
+  assert.equal(halfCloseLingerFlag("0"), 0);
+  assert.equal(halfCloseLingerFlag("-1s"), 0);
+  assert.throws(() => halfCloseLingerFlag("soon"), UsageError);
+  const parse = (args: string[]) =>
+    new Command().exitOverride().addOption(halfCloseLingerOption()).parse(args, { from: "user" })
+      .opts().halfCloseLinger;
+  assert.equal(parse([]), "2s");
+  Deno.env.set("AZTUNNEL_HALF_CLOSE_LINGER", "750ms");
+  try {
+    assert.equal(parse([]), "750ms");
+    assert.equal(parse(["--half-close-linger", "5s"]), "5s");
+  } finally {
+    Deno.env.delete("AZTUNNEL_HALF_CLOSE_LINGER");
   }
 });
