@@ -1,8 +1,15 @@
-/** Flags and helpers shared by several commands: relay auth flags, bind flags, signals. */
-import { Option } from "@commander-js/extra-typings";
+/** Flags shared by several commands: the relay flags and the local listener's flags. */
+import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
-import { splitHostPort } from "../lib/tunnel/ip.ts";
+import {
+  type HostPort,
+  parseHostPort as parseListenHostPort,
+  splitHostPort,
+} from "../lib/net/host_port.ts";
+import { parseRelayEndpoint } from "../lib/relay/endpoint.ts";
+import { tokenProviderFromEnv } from "../lib/relay/token_from_env.ts";
+import type { SenderRelayConfig } from "../lib/sender/open_tunnel.ts";
 
 export const relayOption = () =>
   new Option(
@@ -25,6 +32,17 @@ export const relayCaCertOption = () =>
     "PEM file with a CA to trust for the relay's TLS certificate",
   )
     .env("AZTUNNEL_RELAY_CA_CERT");
+
+/** The relay flags every relay-* command takes. */
+export function addRelayOptions<C extends Command<unknown[], Record<string, unknown>>>(cmd: C): C {
+  cmd
+    .addOption(relayOption())
+    .addOption(namespaceOption())
+    .addOption(hycoOption())
+    .addOption(relaySuffixOption())
+    .addOption(relayCaCertOption());
+  return cmd;
+}
 
 export const bindOption = (def: string) =>
   new Option("-b, --bind <addr>", "local bind address:port").default(def);
@@ -79,6 +97,34 @@ export function requireRelayNames(flags: RelayFlags, positionalHyco?: string): {
   return { relay, hyco };
 }
 
+/** Where a flag's value came from ("cli", "env", "default", …); commander tracks it per option. */
+export interface OptionSources {
+  getOptionValueSource(key: string): string | undefined;
+}
+
+/**
+ * Relay endpoint, entity, credentials (environment only) and CA from the flags. Precedence:
+ * `--hyco` > positional `[hyco]` > AZTUNNEL_HYCO_NAME, and `--relay` > `--namespace` >
+ * AZTUNNEL_RELAY_NAME (commander fills env values in as if they were flags, so undo that here).
+ */
+export async function resolveRelay(
+  flags: RelayFlags,
+  cmd: OptionSources,
+  positionalHyco?: string,
+): Promise<SenderRelayConfig> {
+  const fromCli = (key: string) => cmd.getOptionValueSource(key) === "cli";
+  const names: RelayFlags = {
+    ...flags,
+    hyco: fromCli("hyco") ? flags.hyco : positionalHyco ?? flags.hyco,
+    relay: fromCli("relay") || !flags.namespace ? flags.relay : undefined,
+  };
+  const { relay, hyco } = requireRelayNames(names);
+  const endpoint = parseRelayEndpoint(relay, flags.relaySuffix);
+  const caCerts = await readCaCerts(flags.relayCaCert);
+  const tokens = await tokenProviderFromEnv(Deno.env);
+  return { endpoint, entity: hyco, tokens, caCerts };
+}
+
 /** Reads the --relay-ca-cert file; a missing or unreadable file is a usage error. */
 export async function readCaCerts(file?: string): Promise<string[] | undefined> {
   if (!file) return undefined;
@@ -100,20 +146,13 @@ export async function readCaCerts(file?: string): Promise<string[] | undefined> 
   }
 }
 
-export interface HostPort {
-  hostname: string;
-  port: number;
-}
-
-/** Splits `host:port` / `[v6]:port` / `:port` with Go's net.SplitHostPort, plus a port check. */
+/** lib/net's `parseHostPort` for a flag: a malformed value is a usage error naming `what`. */
 export function parseHostPort(text: string, what: string): HostPort {
-  const hp = splitHostPort(text.trim());
-  if (!hp || !/^\d{1,5}$/.test(hp.port)) {
-    throw new UsageError(`invalid ${what} "${text}": expected host:port`);
-  }
-  const port = Number(hp.port);
-  if (port > 65535) throw new UsageError(`invalid ${what} "${text}": port out of range`);
-  return { hostname: hp.host, port };
+  const hp = parseListenHostPort(text);
+  if (hp) return hp;
+  const port = splitHostPort(text.trim())?.port ?? "";
+  const why = /^\d{1,5}$/.test(port) ? "port out of range" : "expected host:port";
+  throw new UsageError(`invalid ${what} "${text}": ${why}`);
 }
 
 /** The listen address from --bind/--gateway: `:5432` binds all interfaces, as in Go. */
@@ -129,39 +168,16 @@ export function durationOrDefault(text: string, flag: string, defMs: number): nu
   return ms > 0 ? ms : defMs;
 }
 
-export interface ShutdownSignal {
-  /** Aborted on the first SIGINT/SIGTERM: stop accepting, drain open tunnels. */
-  signal: AbortSignal;
-  /** Aborted on the second: cut every tunnel now instead of waiting out the drain. */
-  force: AbortSignal;
-  /** Removes the handlers. */
-  dispose(): void;
-}
-
 /**
- * Stop requests from SIGINT/SIGTERM (SIGINT only on Windows), or from `source` in tests. Both the
- * graceful and the forced stop end the command with exit 0: the user asked it to stop, and the
- * second signal only says "do not wait" (unlike Go, where Ctrl-C is exit 1 "context canceled").
+ * Go's `--tcp-keepalive`: validated, but any value leaves keepalive on (0 means 30 s in Go, negative
+ * the OS default; Deno takes no interval, so the OS one applies).
  */
-export function shutdownSignal(
-  source?: { subscribe(handler: () => void): () => void },
-): ShutdownSignal {
-  const first = new AbortController();
-  const second = new AbortController();
-  const handler = () => {
-    if (!first.signal.aborted) first.abort(new DOMException("shutdown requested", "AbortError"));
-    else second.abort(new DOMException("second shutdown request", "AbortError"));
-  };
-  const unsubscribe = (source ?? processSignals).subscribe(handler);
-  return { signal: first.signal, force: second.signal, dispose: unsubscribe };
+export function keepAliveFlag(text: string): boolean {
+  parseDuration(text, "--tcp-keepalive");
+  return true;
 }
 
-const processSignals = {
-  subscribe(handler: () => void): () => void {
-    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-    for (const s of signals) Deno.addSignalListener(s, handler);
-    return () => {
-      for (const s of signals) Deno.removeSignalListener(s, handler);
-    };
-  },
-};
+/** `--drain-timeout` in milliseconds; negative means no drain. */
+export function drainFlag(text: string): number {
+  return Math.max(0, parseDuration(text, "--drain-timeout"));
+}

@@ -5,7 +5,6 @@
  */
 import { Option } from "@commander-js/extra-typings";
 import { AztunnelError, errorMessage, UsageError } from "../lib/errors.ts";
-import { redactArc } from "../lib/arc/redact.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { DEFAULT_MAX_TARGETS, Metrics, type RelayServerCounts } from "../lib/observe/metrics.ts";
 import {
@@ -19,7 +18,8 @@ import type { RelayStats } from "../lib/server/mod.ts";
 import { metricsObserver } from "../lib/tunnel/metrics_observer.ts";
 import { combineObservers, type TunnelObserver } from "../lib/tunnel/observer.ts";
 import { VERSION } from "../lib/version.ts";
-import { shutdownSignal } from "./common.ts";
+import { SenderReadiness } from "./readiness.ts";
+import { shutdownSignal } from "./shutdown.ts";
 
 export const metricsAddrOption = () =>
   new Option(
@@ -133,48 +133,6 @@ function listen(addr: string, metrics: Metrics, readiness?: () => Readiness): Op
   } catch (err) {
     logger.error("metrics server failed", { error: errorMessage(err) });
     throw new AztunnelError("metrics_failed", errorMessage(err), { cause: err });
-  }
-}
-
-/** relay-listener: ready while the control channel is connected. */
-export class ListenerReadiness {
-  #up = false;
-
-  set(up: boolean): void {
-    this.#up = up;
-  }
-
-  check(): Readiness {
-    return this.#up ? { ready: true } : { ready: false, reason: "control channel not connected" };
-  }
-}
-
-/**
- * Senders (port-forward, socks5-proxy, connect, arc): ready once the local side is up (the socket
- * is bound; stdio from the start) and while the last relay dial did not fail.
- */
-export class SenderReadiness {
-  #bound = false;
-  #dialError: string | undefined;
-
-  /** Feeds `relayDialEnded` into the readiness. */
-  readonly observer: TunnelObserver = {
-    relayDialEnded: (error) => {
-      this.#dialError = error === undefined ? undefined : redactArc(errorMessage(error));
-    },
-  };
-
-  /** The local socket is bound (or, for connect, stdio is there). */
-  bound(): void {
-    this.#bound = true;
-  }
-
-  check(): Readiness {
-    if (!this.#bound) return { ready: false, reason: "local listener not bound" };
-    if (this.#dialError !== undefined) {
-      return { ready: false, reason: `last relay dial failed: ${this.#dialError}` };
-    }
-    return { ready: true };
   }
 }
 

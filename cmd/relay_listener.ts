@@ -6,15 +6,19 @@ import { parseAcceptHost } from "../lib/relay/accept_address.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
 import {
+  addRelayOptions,
+  drainFlag,
   drainOption,
   durationOrDefault,
   halfCloseLingerFlag,
   halfCloseLingerOption,
+  keepAliveFlag,
   keepaliveOption,
   type RelayFlags,
+  resolveRelay,
 } from "./common.ts";
-import { ListenerReadiness, runWithOps } from "./ops.ts";
-import { addRelayOptions, drainFlag, keepAliveFlag, resolveRelay } from "./relay_sender.ts";
+import { runWithOps } from "./ops.ts";
+import { ListenerReadiness } from "./readiness.ts";
 
 function parseMaxConnections(text: string): number {
   if (!/^\d+$/.test(text.trim())) {

@@ -1,86 +1,27 @@
 /** `relay-sender port-forward | socks5-proxy | connect`: local sockets (or stdio) into tunnels. */
 import type { Command } from "@commander-js/extra-typings";
-import { parseDuration } from "../lib/duration.ts";
 import { getLogger } from "../lib/observe/log.ts";
-import { parseRelayEndpoint } from "../lib/relay/endpoint.ts";
-import { tokenProviderFromEnv } from "../lib/relay/token.ts";
 import { runConnect } from "../lib/sender/connect.ts";
-import type { RelayConfig } from "../lib/sender/open_tunnel.ts";
 import { runPortForward } from "../lib/sender/port_forward.ts";
 import { runSocks5Proxy } from "../lib/sender/socks5_proxy.ts";
 import type { TunnelServiceOptions } from "../lib/sender/tunnel_service.ts";
 import { normalizeTarget } from "../lib/sender/target.ts";
 import {
+  addRelayOptions,
   bindOption,
+  drainFlag,
   drainOption,
   gatewayOption,
   halfCloseLingerFlag,
   halfCloseLingerOption,
-  hycoOption,
+  keepAliveFlag,
   keepaliveOption,
-  namespaceOption,
-  readCaCerts,
-  relayCaCertOption,
+  type OptionSources,
   type RelayFlags,
-  relayOption,
-  relaySuffixOption,
-  requireRelayNames,
   resolveBind,
+  resolveRelay,
 } from "./common.ts";
 import { type GlobalsReader, runSenderWithOps } from "./ops.ts";
-
-/** The relay flags every relay-* command takes. */
-export function addRelayOptions<C extends Command<unknown[], Record<string, unknown>>>(cmd: C): C {
-  cmd
-    .addOption(relayOption())
-    .addOption(namespaceOption())
-    .addOption(hycoOption())
-    .addOption(relaySuffixOption())
-    .addOption(relayCaCertOption());
-  return cmd;
-}
-
-/** Where a flag's value came from ("cli", "env", "default", …); commander tracks it per option. */
-interface OptionSources {
-  getOptionValueSource(key: string): string | undefined;
-}
-
-/**
- * Relay endpoint, entity, credentials (environment only) and CA from the flags. Precedence:
- * `--hyco` > positional `[hyco]` > AZTUNNEL_HYCO_NAME, and `--relay` > `--namespace` >
- * AZTUNNEL_RELAY_NAME (commander fills env values in as if they were flags, so undo that here).
- */
-export async function resolveRelay(
-  flags: RelayFlags,
-  cmd: OptionSources,
-  positionalHyco?: string,
-): Promise<RelayConfig> {
-  const fromCli = (key: string) => cmd.getOptionValueSource(key) === "cli";
-  const names: RelayFlags = {
-    ...flags,
-    hyco: fromCli("hyco") ? flags.hyco : positionalHyco ?? flags.hyco,
-    relay: fromCli("relay") || !flags.namespace ? flags.relay : undefined,
-  };
-  const { relay, hyco } = requireRelayNames(names);
-  const endpoint = parseRelayEndpoint(relay, flags.relaySuffix);
-  const caCerts = await readCaCerts(flags.relayCaCert);
-  const tokens = await tokenProviderFromEnv(Deno.env);
-  return { endpoint, entity: hyco, tokens, caCerts };
-}
-
-/**
- * Go's `--tcp-keepalive`: validated, but any value leaves keepalive on (0 means 30 s in Go, negative
- * the OS default; Deno takes no interval, so the OS one applies).
- */
-export function keepAliveFlag(text: string): boolean {
-  parseDuration(text, "--tcp-keepalive");
-  return true;
-}
-
-/** `--drain-timeout` in milliseconds; negative means no drain. */
-export function drainFlag(text: string): number {
-  return Math.max(0, parseDuration(text, "--drain-timeout"));
-}
 
 /** The local listener of port-forward and socks5-proxy: bind, keepalive and drain flags. */
 function addServiceOptions<Args extends unknown[], Opts extends Record<string, unknown>>(

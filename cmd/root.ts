@@ -87,8 +87,8 @@ export async function runCli(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
-      // A parent command called without a subcommand: commander printed its help already.
-      if (err.code === "commander.help") return 2;
+      // Any other: a usage error, or a parent command without a subcommand ("commander.help");
+      // commander printed the message or the help already.
       return 2;
     }
     if (err instanceof UsageError) {

@@ -22,6 +22,11 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
+/** The first line of a message, trailing blanks cut: how a log line names a long error. */
+export function firstLine(text: string): string {
+  return text.split("\n", 1)[0].trimEnd();
+}
+
 /** The `code` of a thrown value when it carries one (ours or Deno's). */
 export function errorCode(err: unknown): string | undefined {
   if (err && typeof err === "object" && "code" in err) {

@@ -60,7 +60,7 @@ export function binaryName(t: Target): string {
  * The permissions baked into the binary, with why each is needed. Nothing here is scoped to
  * paths or hosts because the user names them at run time (relay, targets, cert and config files).
  * No write (the program writes no files) and no ffi; `--unstable-net` is not needed (lib/ws uses
- * only stable Deno.connect/connectTls/listen). tests/unit/packaging_test.ts checks these claims
+ * only stable Deno.connect/connectTls/listen). tests/packaging/packaging_test.ts checks these claims
  * against the source.
  */
 export function permissionFlags(t: Target): string[] {

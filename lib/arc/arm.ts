@@ -7,7 +7,7 @@ import { formatDuration } from "../duration.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { Token } from "../relay/token.ts";
-import { sleep } from "../relay/sleep.ts";
+import { delay } from "../async.ts";
 import { VERSION } from "../version.ts";
 import { redactArc } from "./redact.ts";
 
@@ -144,7 +144,7 @@ export class ArmClient {
   ): Promise<void> {
     const ms = retryAfterMs(retryAfter) ?? this.#retryDelaysMs[attempt];
     this.#logger?.debug("ARM request failed (retrying)", { error: why, delay: `${ms}ms` });
-    await sleep(ms, signal);
+    await delay(ms, { signal });
   }
 }
 

@@ -1,6 +1,7 @@
 /** Validation of the Arc command inputs: resource id, service, port, ARM endpoint, relay override. */
 import { parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
+import { isLoopback } from "../net/loopback.ts";
 
 export const ARC_SERVICES = ["SSH", "WAC"] as const;
 export type ArcService = typeof ARC_SERVICES[number];
@@ -70,12 +71,6 @@ export function parseResourceId(text: string | undefined): string {
   return rid;
 }
 
-/** Loopback names and addresses, the only hosts that may be reached over plain http/ws. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
 /**
  * `--arm-endpoint`: an https origin (sovereign clouds), or http on a loopback host (tests, local
  * fakes). Anything after the host is refused: ARM paths are absolute.
@@ -90,7 +85,7 @@ export function parseArmEndpoint(text: string | undefined): URL {
     throw fail("not a URL");
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") throw fail("must be https://");
-  if (url.protocol === "http:" && !isLoopbackHost(url.hostname)) {
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
     throw fail("plain http:// is allowed only for loopback hosts");
   }
   if (url.username || url.password || url.search || url.hash || (url.pathname !== "/")) {
@@ -124,7 +119,7 @@ export function parseArcRelayUrl(text: string): RelayBase {
   }
   if (url.protocol !== "ws:" && url.protocol !== "wss:") throw fail("must be ws:// or wss://");
   // The Arc headers carry the relay access key: never in clear text off this machine.
-  if (url.protocol === "ws:" && !isLoopbackHost(url.hostname)) {
+  if (url.protocol === "ws:" && !isLoopback(url.hostname)) {
     throw fail("plain ws:// is allowed only for loopback hosts");
   }
   if (url.username || url.password || url.search || url.hash || url.pathname !== "/") {

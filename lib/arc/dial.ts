@@ -8,9 +8,9 @@ import { AztunnelError, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import type { Logger } from "../observe/log.ts";
 import { describeDialFailure, isAuthStatus } from "../relay/dial_error.ts";
-import { sleep } from "../relay/sleep.ts";
+import { delay } from "../async.ts";
 
-import { type ConnectOptions, connectWebSocket } from "../ws/client.ts";
+import { connectWebSocket, type WsConnectOptions } from "../ws/client.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsError, WsHandshakeError } from "../ws/errors.ts";
 import type { RelayBase } from "./config.ts";
@@ -60,7 +60,7 @@ export interface ArcDialOptions {
   explain: boolean;
   timing?: Partial<ArcDialTiming>;
   /** Injected in tests; defaults to lib/ws's client. */
-  connect?: (url: string, opts: ConnectOptions) => Promise<WebSocketConn>;
+  connect?: (url: string, opts: WsConnectOptions) => Promise<WebSocketConn>;
   now?: () => number;
 }
 
@@ -157,9 +157,9 @@ export async function dialArcRelay(opts: ArcDialOptions): Promise<WebSocketConn>
       lastStatus = err.status;
       progress();
       log.debug("arc relay dial failed (retrying)", { status: err.status, attempts });
-      const delay = timing.backoffMs[Math.min(attempts - 1, timing.backoffMs.length - 1)];
+      const waitMs = timing.backoffMs[Math.min(attempts - 1, timing.backoffMs.length - 1)];
       try {
-        await sleep(delay, opts.signal);
+        await delay(waitMs, { signal: opts.signal });
       } catch (reason) {
         throw gaveUp(reason);
       }

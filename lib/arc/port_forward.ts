@@ -3,16 +3,17 @@
  * WebSocket to the machine's port, carrying raw bytes. Credentials come from the session cache.
  */
 import { errorMessage } from "../errors.ts";
+import { acceptLoop } from "../net/accept_loop.ts";
+import { type HostPort, joinHostPort } from "../net/host_port.ts";
+import { listenTcp, tuneTcp } from "../net/listen.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
-import { type BindAddress, formatAddr, listenTcp } from "../sender/listen.ts";
-import { acceptConnections } from "../sender/serve.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { redactArc } from "./redact.ts";
 import { ArcSession, type ArcSessionOptions } from "./session.ts";
 
 export interface ArcPortForwardOptions extends ArcSessionOptions {
-  bind: BindAddress;
+  bind: HostPort;
   /** Turn TCP keepalive on for accepted sockets (Deno cannot set the interval). */
   keepAlive: boolean;
   /** Stops accepting and tears the tunnels down; the promise then resolves. */
@@ -29,7 +30,7 @@ export async function runArcPortForward(opts: ArcPortForwardOptions): Promise<vo
 
   const listener = listenTcp(opts.bind);
   log.info("arc port-forward listening", {
-    bind: formatAddr(listener.addr),
+    bind: joinHostPort(listener.addr.hostname, listener.addr.port),
     resource: opts.resourceId,
     port: opts.port,
   });
@@ -38,21 +39,21 @@ export async function runArcPortForward(opts: ArcPortForwardOptions): Promise<vo
   const tunnels = new Set<Promise<void>>();
   try {
     // Nothing to drain: the bridges stop with `signal` (arc, like the Go tool, has no drain).
-    await acceptConnections(
-      listener,
-      { signal: opts.signal, logger: log, keepAlive: opts.keepAlive },
-      (conn) => {
-        const task = forward(
-          session,
-          conn,
-          opts.signal,
-          log.with({ bridge_id: newId() }),
-          opts.observer,
-        );
-        tunnels.add(task);
-        task.finally(() => tunnels.delete(task));
-      },
-    );
+    await acceptLoop(listener, (conn) => {
+      tuneTcp(conn, opts.keepAlive);
+      const task = forward(
+        session,
+        conn,
+        opts.signal,
+        log.with({ bridge_id: newId() }),
+        opts.observer,
+      );
+      tunnels.add(task);
+      task.finally(() => tunnels.delete(task));
+    }, {
+      signal: opts.signal,
+      onError: (err) => log.warn("accept failed", { error: errorMessage(err) }),
+    });
   } finally {
     await Promise.allSettled([...tunnels]);
   }

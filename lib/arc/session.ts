@@ -10,10 +10,12 @@
  * agent refuses a token issued for another port. Every other failure is explained and ends the
  * command: no PUT fixes a missing role or a wrong resource id.
  */
+import { abortable } from "../async.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
-import { abandonable, type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
-import { type BridgeResult, type ByteStream, observedBridge } from "../tunnel/bridge.ts";
+import { type CredentialLike, EntraTokenCache } from "../relay/entra.ts";
+import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
+import type { BridgeResult } from "../tunnel/bridge_result.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsError } from "../ws/errors.ts";
@@ -165,7 +167,7 @@ export class ArcSession {
     ).then((fresh) => this.#store(fresh)).finally(() => {
       this.#inflight = undefined;
     });
-    return abandonable(this.#inflight, signal);
+    return abortable(this.#inflight, signal);
   }
 
   /** Opens the raw byte tunnel to the machine's port with `creds` (from `credentials()`). */

@@ -2,7 +2,8 @@
  * One accepted rendezvous on the listener (reference §2.2): read the envelope, check it (parse →
  * version → empty target → allowlist → dial, with the Go tool's error texts), answer, bridge.
  */
-import { errorMessage } from "../errors.ts";
+import { deadline } from "../async.ts";
+import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
@@ -54,89 +55,40 @@ export interface HandlerContext {
   enterBridge?: () => () => void;
 }
 
+/** What the steps of one rendezvous share. */
+interface Rendezvous {
+  readonly ws: MessageSocket;
+  readonly cfg: HandlerConfig;
+  /** Gains the sender's bridge_id once the envelope names one. */
+  log: Logger;
+}
+
 /** Serves one rendezvous socket to the end and closes it (Close 1000 "done"). Never rejects. */
 export async function handleTunnel(
   ws: MessageSocket,
   cfg: HandlerConfig,
   ctx: HandlerContext,
 ): Promise<void> {
-  let log = ctx.logger;
   const opening = ctx.signal && ctx.opening
     ? AbortSignal.any([ctx.signal, ctx.opening])
     : ctx.signal ?? ctx.opening;
-  const error = (reason: ConnectionErrorReason) =>
-    cfg.observer?.connectionError?.("listener", reason);
-  const respond = async (res: Omit<ConnectResponse, "version" | "listener_id">) => {
-    try {
-      await ws.send(
-        encodeResponse({ version: ENVELOPE_VERSION, ...res, listener_id: cfg.listenerId }),
-      );
-      return true;
-    } catch (err) {
-      log.warn("failed to send response", { error: errorMessage(err) });
-      return false;
-    }
-  };
-  const refuse = async (res: { error: string; code?: string }) => {
-    await respond({ ok: false, ...res });
-    await ws.close(1000, "done").catch(() => ws.closeNow());
-  };
-
-  const first = await readEnvelope(ws, cfg.connectTimeoutMs, opening);
-  if ("error" in first) {
-    log.warn("failed to read envelope", { error: first.error, close_code: first.closeCode });
-    error("envelope_error");
-    await ws.close(1000, "done").catch(() => ws.closeNow());
+  const r: Rendezvous = { ws, cfg, log: ctx.logger };
+  const env = await receiveEnvelope(r, opening);
+  if (!env) return;
+  if (env.bridge_id) r.log = r.log.with({ bridge_id: clipForLog(env.bridge_id) });
+  const logged = clipForLog(env.target);
+  r.log.info("connection requested", { target: logged });
+  // Checked and dialled in the same turn as that line: a stop that follows it finds the dial.
+  const refusal = refusalFor(r, env.target);
+  if (refusal) {
+    await refuse(r, refusal.reason, refusal.response);
     return;
   }
-  let env: ConnectEnvelope;
-  try {
-    env = decodeEnvelope(first.text);
-  } catch (err) {
-    log.warn("invalid envelope", { error: clipForLog(errorMessage(err)) });
-    error("envelope_error");
-    return await refuse({ error: "invalid envelope" });
-  }
-  if (env.version !== ENVELOPE_VERSION) {
-    log.warn("unsupported protocol version", { version: env.version });
-    error("envelope_error");
-    return await refuse({ error: "unsupported protocol version" });
-  }
-  if (env.bridge_id) log = log.with({ bridge_id: clipForLog(env.bridge_id) });
-  const target = env.target;
-  const logged = clipForLog(target);
-  log.info("connection requested", { target: logged });
-  if (target === "") {
-    log.warn("invalid envelope", { error: "missing target" });
-    error("envelope_error");
-    return await refuse({ error: "missing target" });
-  }
-  if (cfg.allowlist && !cfg.allowlist.allows(target)) {
-    log.warn("target not allowed", { target: logged });
-    error("allowlist_rejected");
-    return await refuse({ error: "target not allowed", code: "not_allowed" });
-  }
-
-  const dial = cfg.dial ?? dialTarget;
-  const started = performance.now();
-  let conn: ByteStream;
-  try {
-    conn = await dial(target, {
-      timeoutMs: cfg.connectTimeoutMs,
-      signal: opening,
-      keepAlive: cfg.keepAlive,
-    });
-  } catch (err) {
-    const code = err instanceof TargetDialError ? err.dialCode : classifyDialError(err);
-    log.warn("dial target failed", { target: logged, error: clipForLog(errorMessage(err)), code });
-    error(dialReason(code));
-    return await refuse({ error: "connection failed", code });
-  } finally {
-    cfg.observer?.dialDuration?.("listener", performance.now() - started);
-  }
+  const conn = await dialForTunnel(r, env.target, opening);
+  if (!conn) return;
 
   const features = negotiate(cfg.features ?? FEATURES, offeredFeatures(env));
-  if (!await respond({ ok: true, features })) {
+  if (!await respond(r, { ok: true, features })) {
     conn.close();
     ws.closeNow();
     await ws.closed;
@@ -149,12 +101,118 @@ export async function handleTunnel(
       signal: ctx.signal,
       pingIntervalMs: cfg.pingIntervalMs,
       halfCloseLingerMs: cfg.halfCloseLingerMs,
-      logger: log,
+      logger: r.log,
       observer: cfg.observer,
     });
   } finally {
     leave?.();
   }
+}
+
+/** Reads the envelope and checks its form and version; null when it was refused or never came. */
+async function receiveEnvelope(
+  r: Rendezvous,
+  opening?: AbortSignal,
+): Promise<ConnectEnvelope | null> {
+  let text: string;
+  try {
+    text = await readEnvelope(r.ws, r.cfg.connectTimeoutMs, opening);
+  } catch (err) {
+    const closeCode = err instanceof EnvelopeReadError ? err.closeCode : undefined;
+    r.log.warn("failed to read envelope", { error: errorMessage(err), close_code: closeCode });
+    failed(r, "envelope_error");
+    await r.ws.close(1000, "done").catch(() => r.ws.closeNow());
+    return null;
+  }
+  let env: ConnectEnvelope;
+  try {
+    env = decodeEnvelope(text);
+  } catch (err) {
+    r.log.warn("invalid envelope", { error: clipForLog(errorMessage(err)) });
+    return await refuse(r, "envelope_error", { error: "invalid envelope" });
+  }
+  if (env.version !== ENVELOPE_VERSION) {
+    r.log.warn("unsupported protocol version", { version: env.version });
+    return await refuse(r, "envelope_error", { error: "unsupported protocol version" });
+  }
+  return env;
+}
+
+interface Refusal {
+  reason: ConnectionErrorReason;
+  response: { error: string; code?: string };
+}
+
+/** Why `target` may not be dialled (logged), or null: empty target, then the allowlist. */
+function refusalFor(r: Rendezvous, target: string): Refusal | null {
+  if (target === "") {
+    r.log.warn("invalid envelope", { error: "missing target" });
+    return { reason: "envelope_error", response: { error: "missing target" } };
+  }
+  if (r.cfg.allowlist && !r.cfg.allowlist.allows(target)) {
+    r.log.warn("target not allowed", { target: clipForLog(target) });
+    return {
+      reason: "allowlist_rejected",
+      response: { error: "target not allowed", code: "not_allowed" },
+    };
+  }
+  return null;
+}
+
+/** Dials the target; null when that failed (answered with its code and closed). */
+async function dialForTunnel(
+  r: Rendezvous,
+  target: string,
+  opening?: AbortSignal,
+): Promise<ByteStream | null> {
+  const dial = r.cfg.dial ?? dialTarget;
+  const started = performance.now();
+  try {
+    return await dial(target, {
+      timeoutMs: r.cfg.connectTimeoutMs,
+      signal: opening,
+      keepAlive: r.cfg.keepAlive,
+    });
+  } catch (err) {
+    const code = err instanceof TargetDialError ? err.dialCode : classifyDialError(err);
+    const error = clipForLog(errorMessage(err));
+    r.log.warn("dial target failed", { target: clipForLog(target), error, code });
+    return await refuse(r, dialReason(code), { error: "connection failed", code });
+  } finally {
+    r.cfg.observer?.dialDuration?.("listener", performance.now() - started);
+  }
+}
+
+function failed(r: Rendezvous, reason: ConnectionErrorReason): void {
+  r.cfg.observer?.connectionError?.("listener", reason);
+}
+
+/** Sends a response; false (logged) when the socket could not take it. */
+async function respond(
+  r: Rendezvous,
+  res: Omit<ConnectResponse, "version" | "listener_id">,
+): Promise<boolean> {
+  try {
+    await r.ws.send(
+      encodeResponse({ version: ENVELOPE_VERSION, ...res, listener_id: r.cfg.listenerId }),
+    );
+    return true;
+  } catch (err) {
+    r.log.warn("failed to send response", { error: errorMessage(err) });
+    return false;
+  }
+}
+
+/** Counts the failure, answers `ok: false` and closes; always null (the tunnel is not opened). */
+async function refuse(
+  r: Rendezvous,
+  reason: ConnectionErrorReason,
+  res: { error: string; code?: string },
+): Promise<null> {
+  failed(r, reason);
+  await respond(r, { ok: false, ...res });
+  await r.ws.close(1000, "done").catch(() => r.ws.closeNow());
+  return null;
 }
 
 function dialReason(code: string): ConnectionErrorReason {
@@ -163,42 +221,46 @@ function dialReason(code: string): ConnectionErrorReason {
   return "dial_failed";
 }
 
-type FirstMessage = { text: string } | { error: string; closeCode?: number };
+/** The envelope never came: a timeout, shutdown, the peer's Close or a broken socket. */
+class EnvelopeReadError extends AztunnelError {
+  /** The peer's close code (1006 for a drop); unset for a timeout or shutdown. */
+  readonly closeCode?: number;
+  constructor(code: string, message: string, closeCode?: number, options?: ErrorOptions) {
+    super(code, message, options);
+    this.name = "EnvelopeReadError";
+    this.closeCode = closeCode;
+  }
+}
 
-/** The first message within the deadline. The listener does not check its type, like Go. */
+/**
+ * The first message's text within the deadline (the listener does not check its type, like Go);
+ * rejects with EnvelopeReadError.
+ */
 async function readEnvelope(
   ws: MessageSocket,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<FirstMessage> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<FirstMessage>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ error: `no envelope within ${timeoutMs} ms (timeout)` }),
-      timeoutMs,
-    );
-    onAbort = () => resolve({ error: "listener shutting down" });
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
-  });
+): Promise<string> {
   const read = ws.receive().then(
-    (msg: WsMessage | null): FirstMessage => {
-      if (msg === null) {
-        const info = ws.closeInfo;
-        return { error: `websocket closed with code ${info?.code ?? 1005}`, closeCode: info?.code };
-      }
-      return { text: msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data) };
+    (msg: WsMessage | null) => {
+      if (msg !== null) return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
+      const code = ws.closeInfo?.code;
+      throw new EnvelopeReadError("closed", `websocket closed with code ${code ?? 1005}`, code);
     },
-    (err): FirstMessage => ({
-      error: errorMessage(err),
-      closeCode: ws.closeInfo?.code ?? 1006,
-    }),
+    (err) => {
+      const code = ws.closeInfo?.code ?? 1006;
+      throw new EnvelopeReadError("read_failed", errorMessage(err), code, { cause: err });
+    },
   );
-  try {
-    return await Promise.race([read, stop]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
-  }
+  read.catch(() => {}); // the deadline may win; this settles later
+  return await deadline(read, timeoutMs, {
+    signal,
+    onTimeout: () =>
+      new EnvelopeReadError("timeout", `no envelope within ${timeoutMs} ms (timeout)`),
+  }).catch((err) => {
+    if (err instanceof EnvelopeReadError) throw err;
+    throw new EnvelopeReadError("shutting_down", "listener shutting down", undefined, {
+      cause: err,
+    });
+  });
 }

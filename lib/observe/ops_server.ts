@@ -3,6 +3,20 @@
  * (liveness: the process serves HTTP) and `/readyz` (readiness as the command defines it, e.g. the
  * listener's control channel is up). Plain HTTP, loopback or pod-network only; nothing secret here.
  */
+import { closeQuietly } from "../async.ts";
+import { AztunnelError, errorMessage } from "../errors.ts";
+import { acceptLoop } from "../net/accept_loop.ts";
+import { type HostPort, joinHostPort, parseHostPort } from "../net/host_port.ts";
+import {
+  encodeHead,
+  findHeadEnd,
+  hasToken,
+  parseRequestHead,
+  type RequestHead,
+  STATUS_TEXT,
+  statusLine,
+} from "../net/http_head.ts";
+import { writeAll } from "../net/write_all.ts";
 import { getLogger, type Logger } from "./log.ts";
 import { CONTENT_TYPE } from "./prometheus.ts";
 
@@ -34,33 +48,19 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/** Thrown by `startOpsServer`; `code` follows lib/errors.ts conventions. */
-export class OpsServerError extends Error {
-  readonly code: "invalid_addr" | "listen_failed";
+/** Thrown by `startOpsServer`. */
+export class OpsServerError extends AztunnelError {
+  declare readonly code: "invalid_addr" | "listen_failed";
   constructor(code: OpsServerError["code"], message: string, options?: ErrorOptions) {
-    super(message, options);
+    super(code, message, options);
     this.name = "OpsServerError";
-    this.code = code;
   }
 }
 
-export interface ListenAddr {
-  hostname: string;
-  port: number;
-}
-
-/** Parses a Go-style listen address; null when malformed. An empty host means 0.0.0.0. */
-export function parseListenAddr(addr: string): ListenAddr | null {
-  const m = /^(?:\[([\w:.%]+)\]|([^\[\]:]*)):(\d{1,5})$/.exec(addr.trim());
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  const hostname = m[1] ?? (m[2] || "0.0.0.0");
-  return { hostname, port };
-}
-
-export function formatHostPort(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+/** A Go-style listen address (lib/net's parseHostPort); an empty host means 0.0.0.0. */
+export function parseListenAddr(addr: string): HostPort | null {
+  const hp = parseHostPort(addr);
+  return hp && { hostname: hp.hostname || "0.0.0.0", port: hp.port };
 }
 
 /** Go's settings for its ops http.Server: ReadHeaderTimeout/ReadTimeout, WriteTimeout, IdleTimeout. */
@@ -95,38 +95,15 @@ export function startOpsServer(opts: OpsServerOptions): OpsServer {
   const readiness = opts.readiness ?? (() => ({ ready: true }));
   const timeouts = { ...DEFAULT_OPS_TIMEOUTS, ...opts.timeouts };
 
-  const route = (method: string, path: string): Answer => {
-    const name = ROUTES.get(path);
-    if (!name) return text(404, "404 page not found\n");
-    if (method !== "GET" && method !== "HEAD") {
-      return text(405, "method not allowed\n", { allow: "GET, HEAD" });
-    }
-    switch (name) {
-      case "metrics":
-        return {
-          status: 200,
-          headers: { "content-type": CONTENT_TYPE },
-          body: opts.metrics.render(),
-        };
-      case "healthz":
-        return text(200, "ok\n");
-      case "readyz": {
-        const r = readiness();
-        if (r.ready) return text(200, "ready\n");
-        const reason = (r.reason ?? "not ready").replace(/[\r\n]+/g, " ");
-        return text(503, `not ready: ${reason}\n`);
-      }
-    }
-  };
+  const route = (method: string, path: string) => routeOps(method, path, opts.metrics, readiness);
 
   let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   try {
     listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
     throw new OpsServerError(
       "listen_failed",
-      `metrics server listen ${opts.addr}: ${message}`,
+      `metrics server listen ${opts.addr}: ${errorMessage(err)}`,
       { cause: err },
     );
   }
@@ -136,12 +113,7 @@ export function startOpsServer(opts: OpsServerOptions): OpsServer {
   const conns = new Map<Deno.Conn, { busy: boolean }>();
   const tasks = new Set<Promise<void>>();
   const drop = (conn: Deno.Conn) => {
-    if (!conns.delete(conn)) return;
-    try {
-      conn.close();
-    } catch {
-      // already gone
-    }
+    if (conns.delete(conn)) closeQuietly(conn);
   };
 
   const serveConn = async (conn: Deno.TcpConn) => {
@@ -158,23 +130,8 @@ export function startOpsServer(opts: OpsServerOptions): OpsServer {
         if (got === null) return;
         carry = got.rest;
         state.busy = true;
-        let answer: Answer;
-        let keepAlive = false;
-        let head = false;
-        if (got.error) {
-          answer = text(got.error, `${got.error} ${STATUS_TEXT[got.error]}\n`);
-        } else {
-          const req = got.request;
-          head = req.method === "HEAD";
-          keepAlive = req.keepAlive && !req.hasBody;
-          try {
-            answer = route(req.method, req.path);
-          } catch (err) {
-            logger.error("metrics server failed", { error: err });
-            answer = text(500, "internal error\n");
-          }
-        }
-        keepAlive &&= !closing;
+        const { answer, head } = respondTo(got, route, logger);
+        const keepAlive = !got.error && got.request.keepAlive && !got.request.hasBody && !closing;
         const bytes = encodeResponse(answer, keepAlive, head);
         const timer = setTimeout(() => drop(conn), timeouts.writeMs);
         try {
@@ -192,33 +149,18 @@ export function startOpsServer(opts: OpsServerOptions): OpsServer {
     }
   };
 
-  const accepting = (async () => {
-    let backoffMs = 0;
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-        backoffMs = 0;
-      } catch (err) {
-        if (closing || err instanceof Deno.errors.BadResource) return;
-        // Out of file descriptors and the like: wait and retry as Go's http.Server does (5 ms up
-        // to 1 s) instead of spinning, and never stop serving over it.
-        backoffMs = Math.min(backoffMs ? backoffMs * 2 : 5, 1_000);
-        logger.error("metrics server accept failed", { error: err, retry_ms: backoffMs });
-        await new Promise((resolve) => setTimeout(resolve, backoffMs));
-        continue;
-      }
-      if (closing) {
-        conn.close();
-        continue;
-      }
-      const task = serveConn(conn);
-      tasks.add(task);
-      task.then(() => tasks.delete(task));
-    }
-  })();
+  const stopAccepting = new AbortController();
+  const accepting = acceptLoop(listener, (conn) => {
+    const task = serveConn(conn);
+    tasks.add(task);
+    task.then(() => tasks.delete(task));
+  }, {
+    signal: stopAccepting.signal,
+    onError: (err, retryMs) =>
+      logger.error("metrics server accept failed", { error: err, retry_ms: retryMs }),
+  });
 
-  const bound = formatHostPort(listener.addr.hostname, listener.addr.port);
+  const bound = joinHostPort(listener.addr.hostname, listener.addr.port);
   logger.info("metrics server listening", { addr: bound });
   let closed: Promise<void> | undefined;
   return {
@@ -226,7 +168,7 @@ export function startOpsServer(opts: OpsServerOptions): OpsServer {
     close: () =>
       closed ??= (async () => {
         closing = true;
-        listener.close();
+        stopAccepting.abort();
         // A response being written may finish (its write deadline bounds it); the rest go now.
         for (const [conn, state] of conns) if (!state.busy) drop(conn);
         await accepting;
@@ -241,6 +183,50 @@ interface Answer {
   body: string;
 }
 
+/** The answer for one path: the three endpoints, GET and HEAD only. */
+function routeOps(
+  method: string,
+  path: string,
+  metrics: { render(): string },
+  readiness: () => Readiness,
+): Answer {
+  const name = ROUTES.get(path);
+  if (!name) return text(404, "404 page not found\n");
+  if (method !== "GET" && method !== "HEAD") {
+    return text(405, "method not allowed\n", { allow: "GET, HEAD" });
+  }
+  switch (name) {
+    case "metrics":
+      return { status: 200, headers: { "content-type": CONTENT_TYPE }, body: metrics.render() };
+    case "healthz":
+      return text(200, "ok\n");
+    case "readyz": {
+      const r = readiness();
+      if (r.ready) return text(200, "ready\n");
+      const reason = (r.reason ?? "not ready").replace(/[\r\n]+/g, " ");
+      return text(503, `not ready: ${reason}\n`);
+    }
+  }
+}
+
+/** The answer to a request head (or to a head too bad to parse); a failing route is a 500. */
+function respondTo(
+  got: HeadResult,
+  route: (method: string, path: string) => Answer,
+  logger: Logger,
+): { answer: Answer; head: boolean } {
+  if (got.error) {
+    return { answer: text(got.error, `${got.error} ${STATUS_TEXT[got.error]}\n`), head: false };
+  }
+  const req = got.request;
+  try {
+    return { answer: route(req.method, req.path), head: req.method === "HEAD" };
+  } catch (err) {
+    logger.error("metrics server failed", { error: err });
+    return { answer: text(500, "internal error\n"), head: req.method === "HEAD" };
+  }
+}
+
 interface ParsedRequest {
   method: string;
   path: string;
@@ -253,17 +239,6 @@ type HeadResult =
   | { request: ParsedRequest; error?: undefined; rest: Uint8Array }
   | { error: 400 | 431; rest: Uint8Array };
 
-const STATUS_TEXT: Record<number, string> = {
-  200: "OK",
-  400: "Bad Request",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
-
-const latin1 = new TextDecoder("latin1");
 const utf8 = new TextEncoder();
 
 /**
@@ -282,10 +257,10 @@ async function readHead(
   try {
     const chunk = new Uint8Array(4096);
     for (;;) {
-      const end = headEnd(data);
-      if (end !== null && end.at <= MAX_HEAD_BYTES) {
+      const end = findHeadEnd(data, 0, data.length);
+      if (end !== null && end.end <= MAX_HEAD_BYTES) {
         const rest = data.slice(end.next);
-        const request = parseHead(latin1.decode(data.subarray(0, end.at)));
+        const request = parseRequest(data.subarray(0, end.end));
         return request ? { request, rest } : { error: 400, rest };
       }
       if (end !== null || data.length > MAX_HEAD_BYTES) {
@@ -307,70 +282,40 @@ async function readHead(
   }
 }
 
-/**
- * Where the head ends (`at`, before the last line's CRLF) and the next bytes begin (`next`): at the
- * first empty line. Bare LF line ends are accepted as well.
- */
-function headEnd(data: Uint8Array): { at: number; next: number } | null {
-  for (let i = 0; i < data.length; i++) {
-    if (data[i] !== 0x0a) continue;
-    const at = data[i - 1] === 0x0d ? i - 1 : i;
-    if (data[i + 1] === 0x0a) return { at, next: i + 2 };
-    if (data[i + 1] === 0x0d && data[i + 2] === 0x0a) return { at, next: i + 3 };
-  }
-  return null;
-}
-
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-function parseHead(head: string): ParsedRequest | null {
-  // RFC 9112 §2.2: a server should ignore empty lines before the request line.
-  const lines = head.replace(/^(?:\r?\n)+/, "").split(/\r?\n/);
-  const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0] ?? "");
-  if (!m) return null;
-  const headers = new Map<string, string>();
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(":");
-    if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) return null;
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
-  }
+/** What the ops routes need from a request head; null when it is not valid HTTP/1.1. */
+function parseRequest(bytes: Uint8Array): ParsedRequest | null {
+  let head: RequestHead;
   let path: string;
   try {
+    head = parseRequestHead(bytes);
     // Also takes absolute-form targets and resolves dot segments.
-    path = new URL(m[2], "http://ops.invalid").pathname;
+    path = new URL(head.target, "http://ops.invalid").pathname;
   } catch {
     return null;
   }
-  const connection = (headers.get("connection") ?? "").toLowerCase().split(",").map((t) =>
-    t.trim()
-  );
-  const keepAlive = m[3] === "1"
-    ? !connection.includes("close")
-    : connection.includes("keep-alive");
-  const length = headers.get("content-length");
-  const hasBody = headers.has("transfer-encoding") || (length !== undefined && length !== "0");
-  return { method: m[1], path, keepAlive, hasBody };
+  const connection = head.headers.get("connection");
+  const keepAlive = head.version === "HTTP/1.1"
+    ? !hasToken(connection, "close")
+    : hasToken(connection, "keep-alive");
+  const length = head.headers.get("content-length");
+  const hasBody = head.headers.has("transfer-encoding") || (length !== null && length !== "0");
+  return { method: head.method, path, keepAlive, hasBody };
 }
 
 function encodeResponse(a: Answer, keepAlive: boolean, head: boolean): Uint8Array {
   const body = utf8.encode(a.body);
-  let text = `HTTP/1.1 ${a.status} ${STATUS_TEXT[a.status] ?? ""}\r\n` +
-    `date: ${new Date().toUTCString()}\r\ncontent-length: ${body.length}\r\n`;
-  for (const [k, v] of Object.entries(a.headers)) text += `${k}: ${v}\r\n`;
-  text += keepAlive ? "\r\n" : "connection: close\r\n\r\n";
-  const headBytes = utf8.encode(text);
+  const headers: [string, string][] = [
+    ["date", new Date().toUTCString()],
+    ["content-length", String(body.length)],
+    ...Object.entries(a.headers),
+  ];
+  if (!keepAlive) headers.push(["connection", "close"]);
+  const headBytes = encodeHead(statusLine(a.status), headers);
   if (head) return headBytes;
   const out = new Uint8Array(headBytes.length + body.length);
   out.set(headBytes);
   out.set(body, headBytes.length);
   return out;
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
 const ROUTES = new Map<string, "metrics" | "healthz" | "readyz">([

@@ -3,12 +3,14 @@
  * re-established with backoff forever. A session delivers `accept` commands, renews its token
  * before expiry and pings the relay so a dead channel is noticed within ping + pong time.
  */
-import { errorMessage } from "../errors.ts";
+import { delay } from "../async.ts";
+import { AztunnelError, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import type { Logger } from "../observe/log.ts";
 import { connectWebSocket } from "../ws/client.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { WsHandshakeError } from "../ws/errors.ts";
+import { describeClose } from "../ws/close.ts";
 import { backoffDelay } from "./backoff.ts";
 import {
   type AcceptAddressPolicy,
@@ -31,7 +33,6 @@ import type { RelayEndpoint } from "./endpoint.ts";
 import { newId } from "./ids.ts";
 import { answerRequestRendezvous } from "./rendezvous.ts";
 import { renewLoop } from "./renew.ts";
-import { sleep } from "./sleep.ts";
 import type { Token, TokenProvider } from "./token.ts";
 import { listenUrl, relayUrl, resourceUri, withToken } from "./urls.ts";
 
@@ -92,12 +93,20 @@ export type ControlEndReason =
   | "renew_failed"
   | "context_cancelled";
 
-interface SessionEnd {
-  readonly reason: ControlEndReason;
-  readonly error?: string;
-  /** `error` without its explanation (an Entra failure's credentials tried and fix). */
-  readonly summary?: string;
+/** Why a control session failed; `code` is its `control_ended reason=`. */
+export class ControlSessionError extends AztunnelError {
+  declare readonly code: Exclude<ControlEndReason, "context_cancelled">;
+  /** The message without its explanation (an Entra failure's credentials tried and fix). */
+  readonly summary: string;
+  constructor(code: ControlSessionError["code"], message: string, summary?: string) {
+    super(code, message);
+    this.name = "ControlSessionError";
+    this.summary = summary ?? errorSummary(message);
+  }
 }
+
+/** A shutdown ends a session without an error. */
+type SessionEnd = { readonly reason: "context_cancelled" } | ControlSessionError;
 
 /** Keeps the listener registered until `opts.signal` aborts. Never rejects. */
 export async function runControlChannel(opts: ControlChannelOptions): Promise<void> {
@@ -116,17 +125,17 @@ export async function runControlChannel(opts: ControlChannelOptions): Promise<vo
     const { end, upMs } = await runSession(opts);
     if (opts.signal.aborted) return;
     if (upMs >= resetMs) failures = 0;
-    const delay = backoffDelay(failures++, backoff);
-    const full = end.error ?? end.reason;
+    const waitMs = backoffDelay(failures++, backoff);
+    const full = end instanceof ControlSessionError ? end.message : end.reason;
     // A session that got connected ends an incident: the next failure is explained afresh.
     const repeated = full === explained && upMs === 0;
     explained = full;
     opts.logger.warn("control channel disconnected, reconnecting", {
-      error: repeated ? end.summary ?? errorSummary(full) : full,
-      delay: formatDuration(delay),
+      error: repeated && end instanceof ControlSessionError ? end.summary : full,
+      delay: formatDuration(waitMs),
     });
     try {
-      await sleep(delay, opts.signal);
+      await delay(waitMs, { signal: opts.signal });
     } catch {
       return;
     }
@@ -138,10 +147,11 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
   const log = opts.logger.with({ control_session_id: newId() });
   const started = performance.now();
   const finish = (end: SessionEnd, upMs = 0) => {
+    const failed = end instanceof ControlSessionError;
     log.info("control_ended", {
-      reason: end.reason,
+      reason: failed ? end.code : end.reason,
       duration_seconds: Math.round(performance.now() - started) / 1000,
-      error: end.summary ?? (end.error === undefined ? undefined : errorSummary(end.error)),
+      error: failed ? end.summary : undefined,
     });
     return { end, upMs };
   };
@@ -151,12 +161,14 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
   try {
     token = await opts.tokens.getToken(resUri, opts.signal);
   } catch (err) {
-    if (opts.signal.aborted) return finish({ reason: "context_cancelled" });
-    return finish({
-      reason: "token_fetch_failed",
-      error: `get token: ${errorMessage(err)}`,
-      summary: `get token: ${errorSummary(err)}`,
-    });
+    if (opts.signal.aborted) return finish(CANCELLED);
+    return finish(
+      new ControlSessionError(
+        "token_fetch_failed",
+        `get token: ${errorMessage(err)}`,
+        `get token: ${errorSummary(err)}`,
+      ),
+    );
   }
 
   let conn: WebSocketConn;
@@ -167,17 +179,21 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
       timeoutMs: opts.dialTimeoutMs ?? 30_000,
     });
   } catch (err) {
-    if (opts.signal.aborted) return finish({ reason: "context_cancelled" });
+    if (opts.signal.aborted) return finish(CANCELLED);
     // Azure refuses a 26th listener with 403 too; that is not a credentials problem.
     const quota = err instanceof WsHandshakeError &&
       /MaximumListenersPerEndpoint|quota/i.test(err.statusText);
     if (err instanceof WsHandshakeError && isAuthStatus(err.status) && !quota) {
-      return finish({
-        reason: "auth_failed",
-        error: authFailureMessage(err.status, opts.tokens.kind, "Listener"),
-      });
+      return finish(
+        new ControlSessionError(
+          "auth_failed",
+          authFailureMessage(err.status, opts.tokens.kind, "Listener"),
+        ),
+      );
     }
-    return finish({ reason: "dial_failed", error: `dial control: ${describeDialFailure(err)}` });
+    return finish(
+      new ControlSessionError("dial_failed", `dial control: ${describeDialFailure(err)}`),
+    );
   }
 
   const connectedAt = performance.now();
@@ -201,9 +217,11 @@ async function serveSession(
 ): Promise<SessionEnd> {
   const session = new AbortController();
   let cause: SessionEnd | undefined;
-  const end = (reason: ControlEndReason, error?: string) => {
+  const end: End = (reason, error) => {
     if (cause) return;
-    cause = { reason, error };
+    cause = reason === "context_cancelled"
+      ? CANCELLED
+      : new ControlSessionError(reason, error ?? reason);
     session.abort();
     // Say goodbye properly on shutdown or when the relay closed first; a broken channel is dropped.
     if (reason === "context_cancelled" || conn.closeInfo !== null) {
@@ -224,11 +242,11 @@ async function serveSession(
       renewBeforeMs: opts.renewBeforeMs,
       retryDelaysMs: opts.renewRetryDelaysMs,
     }).then((failure) => {
-      if (failure !== null) end("renew_failed", failure);
+      if (failure !== null) end("renew_failed", failure.message);
     }),
   ];
   try {
-    await readLoop(conn, session.signal, log, opts, end);
+    await readLoop({ conn, log, signal: session.signal, opts }, end);
   } finally {
     opts.signal.removeEventListener("abort", onShutdown);
     end("read_failed", "control session ended");
@@ -238,15 +256,23 @@ async function serveSession(
   return cause!;
 }
 
-type End = (reason: ControlEndReason, error?: string) => void;
+const CANCELLED: SessionEnd = { reason: "context_cancelled" };
 
-async function readLoop(
-  conn: WebSocketConn,
-  signal: AbortSignal,
-  log: Logger,
-  opts: ControlChannelOptions,
-  end: End,
-): Promise<void> {
+/** Ends the session once, with `message` as its error (shutdown has none). */
+type End = (reason: ControlEndReason, message?: string) => void;
+
+/** An open control session as its read loop and message handlers see it. */
+interface Session {
+  readonly conn: WebSocketConn;
+  /** The listener logger plus `control_session_id`. */
+  readonly log: Logger;
+  /** Aborts when the session ends. */
+  readonly signal: AbortSignal;
+  readonly opts: ControlChannelOptions;
+}
+
+async function readLoop(session: Session, end: End): Promise<void> {
+  const { conn, log, signal, opts } = session;
   const policy = opts.acceptPolicy ?? acceptAddressPolicy(opts.endpoint);
   const answers = new Set<Promise<void>>();
   try {
@@ -260,8 +286,8 @@ async function readLoop(
       }
       if (msg === null) {
         const info = conn.closeInfo;
-        const detail = info ? `${info.code}${info.reason ? ` ${info.reason}` : ""}` : "";
-        end("read_failed", `control channel closed by relay${detail ? ` (${detail})` : ""}`);
+        const detail = info ? ` (${describeClose(info, " ")})` : "";
+        end("read_failed", `control channel closed by relay${detail}`);
         return;
       }
       if (signal.aborted) return;
@@ -274,13 +300,13 @@ async function readLoop(
       if (parsed.kind === "invalid") {
         log.warn("invalid control message", { error: parsed.error });
       } else if (parsed.kind === "request") {
-        const answer = answerRequest(conn, parsed.request, policy, log, signal, opts.caCerts);
+        const answer = answerRequest(session, parsed.request, policy);
         if (answer) {
           answers.add(answer);
           answer.then(() => answers.delete(answer));
         }
       } else if (parsed.kind === "accept") {
-        deliverAccept(parsed.accept, policy, log, signal, opts);
+        deliverAccept(session, parsed.accept, policy);
       }
     }
   } finally {
@@ -289,11 +315,9 @@ async function readLoop(
 }
 
 function deliverAccept(
+  { log, signal, opts }: Session,
   accept: AcceptMessage,
   policy: AcceptAddressPolicy,
-  log: Logger,
-  signal: AbortSignal,
-  opts: ControlChannelOptions,
 ): void {
   const acceptId = newId();
   const acceptLog = log.with({ accept_id: acceptId });
@@ -318,12 +342,9 @@ function deliverAccept(
  * (its body frames are skipped as BINARY), else on its rendezvous. Returns the pending rendezvous.
  */
 function answerRequest(
-  conn: WebSocketConn,
+  { conn, log, signal, opts }: Session,
   request: RequestMessage,
   policy: AcceptAddressPolicy,
-  log: Logger,
-  signal: AbortSignal,
-  caCerts: string[] | undefined,
 ): Promise<void> | undefined {
   const reqLog = log.with({ request_id: request.id.slice(0, 100) });
   reqLog.info("http request refused", { status: HTTP_REQUEST_STATUS });
@@ -339,7 +360,7 @@ function answerRequest(
     return undefined;
   }
   return answerRequestRendezvous(request.address, response, {
-    caCerts,
+    caCerts: opts.caCerts,
     signal,
     timeoutMs: REQUEST_RENDEZVOUS_TIMEOUT_MS,
   }).catch((err) => reqLog.debug("request rendezvous failed", { error: errorMessage(err) }));
@@ -355,7 +376,7 @@ async function pingLoop(
   const timeout = opts.pongTimeoutMs ?? 10_000;
   for (;;) {
     try {
-      await sleep(interval, signal);
+      await delay(interval, { signal });
     } catch {
       return;
     }

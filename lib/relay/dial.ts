@@ -4,6 +4,7 @@
  * so a slow dial can never kill a healthy tunnel later, and a late one never reaches a listener for
  * a client that already left.
  */
+import { delay } from "../async.ts";
 import { errorCode, errorMessage } from "../errors.ts";
 import { formatDuration } from "../duration.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
@@ -20,7 +21,6 @@ import {
   RelayDialError,
 } from "./dial_error.ts";
 import type { RelayEndpoint } from "./endpoint.ts";
-import { sleep } from "./sleep.ts";
 import type { TokenProvider } from "./token.ts";
 import { connectUrl, resourceUri, withToken } from "./urls.ts";
 
@@ -112,14 +112,14 @@ export async function dialRelay(opts: DialRelayOptions): Promise<WebSocketConn> 
         const fatal = classifyAttemptFailure(err, opts.tokens.kind);
         if (fatal) throw fatal;
         if (deadline - performance.now() <= 0) throw timedOut(err);
-        const delay = backoffDelay(retry, backoff);
+        const waitMs = backoffDelay(retry, backoff);
         log.warn("relay dial failed (retrying)", {
           status: err instanceof WsHandshakeError ? err.status : undefined,
-          delay: formatDuration(delay),
+          delay: formatDuration(waitMs),
           error: describeDialFailure(err),
         });
         try {
-          await sleep(delay, signal);
+          await delay(waitMs, { signal });
         } catch {
           throw stopped(last);
         }

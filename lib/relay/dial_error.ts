@@ -1,5 +1,5 @@
 /** Typed relay dial failures and the classification every relay dial shares. */
-import { AztunnelError, errorMessage } from "../errors.ts";
+import { AztunnelError, errorMessage, firstLine } from "../errors.ts";
 import { WsError, WsHandshakeError } from "../ws/errors.ts";
 import { redact } from "./redact.ts";
 import type { TokenProvider } from "./token.ts";
@@ -39,10 +39,6 @@ export function errorSummary(err: unknown): string {
   const summary = (err as { summary?: unknown } | null)?.summary;
   if (typeof summary === "string" && summary !== "") return summary;
   return firstLine(typeof err === "string" ? err : errorMessage(err));
-}
-
-function firstLine(text: string): string {
-  return text.split("\n", 1)[0].trimEnd();
 }
 
 /** Which relay role the refused credential needed. */

@@ -49,7 +49,7 @@ export function parseRelayEndpoint(value: string, suffix?: string): RelayEndpoin
   if (slash >= 0 && rest.slice(slash) !== "/") throw fail();
   if (authority.includes("@")) throw fail();
 
-  const hostPort = splitHostPort(authority);
+  const hostPort = splitAuthority(authority);
   if (!hostPort) throw fail();
   let { hostname, port } = hostPort;
   if (!IPV6_LITERAL.test(hostname) && !HOST_NAME.test(hostname)) throw fail();
@@ -70,7 +70,11 @@ export function parseRelayEndpoint(value: string, suffix?: string): RelayEndpoin
   };
 }
 
-function splitHostPort(authority: string): { hostname: string; port?: string } | null {
+/**
+ * A URL authority's host and optional port. Unlike lib/net's splitHostPort (Go's, port required,
+ * brackets removed) the port may be absent and an IPv6 literal keeps its brackets.
+ */
+function splitAuthority(authority: string): { hostname: string; port?: string } | null {
   if (authority.startsWith("[")) {
     const end = authority.indexOf("]");
     if (end < 0) return null;

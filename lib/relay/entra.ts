@@ -4,7 +4,8 @@
  * @azure/identity is imported lazily: a static import costs ~180 ms of start-up that SAS users and
  * every `ssh` ProxyCommand would pay. Never import it statically here (type-only imports are fine).
  */
-import { AztunnelError, errorMessage } from "../errors.ts";
+import { abortable } from "../async.ts";
+import { AztunnelError, errorMessage, firstLine } from "../errors.ts";
 import { getLogger } from "../observe/log.ts";
 import type { GetTokenOptions, Token, TokenProvider } from "./token.ts";
 
@@ -63,7 +64,7 @@ export function defaultAzureCredential(): Promise<CredentialLike> {
     defaultCredential = undefined;
     throw new AztunnelError(
       "auth_unavailable",
-      `cannot set up Entra ID authentication (DefaultAzureCredential): ${firstLine(err)}`,
+      `cannot set up Entra ID authentication (DefaultAzureCredential): ${headline(err)}`,
       { cause: err },
     );
   });
@@ -104,7 +105,7 @@ export class EntraTokenCache {
     this.#inflight ??= this.#refresh().finally(() => {
       this.#inflight = undefined;
     });
-    return abandonable(this.#inflight, signal);
+    return abortable(this.#inflight, signal);
   }
 
   async #refresh(): Promise<Token> {
@@ -132,17 +133,6 @@ export class EntraTokenCache {
       throw entraError(err, this.scope, this.#fixHint);
     }
   }
-}
-
-/** Waits for `p` unless `signal` aborts first; the listener is removed either way. */
-export function abandonable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /** The relay TokenProvider: the raw JWT for `sb-hc-token` and `renewToken`. */
@@ -278,13 +268,12 @@ function shortReason(message: string, label: string | undefined): string {
       break;
     }
   }
-  return clip(firstLine(message).replace(/^\w*Credential:\s*/, ""), 120);
+  return clip(headline(message).replace(/^\w*Credential:\s*/, ""), 120);
 }
 
-function firstLine(err: unknown): string {
-  const text = typeof err === "string" ? err : errorMessage(err);
-  return text
-    .split("\n")[0]
+/** The first line of an Azure error without the "To troubleshoot, visit …" advice. */
+function headline(err: unknown): string {
+  return firstLine(typeof err === "string" ? err : errorMessage(err))
     .replace(/\s*To (?:troubleshoot|mitigate)[^]*$/i, "")
     .replace(/\s*(?:Please )?visit https?:\/\/\S+[^]*$/i, "")
     .trim();

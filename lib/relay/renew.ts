@@ -2,14 +2,25 @@
  * Token renewal on an open control channel (hybrid-connections-protocol.md §3.3). Fire-and-forget:
  * the relay answers a bad token by closing the channel, which the read loop reports.
  */
-import { errorCode, errorMessage } from "../errors.ts";
+import { delay } from "../async.ts";
+import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { MessageSocket } from "../ws/types.ts";
 import { renewTokenMessage } from "./control_message.ts";
-import { sleep } from "./sleep.ts";
 import type { Token, TokenProvider } from "./token.ts";
 
 const MIN_RENEW_DELAY_MS = 30_000;
+
+/** A renewal that failed for good; `code` is the last attempt's `renew_failed code=`. */
+export class RenewError extends AztunnelError {
+  declare readonly code: "token_fetch_failed" | "auth_failed" | "connection_lost";
+  constructor(code: RenewError["code"], message: string, options?: ErrorOptions) {
+    super(code, message, options);
+    this.name = "RenewError";
+  }
+}
+
+const defaultWait = (ms: number, signal: AbortSignal) => delay(ms, { signal });
 const RENEW_MARGIN_MIN_MS = 5 * 60_000;
 
 /**
@@ -51,7 +62,7 @@ export function renewMinValidityMs(current: Token, now: number): number {
 
 /**
  * Renews `first` and each successor before it expires until `signal` aborts (resolves null) or a
- * renewal fails for good (resolves the error text: the session must end).
+ * renewal fails for good (resolves its RenewError: the session must end).
  */
 export async function renewLoop(
   socket: Pick<MessageSocket, "send">,
@@ -59,9 +70,9 @@ export async function renewLoop(
   signal: AbortSignal,
   log: Logger,
   opts: RenewOptions,
-): Promise<string | null> {
+): Promise<RenewError | null> {
   const now = opts.now ?? Date.now;
-  const wait = opts.sleep ?? sleep;
+  const wait = opts.sleep ?? defaultWait;
   let current = first;
   let obtainedAt = now();
   for (;;) {
@@ -71,25 +82,24 @@ export async function renewLoop(
       return null;
     }
     const next = await renewOnce(socket, current, signal, log, opts);
-    if (next === null || typeof next === "string") return next;
+    if (next === null || next instanceof RenewError) return next;
     current = next;
     obtainedAt = now();
   }
 }
 
-/** One renewal: up to 3 token fetches, then `renewToken`. The new token, an error, or null. */
+/** One renewal: up to 3 token fetches, then `renewToken`. The new token, the failure, or null (stopped). */
 export async function renewOnce(
   socket: Pick<MessageSocket, "send">,
   current: Token,
   signal: AbortSignal,
   log: Logger,
   opts: RenewOptions,
-): Promise<Token | string | null> {
+): Promise<Token | RenewError | null> {
   const delays = opts.retryDelaysMs ?? [5000, 10_000];
   const now = opts.now ?? Date.now;
-  const wait = opts.sleep ?? sleep;
-  let lastError = "";
-  for (let attempt = 1; attempt <= delays.length + 1; attempt++) {
+  const wait = opts.sleep ?? defaultWait;
+  for (let attempt = 1;; attempt++) {
     if (attempt > 1) {
       try {
         await wait(delays[attempt - 2], signal);
@@ -118,21 +128,25 @@ export async function renewOnce(
         });
         return null;
       }
-      lastError = `get token: ${errorMessage(err)}`;
-      log.warn("renew_failed", {
-        attempt,
-        elapsed_ms: elapsed(),
-        error: lastError,
-        code: errorCode(err) === "auth_failed" ? "auth_failed" : "token_fetch_failed",
-      });
+      const code = errorCode(err) === "auth_failed" ? "auth_failed" : "token_fetch_failed";
+      const error = new RenewError(code, `get token: ${errorMessage(err)}`, { cause: err });
+      log.warn("renew_failed", { attempt, elapsed_ms: elapsed(), error: error.message, code });
+      if (attempt > delays.length) return error;
       continue;
     }
     try {
       await socket.send(renewTokenMessage(next.token));
     } catch (err) {
       if (signal.aborted) return null;
-      const error = `send renewToken: ${errorMessage(err)}`;
-      log.warn("renew_failed", { attempt, elapsed_ms: elapsed(), error, code: "connection_lost" });
+      const error = new RenewError("connection_lost", `send renewToken: ${errorMessage(err)}`, {
+        cause: err,
+      });
+      log.warn("renew_failed", {
+        attempt,
+        elapsed_ms: elapsed(),
+        error: error.message,
+        code: error.code,
+      });
       return error;
     }
     log.info("renew_ok", {
@@ -142,5 +156,4 @@ export async function renewOnce(
     });
     return next;
   }
-  return lastError;
 }

@@ -3,6 +3,8 @@
  * tool does and verified the way Azure does: HMAC-SHA256 keyed with the key's UTF-8 bytes over the
  * raw `sr` text, a newline and `se`.
  */
+import { encodeBase64 } from "../crypto/base64.ts";
+import { hmacSha256 } from "../crypto/hmac.ts";
 import { AztunnelError } from "../errors.ts";
 import { queryEscape } from "./escape.ts";
 
@@ -15,24 +17,6 @@ export interface SasFields {
   readonly sig: string;
   readonly se: string;
   readonly skn: string;
-}
-
-/** HMAC-SHA256 of `message`, keyed with the UTF-8 bytes of `key` (the key text is not decoded). */
-export async function hmacSha256(key: string, message: string): Promise<Uint8Array> {
-  const cryptoKey = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(key),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  return new Uint8Array(await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(message)));
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
 }
 
 /**
@@ -48,7 +32,7 @@ export async function createSasToken(
   if (key === "") throw new AztunnelError("sas_invalid", "SAS key is empty");
   const sr = queryEscape(resourceUri.toLowerCase());
   const se = String(Math.floor(expiresAtSeconds));
-  const sig = toBase64(await hmacSha256(key, `${sr}\n${se}`));
+  const sig = encodeBase64(await hmacSha256(key, `${sr}\n${se}`));
   return `${PREFIX}sr=${sr}&sig=${queryEscape(sig)}&se=${se}&skn=${queryEscape(keyName)}`;
 }
 
@@ -79,7 +63,7 @@ export function parseSasToken(token: string): SasFields | null {
 /** True when `fields.sig` is the HMAC of the raw `sr + "\n" + se` under `key` (constant time). */
 export async function verifySasSignature(fields: SasFields, key: string): Promise<boolean> {
   if (key === "") return false;
-  const expected = toBase64(await hmacSha256(key, `${fields.sr}\n${fields.se}`));
+  const expected = encodeBase64(await hmacSha256(key, `${fields.sr}\n${fields.se}`));
   return constantTimeEqual(encoder.encode(expected), encoder.encode(fields.sig));
 }
 

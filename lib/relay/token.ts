@@ -2,7 +2,7 @@
  * Relay credentials behind one interface, so the control channel and the dialers never care whether
  * a token is a SAS signature or an Entra JWT.
  */
-import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
+import { AztunnelError } from "../errors.ts";
 import { createSasToken } from "./sas.ts";
 
 export interface Token {
@@ -82,31 +82,4 @@ export function timedTokenProvider(inner: TokenProvider, timer: TokenFetchTimer)
     getToken: (resourceUri, signal, opts) =>
       timer.timeTokenFetch(inner.kind, () => inner.getToken(resourceUri, signal, opts)),
   };
-}
-
-/** Anything with `get(name)`: `Deno.env`, a `Map`, a test double. */
-export interface EnvReader {
-  get(name: string): string | undefined;
-}
-
-/**
- * SAS when both AZTUNNEL_KEY_NAME and AZTUNNEL_KEY are non-empty, otherwise Entra
- * (DefaultAzureCredential), loaded lazily so SAS users never pay for @azure/identity.
- */
-export async function tokenProviderFromEnv(env: EnvReader): Promise<TokenProvider> {
-  const keyName = env.get("AZTUNNEL_KEY_NAME") ?? "";
-  const key = env.get("AZTUNNEL_KEY") ?? "";
-  if (keyName !== "" && key !== "") return new SasTokenProvider(keyName, key);
-  try {
-    const { createEntraTokenProvider } = await import("./entra.ts");
-    return await createEntraTokenProvider();
-  } catch (err) {
-    throw new AztunnelError(
-      errorCode(err) ?? "entra_failed",
-      `no SAS credentials found (AZTUNNEL_KEY_NAME/AZTUNNEL_KEY) and Entra auth failed: ${
-        errorMessage(err)
-      }`,
-      { cause: err },
-    );
-  }
 }

@@ -5,14 +5,14 @@
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import type { ByteStream } from "../tunnel/bridge.ts";
+import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
+import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
-import { openTunnel, type RelayConfig } from "./open_tunnel.ts";
-import { runTunnel } from "./run_tunnel.ts";
+import { openEnvelopeTunnel, type SenderRelayConfig } from "./open_tunnel.ts";
 import { stdioStream } from "./stdio.ts";
 
-export interface ConnectOptions {
-  relay: RelayConfig;
+export interface SenderConnectOptions {
+  relay: SenderRelayConfig;
   target: string;
   signal: AbortSignal;
   logger: Logger;
@@ -28,11 +28,11 @@ export interface ConnectOptions {
  * with the reason otherwise, including a stop before the tunnel opened. The local stream is always
  * closed.
  */
-export async function runConnect(opts: ConnectOptions): Promise<void> {
+export async function runConnect(opts: SenderConnectOptions): Promise<void> {
   const local = opts.local ?? stdioStream();
   let tunnel;
   try {
-    tunnel = await openTunnel(opts.target, opts);
+    tunnel = await openEnvelopeTunnel(opts.target, opts);
   } catch (err) {
     local.close();
     // Nothing was bridged, so ssh must not take this for a session that ended normally.
@@ -43,11 +43,14 @@ export async function runConnect(opts: ConnectOptions): Promise<void> {
     }
     throw err;
   }
-  const result = await runTunnel(local, tunnel, opts.target, {
-    signal: opts.signal,
-    observer: opts.observer,
+  const result = await observedBridge("sender", tunnel.target, local, tunnel.socket, {
+    halfClose: tunnel.features.includes(FEATURE_HALF_CLOSE),
+    // The remote end ends ssh's session even with half-close.
     endOnPeerEof: true,
+    signal: opts.signal,
     halfCloseLingerMs: opts.halfCloseLingerMs,
+    logger: tunnel.logger,
+    observer: opts.observer,
   });
   if (result.error) {
     throw new AztunnelError("tunnel_failed", `tunnel failed: ${errorMessage(result.error)}`, {

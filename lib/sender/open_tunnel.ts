@@ -2,6 +2,7 @@
  * The sender's half of opening a tunnel: relay rendezvous dial, ConnectEnvelope out, one
  * ConnectResponse in (reference §2.2). Nothing is read from the local client until this succeeds.
  */
+import { deadline } from "../async.ts";
 import { formatDuration } from "../duration.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
@@ -20,10 +21,11 @@ import {
   negotiate,
 } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
+import { describeClose } from "../ws/close.ts";
 import type { MessageSocket } from "../ws/types.ts";
 
 /** Where and how to reach the relay; shared by every sender mode. */
-export interface RelayConfig {
+export interface SenderRelayConfig {
   endpoint: RelayEndpoint;
   entity: string;
   tokens: TokenProvider;
@@ -43,8 +45,8 @@ export interface RelayConfig {
  */
 export const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
 
-export interface OpenTunnelOptions {
-  relay: RelayConfig;
+export interface EnvelopeTunnelOptions {
+  relay: SenderRelayConfig;
   logger: Logger;
   signal?: AbortSignal;
   /** Features to offer (default: all this build implements). `[]` behaves like a Go sender. */
@@ -54,6 +56,8 @@ export interface OpenTunnelOptions {
 
 export interface OpenedTunnel {
   socket: MessageSocket;
+  /** The envelope's `host:port`. */
+  target: string;
   /** Negotiated features (offered by us and answered by the listener). */
   features: string[];
   listenerId?: string;
@@ -91,39 +95,20 @@ export class EnvelopeExchangeError extends AztunnelError {
 }
 
 /**
- * Opens a tunnel to `target` (`host:port`). Throws RelayDialError, EnvelopeRejected or
- * EnvelopeExchangeError; the WebSocket is closed on every failure.
+ * Opens a tunnel to `target` (`host:port`): the relay dial, then the envelope exchange. Throws
+ * RelayDialError, EnvelopeRejected or EnvelopeExchangeError; the WebSocket is closed on every
+ * failure.
  */
-export async function openTunnel(target: string, opts: OpenTunnelOptions): Promise<OpenedTunnel> {
+export async function openEnvelopeTunnel(
+  target: string,
+  opts: EnvelopeTunnelOptions,
+): Promise<OpenedTunnel> {
   const bridgeId = newId();
   const log = opts.logger.with({ bridge_id: bridgeId });
   log.info("connection requested", { target });
   const offered = opts.features ?? FEATURES;
 
-  const started = performance.now();
-  let socket: MessageSocket;
-  try {
-    socket = await dialRelay({
-      endpoint: opts.relay.endpoint,
-      entity: opts.relay.entity,
-      tokens: opts.relay.tokens,
-      caCerts: opts.relay.caCerts,
-      signal: opts.signal,
-      logger: log,
-      budgetMs: opts.relay.dialBudgetMs,
-      retryBaseMs: opts.relay.retryBaseMs,
-    });
-    opts.observer?.relayDialEnded?.();
-  } catch (err) {
-    if (!(err instanceof RelayDialError && err.code === "aborted")) {
-      const timeout = err instanceof RelayDialError && err.code === "dial_timeout";
-      opts.observer?.connectionError?.("sender", timeout ? "dial_timeout" : "relay_failed");
-      opts.observer?.relayDialEnded?.(err);
-    }
-    throw err;
-  } finally {
-    opts.observer?.dialDuration?.("sender", performance.now() - started);
-  }
+  const socket = await dialObserved(opts, log);
 
   let listenerId: string | undefined;
   try {
@@ -159,6 +144,7 @@ export async function openTunnel(target: string, opts: OpenTunnelOptions): Promi
     log.info("listener accepted connection", { target, listener_id: listenerId });
     return {
       socket,
+      target,
       features: negotiate(offered, res.features ?? []),
       listenerId,
       bridgeId,
@@ -180,70 +166,83 @@ export async function openTunnel(target: string, opts: OpenTunnelOptions): Promi
   }
 }
 
+/** The relay dial, with the observer's dial metrics (a stop is not a failure). */
+async function dialObserved(opts: EnvelopeTunnelOptions, log: Logger): Promise<MessageSocket> {
+  const started = performance.now();
+  try {
+    const socket = await dialRelay({
+      endpoint: opts.relay.endpoint,
+      entity: opts.relay.entity,
+      tokens: opts.relay.tokens,
+      caCerts: opts.relay.caCerts,
+      signal: opts.signal,
+      logger: log,
+      budgetMs: opts.relay.dialBudgetMs,
+      retryBaseMs: opts.relay.retryBaseMs,
+    });
+    opts.observer?.relayDialEnded?.();
+    return socket;
+  } catch (err) {
+    if (!(err instanceof RelayDialError && err.code === "aborted")) {
+      const timeout = err instanceof RelayDialError && err.code === "dial_timeout";
+      opts.observer?.connectionError?.("sender", timeout ? "dial_timeout" : "relay_failed");
+      opts.observer?.relayDialEnded?.(err);
+    }
+    throw err;
+  } finally {
+    opts.observer?.dialDuration?.("sender", performance.now() - started);
+  }
+}
+
 /** Sends the envelope and returns the response text, within `timeoutMs` or until `signal`. */
-async function exchange(
+function exchange(
   ws: MessageSocket,
   envelope: string,
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<string> {
-  let onAbort: (() => void) | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new EnvelopeExchangeError(
-            `no reply from listener within ${formatDuration(timeoutMs)}`,
-            undefined,
-            { code: "reply_timeout" },
-          ),
-        ),
-      timeoutMs,
-    );
-    onAbort = () =>
-      reject(
-        new EnvelopeExchangeError("envelope exchange aborted", undefined, {
-          cause: signal?.reason,
-        }),
-      );
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
+  const reply = sendAndReceive(ws, envelope);
+  // Given up on, it settles once the caller has closed the socket.
+  reply.catch(() => {});
+  return deadline(reply, timeoutMs, {
+    signal,
+    onTimeout: () =>
+      new EnvelopeExchangeError(
+        `no reply from listener within ${formatDuration(timeoutMs)}`,
+        undefined,
+        { code: "reply_timeout" },
+      ),
+  }).catch((err) => {
+    if (signal?.aborted && err === signal.reason) {
+      throw new EnvelopeExchangeError("envelope exchange aborted", undefined, { cause: err });
+    }
+    throw err;
   });
-  aborted.catch(() => {});
+}
+
+async function sendAndReceive(ws: MessageSocket, envelope: string): Promise<string> {
   try {
-    try {
-      await Promise.race([ws.send(envelope), aborted]);
-    } catch (err) {
-      if (err instanceof EnvelopeExchangeError) throw err;
-      throw new EnvelopeExchangeError(`write envelope: ${errorMessage(err)}`, undefined, {
-        cause: err,
-      });
-    }
-    let msg;
-    try {
-      msg = await Promise.race([ws.receive(), aborted]);
-    } catch (err) {
-      if (err instanceof EnvelopeExchangeError) throw err;
-      throw new EnvelopeExchangeError(
-        `read response: ${errorMessage(err)}`,
-        ws.closeInfo?.code ?? 1006,
-        { cause: err },
-      );
-    }
-    if (msg === null) {
-      const info = ws.closeInfo;
-      const code = info?.code ?? 1005;
-      throw new EnvelopeExchangeError(
-        `read response: websocket closed with code ${code}${
-          info?.reason ? `: ${info.reason}` : ""
-        }`,
-        code,
-      );
-    }
-    return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener("abort", onAbort);
+    await ws.send(envelope);
+  } catch (err) {
+    throw new EnvelopeExchangeError(`write envelope: ${errorMessage(err)}`, undefined, {
+      cause: err,
+    });
   }
+  let msg;
+  try {
+    msg = await ws.receive();
+  } catch (err) {
+    throw new EnvelopeExchangeError(
+      `read response: ${errorMessage(err)}`,
+      ws.closeInfo?.code ?? 1006,
+      { cause: err },
+    );
+  }
+  if (msg === null) {
+    throw new EnvelopeExchangeError(
+      `read response: websocket closed with code ${describeClose(ws.closeInfo)}`,
+      ws.closeInfo?.code ?? 1005,
+    );
+  }
+  return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
 }

@@ -1,11 +1,5 @@
 /** `relay-sender port-forward`: every local TCP connection gets its own tunnel to one target. */
-import type { ConnectionScope } from "./serve.ts";
-import {
-  bridgeClient,
-  openClientTunnel,
-  runTunnelService,
-  type TunnelServiceOptions,
-} from "./tunnel_service.ts";
+import { type ConnectionScope, serveTunnels, type TunnelServiceOptions } from "./tunnel_service.ts";
 
 export interface PortForwardOptions extends TunnelServiceOptions {
   target: string;
@@ -13,23 +7,21 @@ export interface PortForwardOptions extends TunnelServiceOptions {
 
 /** Listens and forwards until `signal` aborts, then drains. Throws when the bind fails. */
 export function runPortForward(opts: PortForwardOptions): Promise<void> {
-  return runTunnelService(
-    opts,
-    "port-forward listening",
-    { target: opts.target },
-    (conn, scope) => forward(conn, scope, opts),
-  );
+  return serveTunnels(opts, {
+    listening: "port-forward listening",
+    attrs: { target: opts.target },
+    failure: "forward failed",
+    handle: (conn, scope) => forward(conn, scope, opts.target),
+  });
 }
 
-const FAILURE = "forward failed";
-
-async function forward(conn: Deno.TcpConn, scope: ConnectionScope, opts: PortForwardOptions) {
+async function forward(conn: Deno.TcpConn, scope: ConnectionScope, target: string) {
   let tunnel;
   try {
-    tunnel = await openClientTunnel(opts.target, scope, opts, FAILURE);
+    tunnel = await scope.open(target);
   } catch {
     conn.close();
     return;
   }
-  await bridgeClient(conn, tunnel, opts.target, scope, opts, FAILURE);
+  await scope.bridge(conn, tunnel);
 }

@@ -4,9 +4,12 @@
  * client sends early stay in the socket for the tunnel. A failed handshake gets exactly one reply:
  * `05 FF` during method selection, `05 REP 00 01 0.0.0.0:0` during the request.
  */
+import { deadline, DeadlineError } from "../async.ts";
 import { AztunnelError } from "../errors.ts";
-import { type ByteStream, writeAll } from "../tunnel/bridge.ts";
-import { formatIP, joinHostPort, parseIP, to4 } from "../tunnel/ip.ts";
+import { joinHostPort } from "../net/host_port.ts";
+import { writeAll } from "../net/write_all.ts";
+import type { ByteStream } from "../tunnel/bridge.ts";
+import { formatIP, parseIP, to4 } from "../tunnel/ip.ts";
 import { EnvelopeExchangeError, EnvelopeRejected } from "./open_tunnel.ts";
 
 export const REP_SUCCEEDED = 0x00;
@@ -95,20 +98,20 @@ export async function readSocks5Request(
     throw new Socks5HandshakeError(message);
   };
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), opts.timeoutMs ?? SOCKS5_HANDSHAKE_TIMEOUT_MS);
-  });
+  const until = performance.now() + (opts.timeoutMs ?? SOCKS5_HANDSHAKE_TIMEOUT_MS);
 
   /** Exactly `n` bytes; a dangling read after a timeout settles when the caller closes `io`. */
   const readExact = async (n: number): Promise<Uint8Array> => {
     const buf = new Uint8Array(n);
     let off = 0;
     while (off < n) {
-      const read = io.read(buf.subarray(off));
-      read.catch(() => {});
-      const r = await Promise.race([read, deadline]);
-      if (r === "timeout") return await reject("handshake timed out");
+      let r: number | null;
+      try {
+        r = await deadline(io.read(buf.subarray(off)), until - performance.now());
+      } catch (err) {
+        if (err instanceof DeadlineError) return await reject("handshake timed out");
+        throw err;
+      }
       if (r === null) {
         throw new Socks5HandshakeError("client closed the connection during handshake");
       }
@@ -147,7 +150,5 @@ export async function readSocks5Request(
   } catch (err) {
     if (err instanceof Socks5HandshakeError) throw err;
     throw new Socks5HandshakeError(`handshake failed: ${(err as Error).message}`);
-  } finally {
-    clearTimeout(timer);
   }
 }

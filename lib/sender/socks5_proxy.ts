@@ -1,7 +1,7 @@
 /** `relay-sender socks5-proxy`: a local SOCKS5 server; each CONNECT opens its own tunnel. */
+import { closeQuietly, deadline } from "../async.ts";
 import { errorMessage } from "../errors.ts";
-import { writeAll } from "../tunnel/bridge.ts";
-import type { ConnectionScope } from "./serve.ts";
+import { writeAll } from "../net/write_all.ts";
 import {
   encodeReply,
   readSocks5Request,
@@ -10,27 +10,21 @@ import {
   replyCodeFor,
   SOCKS5_HANDSHAKE_TIMEOUT_MS,
 } from "./socks5.ts";
-import {
-  bridgeClient,
-  openClientTunnel,
-  runTunnelService,
-  type TunnelServiceOptions,
-} from "./tunnel_service.ts";
+import { type ConnectionScope, serveTunnels, type TunnelServiceOptions } from "./tunnel_service.ts";
 
 export interface Socks5ProxyOptions extends TunnelServiceOptions {
   handshakeTimeoutMs?: number;
 }
 
 export function runSocks5Proxy(opts: Socks5ProxyOptions): Promise<void> {
-  return runTunnelService(
-    opts,
-    "socks5-proxy listening",
-    {},
-    (conn, scope) => serveClient(conn, scope, opts),
-  );
+  return serveTunnels(opts, {
+    listening: "socks5-proxy listening",
+    failure: "socks5 failed",
+    handle: (conn, scope) => serveClient(conn, scope, opts),
+  });
 }
 
-const FAILURE = "socks5 failed";
+const LINGER_MS = 1000;
 
 /**
  * Closes after a failure reply without losing it: closing a socket with unread input makes the
@@ -38,24 +32,15 @@ const FAILURE = "socks5 failed";
  * what the client still sends (bounded), then close.
  */
 async function lingerClose(conn: Deno.Conn): Promise<void> {
-  const timer = setTimeout(() => conn.close(), LINGER_MS);
-  try {
+  const discard = async () => {
     await conn.closeWrite();
     const buf = new Uint8Array(4096);
     while (await conn.read(buf) !== null) { /* discard */ }
-  } catch {
-    // reset by the client, or closed by the timer
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // closed by the timer
-    }
-  }
+  };
+  // Reset by the client, or out of time: the close below ends the read.
+  await deadline(discard(), LINGER_MS).catch(() => {});
+  closeQuietly(conn);
 }
-
-const LINGER_MS = 1000;
 
 async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Socks5ProxyOptions) {
   let target: string;
@@ -75,7 +60,7 @@ async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Soc
   }
   let tunnel;
   try {
-    tunnel = await openClientTunnel(target, scope, opts, FAILURE);
+    tunnel = await scope.open(target);
   } catch (err) {
     // Stopped mid-open: a general failure, not a verdict on the target.
     const rep = scope.opening.aborted ? REP_GENERAL_FAILURE : replyCodeFor(err);
@@ -92,5 +77,5 @@ async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Soc
     await tunnel.socket.closed;
     return;
   }
-  await bridgeClient(conn, tunnel, target, scope, opts, FAILURE);
+  await scope.bridge(conn, tunnel);
 }

@@ -3,6 +3,7 @@
  * interrupted, so `close()` makes the pending and later reads return EOF at once and abandons the
  * underlying read; the process exits right after, which ends it.
  */
+import { closeQuietly } from "../async.ts";
 import type { ByteStream } from "../tunnel/bridge.ts";
 
 export interface StdioHandles {
@@ -21,11 +22,8 @@ export function stdioStream(
   const closeStdout = () => {
     if (stdoutClosed) return;
     stdoutClosed = true;
-    try {
-      io.stdout.close();
-    } catch {
-      // already closed by the runtime
-    }
+    // The runtime may have closed it already.
+    closeQuietly(io.stdout);
   };
   return {
     read(p) {

@@ -1,6 +1,7 @@
 /** Validation of a sender's `<host:port>` argument. */
 import { UsageError } from "../errors.ts";
-import { parseIPv6, parsePort, splitHostPort } from "../tunnel/ip.ts";
+import { parsePort, splitHostPort } from "../net/host_port.ts";
+import { parseIPv6 } from "../tunnel/ip.ts";
 
 /**
  * Returns the envelope target for `text`: `host:port` or `[v6]:port` unchanged; an unbracketed

@@ -1,19 +1,24 @@
 /**
  * What port-forward and socks5-proxy share around their protocol: the local listener and its stop,
- * opening a tunnel per client, and the bridge. Each logs its failures under its own message.
+ * and per client the tunnel open and the bridge, tracked so that a stop (signal) closes the
+ * listener, abandons clients whose tunnel is still opening, lets bridged tunnels finish for
+ * `drainTimeoutMs` (or until `force`), then cancels them.
  */
 import { errorMessage } from "../errors.ts";
+import { acceptLoop } from "../net/accept_loop.ts";
+import { type HostPort, joinHostPort } from "../net/host_port.ts";
+import { listenTcp, tuneTcp } from "../net/listen.ts";
 import type { Logger } from "../observe/log.ts";
 import { RelayDialError } from "../relay/dial_error.ts";
+import { observedBridge } from "../tunnel/bridge.ts";
+import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
-import { type BindAddress, formatAddr, listenTcp } from "./listen.ts";
-import { type OpenedTunnel, openTunnel, type RelayConfig } from "./open_tunnel.ts";
-import { runTunnel } from "./run_tunnel.ts";
-import { type ConnectionScope, serveConnections } from "./serve.ts";
+import { TaskTracker } from "../tunnel/tracker.ts";
+import { type OpenedTunnel, openEnvelopeTunnel, type SenderRelayConfig } from "./open_tunnel.ts";
 
 export interface TunnelServiceOptions {
-  relay: RelayConfig;
-  bind: BindAddress;
+  relay: SenderRelayConfig;
+  bind: HostPort;
   keepAlive: boolean;
   drainTimeoutMs: number;
   signal: AbortSignal;
@@ -29,61 +34,79 @@ export interface TunnelServiceOptions {
   halfCloseLingerMs?: number;
 }
 
+/** One sender mode as `serveTunnels` runs it. */
+export interface TunnelMode {
+  /** The INFO line once bound (`port-forward listening`), with `bind` and then `attrs`. */
+  listening: string;
+  attrs?: Record<string, unknown>;
+  /** The WARN line of a client whose relay dial or bridge failed (`forward failed`). */
+  failure: string;
+  /** Serves one accepted connection; must close it. */
+  handle(conn: Deno.TcpConn, scope: ConnectionScope): Promise<void>;
+}
+
+/** What a connection handler gets: the service's stop, and its clients' tunnels. */
+export interface ConnectionScope {
+  /** Aborts as soon as the stop begins: for a handshake before the tunnel opens. */
+  opening: AbortSignal;
+  /**
+   * Opens the tunnel to `target` (the relay dial and envelope exchange), given up when the stop
+   * begins. Throws as `openEnvelopeTunnel`; a relay dial failure (a stop is none) is logged as the
+   * mode's failure, the others were logged by `openEnvelopeTunnel`.
+   */
+  open(target: string): Promise<OpenedTunnel>;
+  /** Bridges `conn` and `tunnel` as a drain waits for; a failed bridge is logged as the failure. */
+  bridge(conn: Deno.TcpConn, tunnel: OpenedTunnel): Promise<void>;
+}
+
 /**
- * Listens on `opts.bind`, logs `listening` with the bound address (then `attrs`), and hands every
- * connection to `handle` until `signal` aborts, then drains. Throws when the bind fails.
+ * Listens on `opts.bind`, logs `mode.listening` with the bound address, and hands every connection
+ * to `mode.handle` until `signal` aborts, then drains. Throws when the bind fails.
  */
-export async function runTunnelService(
-  opts: TunnelServiceOptions,
-  listening: string,
-  attrs: Record<string, unknown>,
-  handle: (conn: Deno.TcpConn, scope: ConnectionScope) => Promise<void>,
-): Promise<void> {
+export async function serveTunnels(opts: TunnelServiceOptions, mode: TunnelMode): Promise<void> {
   const listener = listenTcp(opts.bind);
-  opts.logger.info(listening, { bind: formatAddr(listener.addr), ...attrs });
+  const bind = joinHostPort(listener.addr.hostname, listener.addr.port);
+  opts.logger.info(mode.listening, { bind, ...mode.attrs });
   opts.onListening?.(listener.addr);
-  await serveConnections(listener, { ...opts, handle });
-}
 
-/**
- * Opens the tunnel for one client to `target`, given up when the stop begins. A relay dial failure
- * is logged as WARN `failure` (a stop is none; the other failures were logged by openTunnel), then
- * rethrown.
- */
-export async function openClientTunnel(
-  target: string,
-  scope: ConnectionScope,
-  opts: TunnelServiceOptions,
-  failure: string,
-): Promise<OpenedTunnel> {
+  const tracker = new TaskTracker(opts.signal);
+  const scope: ConnectionScope = {
+    opening: tracker.stopSignal,
+    async open(target) {
+      try {
+        return await openEnvelopeTunnel(target, { ...opts, signal: tracker.stopSignal });
+      } catch (err) {
+        if (err instanceof RelayDialError && err.code !== "aborted") {
+          opts.logger.warn(mode.failure, { error: errorMessage(err) });
+        }
+        throw err;
+      }
+    },
+    async bridge(conn, tunnel) {
+      const leave = tracker.enterBridge();
+      try {
+        const result = await observedBridge("sender", tunnel.target, conn, tunnel.socket, {
+          halfClose: tunnel.features.includes(FEATURE_HALF_CLOSE),
+          signal: tracker.cancelSignal,
+          halfCloseLingerMs: opts.halfCloseLingerMs,
+          logger: tunnel.logger,
+          observer: opts.observer,
+        });
+        if (result.error) tunnel.logger.warn(mode.failure, { error: errorMessage(result.error) });
+      } finally {
+        leave();
+      }
+    },
+  };
   try {
-    return await openTunnel(target, { ...opts, signal: scope.opening });
-  } catch (err) {
-    if (err instanceof RelayDialError && err.code !== "aborted") {
-      opts.logger.warn(failure, { error: errorMessage(err) });
-    }
-    throw err;
-  }
-}
-
-/** Bridges `conn` and `tunnel` as a drain waits for; a failed bridge is logged as WARN `failure`. */
-export async function bridgeClient(
-  conn: Deno.TcpConn,
-  tunnel: OpenedTunnel,
-  target: string,
-  scope: ConnectionScope,
-  opts: TunnelServiceOptions,
-  failure: string,
-): Promise<void> {
-  const leave = scope.enterBridge();
-  try {
-    const result = await runTunnel(conn, tunnel, target, {
-      signal: scope.cancel,
-      observer: opts.observer,
-      halfCloseLingerMs: opts.halfCloseLingerMs,
+    await acceptLoop(listener, (conn) => {
+      tuneTcp(conn, opts.keepAlive);
+      tracker.track(mode.handle(conn, scope));
+    }, {
+      signal: opts.signal,
+      onError: (err) => opts.logger.warn("accept failed", { error: errorMessage(err) }),
     });
-    if (result.error) tunnel.logger.warn(failure, { error: errorMessage(result.error) });
   } finally {
-    leave();
+    await tracker.drain(opts.drainTimeoutMs, { logger: opts.logger, force: opts.force });
   }
 }

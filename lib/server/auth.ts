@@ -33,23 +33,30 @@ export function extractToken(headers: Headers, query: URLSearchParams): string |
   return fromQuery ? fromQuery : undefined;
 }
 
-/**
- * Checks `token` for `right` on the HC path `path` (decoded, name plus suffix). `hosts` are the
- * names this relay answers to (lower case, no port): a SAS `sr` must name one of them, as on Azure
- * it must name the namespace; absent = any host. `now` is injectable for tests.
- */
+/** What a token must grant. */
+export interface AuthCheck {
+  readonly right: "Listen" | "Send";
+  /** The HC path (decoded, name plus suffix). */
+  readonly path: string;
+  /**
+   * The names this relay answers to (lower case, no port): a SAS `sr` must name one of them, as on
+   * Azure it must name the namespace; absent = any host.
+   */
+  readonly hosts?: ReadonlySet<string>;
+  /** Epoch ms; tests pin it. */
+  readonly now?: number;
+}
+
+/** Checks `token` against `check` under the relay's policies and JWT key. */
 export async function authorize(
   token: string | undefined,
-  right: "Listen" | "Send",
-  path: string,
+  check: AuthCheck,
   cfg: AuthConfig,
-  now = Date.now(),
-  hosts?: ReadonlySet<string>,
 ): Promise<AuthOutcome> {
+  const { right } = check;
+  const now = check.now ?? Date.now();
   if (token === undefined || token === "") return unauthorized("missing token");
-  if (token.startsWith(SAS_PREFIX)) {
-    return await authorizeSas(token, right, path, cfg, now, hosts);
-  }
+  if (token.startsWith(SAS_PREFIX)) return await authorizeSas(token, { ...check, now }, cfg);
   const jwt = token.replace(/^Bearer\s+/i, "");
   if (looksLikeJwt(jwt)) {
     if (cfg.jwtKey === undefined) return unauthorized("JWT tokens are not accepted by this relay");
@@ -71,11 +78,8 @@ export async function authorize(
 
 async function authorizeSas(
   token: string,
-  right: "Listen" | "Send",
-  path: string,
+  { right, path, hosts, now }: AuthCheck & { readonly now: number },
   cfg: AuthConfig,
-  now: number,
-  hosts: ReadonlySet<string> | undefined,
 ): Promise<AuthOutcome> {
   const fields = parseSasToken(token);
   if (!fields || fields.se.length > 12) return unauthorized("malformed SAS token");

@@ -7,16 +7,15 @@
  * drop their socket at the end of a tunnel, and Go listeners treat anything but 1000 as an error.
  * Our own peers tell a cut from a normal end by the missing eof, not by the code.
  *
- * Backpressure: with no latency a lane holds at most one message read ahead of the one being
- * written to the other leg. With latency, messages wait in a per-lane pipeline until due, bounded by
- * a byte budget, so a long delay does not throttle throughput to one message per delay.
+ * Backpressure: see lane.ts.
  */
-import type { CloseInfo, MessageSocket, WsMessage } from "../ws/types.ts";
 import { errorCode } from "../errors.ts";
+import type { CloseInfo, MessageSocket, WsMessage } from "../ws/types.ts";
+import { DelayLane, DirectLane, type LaneItem } from "./lane.ts";
 
 export type Direction = "senderToListener" | "listenerToSender";
 
-export interface BridgeOptions {
+export interface LegBridgeOptions {
   /** One-way delay added to every forwarded message and Close. */
   readonly latencyMs: number;
   /** In-flight byte budget per direction while latency is on. */
@@ -27,7 +26,7 @@ export interface BridgeOptions {
   readonly onForward?: (dir: Direction, bytes: number) => void;
 }
 
-export interface BridgeResult {
+export interface LegBridgeResult {
   readonly senderToListener: number;
   readonly listenerToSender: number;
   /** What each leg ended with (1006 when it dropped without Close). */
@@ -35,16 +34,12 @@ export interface BridgeResult {
   readonly listenerClose: CloseInfo;
 }
 
-type Item =
-  | { readonly kind: "data"; readonly data: string | Uint8Array; readonly size: number }
-  | { readonly kind: "close"; readonly code: number; readonly reason: string };
-
 /** Runs until both legs are closed; never rejects. */
 export async function bridgeSockets(
   sender: MessageSocket,
   listener: MessageSocket,
-  opts: BridgeOptions,
-): Promise<BridgeResult> {
+  opts: LegBridgeOptions,
+): Promise<LegBridgeResult> {
   const stop = new AbortController();
   const dropBoth = () => {
     stop.abort();
@@ -94,12 +89,12 @@ async function pump(
   from: MessageSocket,
   to: MessageSocket,
   dir: Direction,
-  opts: BridgeOptions,
+  opts: LegBridgeOptions,
   stop: AbortSignal,
 ): Promise<{ bytes: number; sourceClose: CloseInfo }> {
   let bytes = 0;
   let toDead = false;
-  const deliver = async (item: Item) => {
+  const deliver = async (item: LaneItem) => {
     if (item.kind === "close") {
       await closeLeg(to, item.code, item.reason);
       return;
@@ -171,111 +166,4 @@ export function utf8Length(s: string): number {
     } else n += 3;
   }
   return n;
-}
-
-interface Lane {
-  /** Resolves when the reader may read the next message. */
-  push(item: Item): Promise<void>;
-  /** Resolves once everything pushed has been delivered. */
-  finish(): Promise<void>;
-}
-
-/** Stop-and-wait: the reader moves on only after this message was written. */
-class DirectLane implements Lane {
-  readonly #deliver: (item: Item) => Promise<void>;
-  constructor(deliver: (item: Item) => Promise<void>) {
-    this.#deliver = deliver;
-  }
-  push(item: Item): Promise<void> {
-    return this.#deliver(item);
-  }
-  finish(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-/** A pipeline where every item is delivered `delayMs` after it was read, in order. */
-export class DelayLane implements Lane {
-  readonly #deliver: (item: Item) => Promise<void>;
-  readonly #delayMs: number;
-  readonly #budget: number;
-  readonly #stop: AbortSignal;
-  readonly #queue: { item: Item; due: number }[] = [];
-  #queuedBytes = 0;
-  #writer: Promise<void> | null = null;
-  #space: (() => void) | null = null;
-  #work: (() => void) | null = null;
-
-  constructor(
-    deliver: (item: Item) => Promise<void>,
-    delayMs: number,
-    budget: number,
-    stop: AbortSignal,
-  ) {
-    this.#deliver = deliver;
-    this.#delayMs = delayMs;
-    this.#budget = budget;
-    this.#stop = stop;
-    stop.addEventListener("abort", () => this.#wake(), { once: true });
-  }
-
-  async push(item: Item): Promise<void> {
-    const size = item.kind === "data" ? item.size : 0;
-    // A single message bigger than the budget still goes, alone.
-    while (
-      !this.#stop.aborted && this.#queue.length > 0 && this.#queuedBytes + size > this.#budget
-    ) {
-      await new Promise<void>((resolve) => this.#space = resolve);
-    }
-    if (this.#stop.aborted) return;
-    this.#queue.push({ item, due: performance.now() + this.#delayMs });
-    this.#queuedBytes += size;
-    this.#work?.();
-    this.#writer ??= this.#runWriter();
-  }
-
-  finish(): Promise<void> {
-    return this.#writer ?? Promise.resolve();
-  }
-
-  async #runWriter(): Promise<void> {
-    while (!this.#stop.aborted) {
-      const head = this.#queue[0];
-      if (!head) {
-        await new Promise<void>((resolve) => this.#work = resolve);
-        this.#work = null;
-        continue;
-      }
-      const wait = head.due - performance.now();
-      if (wait > 0) {
-        await sleep(wait, this.#stop);
-        continue;
-      }
-      await this.#deliver(head.item);
-      this.#queue.shift();
-      if (head.item.kind === "data") this.#queuedBytes -= head.item.size;
-      this.#space?.();
-      this.#space = null;
-      if (head.item.kind === "close") return;
-    }
-  }
-
-  #wake(): void {
-    this.#space?.();
-    this.#work?.();
-  }
-}
-
-/** Resolves after `ms` or as soon as `signal` aborts, leaving no timer behind. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

@@ -6,6 +6,7 @@
  *
  * It wraps the listener and each accepted connection; reads and close pass straight through.
  */
+import { closeQuietly } from "../async.ts";
 import type { Logger } from "../observe/log.ts";
 
 /** What is known about one accepted connection, looked up by its `remoteAddr` object. */
@@ -66,11 +67,7 @@ export class ConnWatch {
             refused_total: this.#refused,
           });
         }
-        try {
-          conn.close();
-        } catch {
-          // Already gone.
-        }
+        closeQuietly(conn);
       }
     };
     return new Proxy(listener, {

@@ -4,9 +4,10 @@
  * bridged until both have closed.
  */
 import type { Logger } from "../observe/log.ts";
-import { tokenList } from "../ws/http.ts";
+import { tokenList } from "../net/http_head.ts";
 import type { IncomingRequest } from "../ws/server.ts";
-import { bridgeSockets, type Direction, sleep } from "./bridge.ts";
+import { pause } from "../async.ts";
+import { bridgeSockets, type Direction } from "./bridge.ts";
 
 export interface JoinOptions {
   readonly maxMessageSize: number;
@@ -94,6 +95,6 @@ async function idleWatch(opts: JoinOptions, idle: AbortController): Promise<void
       idle.abort();
       return;
     }
-    await sleep(wait, stop);
+    await pause(wait, stop);
   }
 }

@@ -2,6 +2,8 @@
  * HS256 JWT verification for Entra-style tests against the local relay (`--entra-jwt-key`).
  * Real Entra tokens are RS256 and cannot be verified offline; this is the stand-in.
  */
+import { decodeBase64Url } from "../crypto/base64.ts";
+import { importHmacKey } from "../crypto/hmac.ts";
 import { ALL_RIGHTS, type Right } from "./policy.ts";
 
 export type JwtResult =
@@ -34,17 +36,11 @@ export async function verifyHs256Jwt(
   const [h, p, s] = token.split(".");
   const header = decodeJson(h);
   const payload = decodeJson(p);
-  const sig = base64UrlDecode(s);
+  const sig = decodeBase64Url(s);
   if (!header || !payload || !sig) return { ok: false, reason: "malformed JWT" };
   // Only HS256: accepting "none" or letting the token pick the algorithm is the classic JWT hole.
   if (header.alg !== "HS256") return { ok: false, reason: "unsupported JWT algorithm" };
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["verify"],
-  );
+  const key = await importHmacKey(secret, ["verify"]);
   const valid = await crypto.subtle.verify("HMAC", key, sig, encoder.encode(`${h}.${p}`));
   if (!valid) return { ok: false, reason: "invalid JWT signature" };
   const exp = payload.exp;
@@ -92,25 +88,13 @@ export function audienceIsRelay(aud: unknown): boolean {
 }
 
 function decodeJson(part: string): Record<string, unknown> | undefined {
-  const bytes = base64UrlDecode(part);
+  const bytes = decodeBase64Url(part);
   if (!bytes) return undefined;
   try {
     const v: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
     return v !== null && typeof v === "object" && !Array.isArray(v)
       ? v as Record<string, unknown>
       : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function base64UrlDecode(s: string): Uint8Array<ArrayBuffer> | undefined {
-  const b64 = s.replaceAll("-", "+").replaceAll("_", "/") + "=".repeat((4 - (s.length % 4)) % 4);
-  try {
-    const bin = atob(b64);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
   } catch {
     return undefined;
   }

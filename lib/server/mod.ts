@@ -2,36 +2,16 @@
  * `aztunnel relay-server`: a local relay speaking the Azure Relay Hybrid Connections WebSocket
  * protocol (hybrid-connections-protocol.md §8.5), over ws:// or wss://.
  */
-import { AztunnelError, errorMessage, UsageError } from "../errors.ts";
-import { formatDuration, MAX_DURATION_MS } from "../duration.ts";
-import { getLogger } from "../observe/log.ts";
-import { joinHostPort } from "../tunnel/ip.ts";
+import { AztunnelError, errorMessage } from "../errors.ts";
+import { type HostPort, joinHostPort } from "../net/host_port.ts";
+import { getLogger, type Logger } from "../observe/log.ts";
 import { serveHttp } from "../ws/server.ts";
-import {
-  checkInteger,
-  checkTls,
-  DEFAULT_BIND,
-  DEFAULT_HALF_CLOSED_TIMEOUT_MS,
-  DEFAULT_HEADER_TIMEOUT_MS,
-  DEFAULT_IN_FLIGHT_BYTES,
-  DEFAULT_MAX_LISTENERS,
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_MAX_PENDING_HEADS,
-  DEFAULT_PING_INTERVAL_MS,
-  DEFAULT_PONG_TIMEOUT_MS,
-  DEFAULT_RENDEZVOUS_IDLE_TIMEOUT_MS,
-  DEFAULT_RENDEZVOUS_TIMEOUT_MS,
-  DEFAULT_TOKEN_GRACE_MS,
-  isLoopback,
-  parseBind,
-  parsePublicUrl,
-  parseRendezvousUrl,
-  type RelayServerOptions,
-} from "./options.ts";
-import { ConnWatch } from "./conn_watch.ts";
-import { hostKey } from "./auth.ts";
 import type { PublicBase } from "./accept_message.ts";
+import { hostKey } from "./auth.ts";
+import { ConnWatch } from "./conn_watch.ts";
+import type { RelayServerOptions } from "./options.ts";
 import { Relay, type RelayStats } from "./relay.ts";
+import { resolveSettings, type ServerSettings } from "./settings.ts";
 
 export type { RelayServerOptions, RelayTls } from "./options.ts";
 export type { RelayStats } from "./relay.ts";
@@ -76,82 +56,11 @@ export interface RelayServer {
  * refuses), AztunnelError `listen_failed` naming the address when it cannot bind.
  */
 export async function startRelayServer(opts: RelayServerOptions = {}): Promise<RelayServer> {
-  const bindText = opts.bind ?? DEFAULT_BIND;
-  const bind = parseBind(bindText);
-  const publicBase = opts.publicUrl !== undefined ? parsePublicUrl(opts.publicUrl) : undefined;
-  if (!publicBase && !isLoopback(bind.hostname)) {
-    // Without it the accept address would come from a client's Host header: an SSRF lever.
-    throw new UsageError(
-      `--public-url is required when --bind is not a loopback address (${bindText})`,
-    );
-  }
-  const maxListeners = checkInteger(
-    opts.maxListeners ?? DEFAULT_MAX_LISTENERS,
-    "--max-listeners",
-    1,
-  );
-  const maxMessageSize = checkInteger(
-    opts.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-    "--max-message-size",
-    1,
-  );
-  const maxPendingHeads = checkInteger(
-    opts.maxPendingHeads ?? DEFAULT_MAX_PENDING_HEADS,
-    "maxPendingHeads",
-    1,
-  );
-  const rendezvousTimeoutMs = opts.rendezvousTimeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
-  const rendezvousIdleTimeoutMs = opts.rendezvousIdleTimeoutMs ??
-    DEFAULT_RENDEZVOUS_IDLE_TIMEOUT_MS;
-  const pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
-  const pongTimeoutMs = opts.pongTimeoutMs ?? DEFAULT_PONG_TIMEOUT_MS;
-  const headerTimeoutMs = opts.headerTimeoutMs ?? DEFAULT_HEADER_TIMEOUT_MS;
-  const positive = [
-    ["--rendezvous-timeout", rendezvousTimeoutMs],
-    ["--rendezvous-idle-timeout", rendezvousIdleTimeoutMs],
-    ["pingIntervalMs", pingIntervalMs],
-    ["pongTimeoutMs", pongTimeoutMs],
-    ["headerTimeoutMs", headerTimeoutMs],
-  ] as const;
-  for (const [flag, ms] of positive) {
-    if (!(ms > 0)) throw new UsageError(`${flag} must be positive`);
-  }
-  const latencyMs = opts.latencyMs ?? 0;
-  if (!(latencyMs >= 0)) throw new UsageError("--latency must not be negative");
-  // Above this setTimeout fires after 1 ms; the CLI's parseDuration already refuses such values.
-  for (
-    const [flag, ms] of [
-      ...positive,
-      ["--latency", latencyMs],
-      ["halfClosedTimeoutMs", opts.halfClosedTimeoutMs ?? 0],
-    ] as const
-  ) {
-    if (ms > MAX_DURATION_MS) {
-      throw new UsageError(`${flag} must be at most ${formatDuration(MAX_DURATION_MS)}`);
-    }
-  }
-  const hycos = [...new Set((opts.hycos ?? []).map((h) => h.replace(/^\/+|\/+$/g, "")))];
-  if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
-
-  if (opts.tls) checkTls(opts.tls);
-  const secure = opts.tls !== undefined;
-  const rendezvousAddr = opts.rendezvousUrl !== undefined
-    ? parseRendezvousUrl(opts.rendezvousUrl, secure)
-    : undefined;
-
+  const settings = resolveSettings(opts);
   const log = opts.logger ?? getLogger();
-  const listener = listenOn(bind.hostname, bind.port, bindText.trim(), opts.tls);
-  let rendezvousListener: Deno.Listener | undefined;
-  if (rendezvousAddr) {
-    try {
-      const { hostname, port } = rendezvousAddr.bind;
-      rendezvousListener = listenOn(hostname, port, joinHostPort(hostname, port), opts.tls);
-    } catch (err) {
-      listener.close();
-      throw err;
-    }
-  }
-  const addr = listener.addr as Deno.NetAddr;
+  const { main, rendezvous } = bindListeners(settings, opts.tls);
+  const addr = main.addr as Deno.NetAddr;
+  const { bind, secure, publicBase } = settings;
   // Keep a name the user bound to (a TLS certificate is more likely to carry `localhost`).
   const urlHost = /^[\d.]+$|:/.test(bind.hostname) ? addr.hostname : bind.hostname;
   const boundHost = joinHostPort(urlHost, addr.port);
@@ -159,42 +68,30 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     ? `${publicBase.scheme}://${publicBase.host}`
     : `${secure ? "wss" : "ws"}://${boundHost}`;
   let rendezvousBase: PublicBase | undefined;
-  if (rendezvousAddr && rendezvousListener) {
-    const bound = rendezvousListener.addr as Deno.NetAddr;
+  if (settings.rendezvousAddr && rendezvous) {
+    const bound = rendezvous.addr as Deno.NetAddr;
     rendezvousBase = {
-      scheme: rendezvousAddr.scheme,
-      host: joinHostPort(rendezvousAddr.bind.hostname, bound.port),
+      scheme: settings.rendezvousAddr.scheme,
+      host: joinHostPort(settings.rendezvousAddr.bind.hostname, bound.port),
     };
   }
-  const watch = new ConnWatch({ maxPendingHeads, logger: log });
-
+  const watch = new ConnWatch({ maxPendingHeads: settings.maxPendingHeads, logger: log });
   const relay = new Relay({
-    hycos,
+    ...settings,
     auth: { policies: opts.policies ?? [], jwtKey: opts.entraJwtKey },
-    maxListeners,
-    rendezvousTimeoutMs,
-    latencyMs,
-    maxMessageSize,
-    inFlightBytes: opts.inFlightBytes ?? DEFAULT_IN_FLIGHT_BYTES,
-    halfClosedTimeoutMs: opts.halfClosedTimeoutMs ?? DEFAULT_HALF_CLOSED_TIMEOUT_MS,
-    tokenGraceMs: opts.tokenGraceMs ?? DEFAULT_TOKEN_GRACE_MS,
-    publicBase,
     rendezvousBase,
-    pingIntervalMs,
-    pongTimeoutMs,
-    rendezvousIdleTimeoutMs,
     namespaceHosts: (opts.namespaceHosts ?? []).map(hostKey),
     watch,
-    secure,
     boundHost,
     logger: log,
   });
+  const { headerTimeoutMs } = settings;
   const servers = [
-    serveHttp({ listener: watch.wrap(listener), handler: relay.handle, secure, headerTimeoutMs }),
+    serveHttp({ listener: watch.wrap(main), handler: relay.handle, secure, headerTimeoutMs }),
   ];
-  if (rendezvousListener) {
+  if (rendezvous) {
     servers.push(serveHttp({
-      listener: watch.wrap(rendezvousListener),
+      listener: watch.wrap(rendezvous),
       handler: relay.handleRendezvous,
       secure,
       headerTimeoutMs,
@@ -206,24 +103,8 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     url,
     ...(rendezvousUrl ? { rendezvous_url: rendezvousUrl } : {}),
   });
-
-  let closing: Promise<void> | null = null;
-  const { promise: finished, resolve: markFinished } = Promise.withResolvers<void>();
-  const close = () => {
-    closing ??= (async () => {
-      opts.signal?.removeEventListener("abort", onAbort);
-      await relay.shutdown();
-      await Promise.all(servers.map((s) => s.close()));
-      await relay.drained();
-      log.info("relay-server stopped");
-      markFinished();
-    })();
-    return closing;
-  };
-  const onAbort = () => void close();
+  const { finished, close } = closer(relay, servers, log, opts.signal);
   if (opts.signal?.aborted) await close();
-  else opts.signal?.addEventListener("abort", onAbort, { once: true });
-
   return {
     addr,
     url,
@@ -236,10 +117,50 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
   };
 }
 
+/** The main listener and, with `--rendezvous-url`, the rendezvous one (or neither). */
+function bindListeners(
+  settings: ServerSettings,
+  tls: RelayServerOptions["tls"],
+): { main: Deno.Listener; rendezvous?: Deno.Listener } {
+  const main = listenOn(settings.bind, settings.bindText, tls);
+  if (!settings.rendezvousAddr) return { main };
+  const { bind } = settings.rendezvousAddr;
+  try {
+    return { main, rendezvous: listenOn(bind, joinHostPort(bind.hostname, bind.port), tls) };
+  } catch (err) {
+    main.close();
+    throw err;
+  }
+}
+
+/** `close()` runs once: relay shutdown, then the HTTP servers, then the drain; so does an abort. */
+function closer(
+  relay: Relay,
+  servers: readonly { close(): Promise<void> }[],
+  log: Logger,
+  signal: AbortSignal | undefined,
+): { finished: Promise<void>; close: () => Promise<void> } {
+  let closing: Promise<void> | null = null;
+  const { promise: finished, resolve: markFinished } = Promise.withResolvers<void>();
+  const close = () => {
+    closing ??= (async () => {
+      signal?.removeEventListener("abort", onAbort);
+      await relay.shutdown();
+      await Promise.all(servers.map((s) => s.close()));
+      await relay.drained();
+      log.info("relay-server stopped");
+      markFinished();
+    })();
+    return closing;
+  };
+  const onAbort = () => void close();
+  if (!signal?.aborted) signal?.addEventListener("abort", onAbort, { once: true });
+  return { finished, close };
+}
+
 /** Binds plain TCP or TLS; a failure names the address (Deno's text does not). */
 function listenOn(
-  hostname: string,
-  port: number,
+  { hostname, port }: HostPort,
   label: string,
   tls: RelayServerOptions["tls"],
 ): Deno.Listener {

@@ -1,5 +1,6 @@
-/** Options of the local relay, their defaults and validation (shared by the library and the CLI). */
-import { errorMessage, UsageError } from "../errors.ts";
+/** Options of the local relay, their defaults and the parsers of their text forms. */
+import { UsageError } from "../errors.ts";
+import { type HostPort, parseHostPort } from "../net/host_port.ts";
 import type { Logger } from "../observe/log.ts";
 import type { PublicBase } from "./accept_message.ts";
 import type { SasPolicy } from "./policy.ts";
@@ -83,27 +84,14 @@ export const DEFAULT_PONG_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_PENDING_HEADS = 1024;
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
 
-export interface BindAddress {
-  readonly hostname: string;
-  readonly port: number;
-}
-
-/** Parses `--bind`. */
-export function parseBind(text: string): BindAddress {
-  const fail = () => new UsageError(`invalid --bind "${text}": expected host:port`);
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(text.trim());
-  if (!m) throw fail();
-  const port = Number(m[3]);
-  if (port > 65535) throw fail();
-  const hostname = m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]);
-  return { hostname, port };
-}
-
-/** Loopback names and addresses: the only binds that may go without `--public-url`. */
-export function isLoopback(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127(?:\.\d{1,3}){3}$/.test(h) ||
-    h === "::ffff:127.0.0.1";
+/** Parses `--bind` (lib/net's host:port; an empty host means all IPv4 interfaces). */
+export function parseBind(text: string): HostPort {
+  const hp = parseHostPort(text);
+  // Whitespace was never a host name; refusing it keeps a typo a usage error.
+  if (!hp || /\s/.test(hp.hostname)) {
+    throw new UsageError(`invalid --bind "${text}": expected host:port`);
+  }
+  return { hostname: hp.hostname || "0.0.0.0", port: hp.port };
 }
 
 /** Parses `--public-url`: http/https/ws/wss, a host, nothing after it but `/`. */
@@ -130,7 +118,7 @@ export function parsePublicUrl(text: string): PublicBase {
 
 export interface RendezvousAddress {
   /** What to bind: hostname (no brackets) and port (0 = any). */
-  readonly bind: BindAddress;
+  readonly bind: HostPort;
   readonly scheme: "ws" | "wss";
 }
 
@@ -164,58 +152,4 @@ export function checkInteger(value: number, flag: string, min: number): number {
     throw new UsageError(`invalid ${flag} "${value}": expected an integer >= ${min}`);
   }
   return value;
-}
-
-/**
- * Throws a UsageError when Deno would refuse to serve with this certificate chain and key, naming
- * the files when they are known. Deno has no API to check them apart from a listen, and it checks
- * them before binding; a probe on an ephemeral loopback port finds the problem without touching the
- * real address, so a bad file is reported as such and not as a listen failure.
- */
-export function checkTls(tls: RelayTls): void {
-  const problem = tlsProblem(tls);
-  if (!problem) return;
-  const { part, message } = problem;
-  const { certFile, keyFile } = tls;
-  if (part === "cert") {
-    throw new UsageError(
-      certFile !== undefined
-        ? `--tls-cert ${certFile}: ${message}`
-        : `invalid TLS certificate: ${message}`,
-    );
-  }
-  if (part === "key") {
-    throw new UsageError(
-      keyFile !== undefined ? `--tls-key ${keyFile}: ${message}` : `invalid TLS key: ${message}`,
-    );
-  }
-  throw new UsageError(
-    certFile !== undefined && keyFile !== undefined
-      ? `--tls-key ${keyFile} does not match --tls-cert ${certFile}: ${message}`
-      : `TLS key and certificate do not match: ${message}`,
-  );
-}
-
-/** What Deno finds wrong with the certificate chain, the key, or the two together, if anything. */
-function tlsProblem(
-  tls: RelayTls,
-): { readonly part: "cert" | "key" | "mismatch"; readonly message: string } | undefined {
-  let probe: Deno.TlsListener;
-  try {
-    probe = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: tls.cert, key: tls.key });
-  } catch (err) {
-    // The probe itself could not bind: the PEMs passed, and the real listen will speak for itself.
-    if (
-      err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.AddrNotAvailable ||
-      err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable
-    ) return undefined;
-    const message = errorMessage(err);
-    // Deno's messages are the only classification there is; an unknown one blames both files.
-    if (/KeyMismatch|not be consistent/i.test(message)) return { part: "mismatch", message };
-    if (/private key|no keys/i.test(message)) return { part: "key", message };
-    if (/certificate/i.test(message)) return { part: "cert", message };
-    return { part: "mismatch", message };
-  }
-  probe.close();
-  return undefined;
 }

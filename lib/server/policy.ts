@@ -2,6 +2,7 @@
  * SAS authorization rules of the local relay (`NAME=KEY[:Listen,Send,Manage]` from `--sas-policy`,
  * `--sas-policy-file` or `AZTUNNEL_RELAY_SAS_POLICIES`).
  */
+import { encodeBase64 } from "../crypto/base64.ts";
 import { UsageError } from "../errors.ts";
 
 export type Right = "Listen" | "Send" | "Manage";
@@ -149,8 +150,5 @@ export function resolvePolicies(
 
 /** 32 random bytes in base64, the shape of an Azure SAS key. */
 export function randomKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
+  return encodeBase64(crypto.getRandomValues(new Uint8Array(32)));
 }

@@ -3,22 +3,25 @@
  * `listen` (control channel), `connect` (a sender, held until its listener dials back) and `accept`
  * (the listener's rendezvous dial, or its rejection).
  */
+import { deadline, DeadlineError, pause } from "../async.ts";
+import { joinHostPort } from "../net/host_port.ts";
 import type { Logger } from "../observe/log.ts";
 import { newId } from "../relay/ids.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
-import { isValidKey, STATUS_TEXT } from "../ws/http.ts";
+import { STATUS_TEXT } from "../net/http_head.ts";
+import { isValidKey } from "../ws/keys.ts";
 import type { IncomingRequest } from "../ws/server.ts";
 import { buildAcceptMessage, MAX_CONTROL_MESSAGE, type PublicBase } from "./accept_message.ts";
 import { type AuthConfig, authorize, extractToken, hostKey } from "./auth.ts";
-import { type Direction, sleep } from "./bridge.ts";
+import type { Direction } from "./bridge.ts";
 import type { ConnWatch } from "./conn_watch.ts";
-import { ControlChannel } from "./control.ts";
+import { ListenerChannel } from "./listener_channel.ts";
 import { joinRendezvous } from "./join.ts";
 import { ListenerRegistry } from "./registry.ts";
 import { newRendezvousId, RendezvousTable } from "./rendezvous.ts";
 import { type HcTarget, longestNameMatch, nameKey, parseRoute } from "./route.ts";
 
-export interface RelayConfig {
+export interface RelayInit {
   /** Configured HC names; empty = any name. */
   readonly hycos: readonly string[];
   readonly auth: AuthConfig;
@@ -75,18 +78,18 @@ const HOST_HEADER = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const DISPATCH_TIMEOUT_MS = 5_000;
 
 export class Relay {
-  readonly #cfg: RelayConfig;
+  readonly #cfg: RelayInit;
   readonly #log: Logger;
-  readonly #registry: ListenerRegistry<ControlChannel>;
+  readonly #registry: ListenerRegistry<ListenerChannel>;
   readonly #pending = new RendezvousTable<Outcome>();
   readonly #stop = new AbortController();
   /** Running control channels, including ones already out of the registry but still closing. */
-  readonly #channels = new Set<ControlChannel>();
+  readonly #channels = new Set<ListenerChannel>();
   #bridged = 0;
   #bridgedTotal = 0;
   readonly #bytes: Record<Direction, number> = { senderToListener: 0, listenerToSender: 0 };
 
-  constructor(cfg: RelayConfig) {
+  constructor(cfg: RelayInit) {
     this.#cfg = cfg;
     this.#log = cfg.logger;
     this.#registry = new ListenerRegistry(cfg.maxListeners);
@@ -112,7 +115,7 @@ export class Relay {
     const grace = new AbortController();
     await Promise.race([
       Promise.allSettled(channels.map((ch) => ch.done)),
-      sleep(SHUTDOWN_GRACE_MS, grace.signal),
+      pause(SHUTDOWN_GRACE_MS, grace.signal),
     ]);
     grace.abort();
   }
@@ -197,14 +200,8 @@ export class Relay {
       hyco = match;
     }
     const hosts = this.#relayHosts(req);
-    const auth = await authorize(
-      extractToken(req.headers, t.query),
-      "Listen",
-      t.path,
-      this.#cfg.auth,
-      Date.now(),
-      hosts,
-    );
+    const check = { right: "Listen", path: t.path, hosts } as const;
+    const auth = await authorize(extractToken(req.headers, t.query), check, this.#cfg.auth);
     if (!auth.ok) return await this.#refuse(req, auth.status, auth.reason, t);
     // Our own id, not the listener's: `listener_id` in the listener's logs is a different value,
     // and a client-chosen id need be neither unique nor tidy. The client's, if any, is logged beside.
@@ -216,7 +213,7 @@ export class Relay {
         ? { hyco, registration_id: id, client_id: clientId.slice(0, 128) }
         : { hyco, registration_id: id },
     );
-    const ch = new ControlChannel({
+    const ch = new ListenerChannel({
       id,
       hyco,
       path: t.path,
@@ -224,7 +221,7 @@ export class Relay {
       expiresAt: auth.expiresAt,
       graceMs: this.#cfg.tokenGraceMs,
       logger: log,
-      authorize: (token) => authorize(token, "Listen", t.path, this.#cfg.auth, Date.now(), hosts),
+      authorize: (token) => authorize(token, check, this.#cfg.auth),
       pingIntervalMs: this.#cfg.pingIntervalMs,
       pongTimeoutMs: this.#cfg.pongTimeoutMs,
     });
@@ -266,14 +263,11 @@ export class Relay {
       hyco = this.#configuredHyco(t.path);
       if (hyco === undefined) return await this.#refuse(req, 404, "Endpoint does not exist", t);
     }
-    const auth = await authorize(
-      extractToken(req.headers, t.query),
-      "Send",
-      t.path,
-      this.#cfg.auth,
-      Date.now(),
-      this.#relayHosts(req),
-    );
+    const auth = await authorize(extractToken(req.headers, t.query), {
+      right: "Send",
+      path: t.path,
+      hosts: this.#relayHosts(req),
+    }, this.#cfg.auth);
     if (!auth.ok) return await this.#refuse(req, auth.status, auth.reason, t);
     hyco ??= this.#registry.matchListening(t.path);
     const noListener = "Endpoint does not exist: no listener is connected";
@@ -281,60 +275,78 @@ export class Relay {
 
     const started = performance.now();
     // Everything, dispatch included, must be over by then: a stuck listener holds nobody longer.
-    const deadline = started + this.#cfg.rendezvousTimeoutMs;
+    const deadlineAt = started + this.#cfg.rendezvousTimeoutMs;
     const id = newRendezvousId(t.query.get("sb-hc-id"));
     const log = this.#log.with({ hyco, rendezvous_id: id });
     const pending = this.#pending.create(id);
-    const tried = new Set<ControlChannel>();
-    let chosen: ControlChannel | undefined;
     await this.#delay();
-    const rawHeaderNames = this.#cfg.watch.info(req.remoteAddr)?.rawHeaderNames;
-    while (!this.#stop.signal.aborted) {
-      const ch = this.#registry.pick(hyco, tried);
-      if (!ch) break;
-      tried.add(ch);
-      const remaining = deadline - performance.now();
-      if (remaining <= 0) break;
-      const message = buildAcceptMessage({
-        base: this.#cfg.rendezvousBase ?? this.#cfg.publicBase ??
-          { scheme: this.#cfg.secure ? "wss" : "ws", host: ch.host },
-        rawPath: t.rawPath,
-        rawQuery: t.rawQuery,
-        id,
-        headers: req.headers,
-        rawHeaderNames,
-        remote: req.remoteAddr,
-      });
-      if (message.length > MAX_CONTROL_MESSAGE) {
-        this.#pending.expire(id);
-        return await this.#refuse(req, 431, "Request Header Fields Too Large", t);
-      }
-      const sent = await sendWithin(ch, message, Math.min(remaining, DISPATCH_TIMEOUT_MS));
-      if (sent === "sent") {
-        chosen = ch;
-        break;
-      }
-      log.debug("accept dispatch failed, trying the next listener", {
-        registration_id: ch.id,
-        error: sent === "timeout" ? "listener did not take the accept in time" : sent.error,
-      });
+    const chosen = await this.#dispatch(req, t, { hyco, id, deadlineAt, log });
+    if (chosen === "too_large") {
+      this.#pending.expire(id);
+      return await this.#refuse(req, 431, "Request Header Fields Too Large", t);
     }
     if (!chosen) {
       this.#pending.expire(id);
       if (this.#stop.signal.aborted) return await this.#refuse(req, 503, "Service Unavailable", t);
-      if (performance.now() >= deadline) {
+      if (performance.now() >= deadlineAt) {
         return await this.#refuse(req, 504, "Gateway Timeout: no listener took the connection", t);
       }
       return await this.#refuse(req, 404, noListener, t);
     }
     log.debug("accept dispatched", { registration_id: chosen.id });
+    const outcome = await this.#awaitOutcome(pending.outcome, id, deadlineAt);
+    await this.#complete(req, outcome, { log, registrationId: chosen.id, started });
+  }
 
-    const outcome = await this.#awaitOutcome(pending.outcome, id, deadline);
+  /**
+   * Offers the accept message to the hyco's listeners in turn until one takes it: the listener
+   * chosen, none (all tried, the deadline passed, or shutdown), or "too_large" for the message.
+   */
+  async #dispatch(
+    req: IncomingRequest,
+    t: HcTarget,
+    d: { hyco: string; id: string; deadlineAt: number; log: Logger },
+  ): Promise<ListenerChannel | "too_large" | undefined> {
+    const tried = new Set<ListenerChannel>();
+    const rawHeaderNames = this.#cfg.watch.info(req.remoteAddr)?.rawHeaderNames;
+    while (!this.#stop.signal.aborted) {
+      const ch = this.#registry.pick(d.hyco, tried);
+      if (!ch) return undefined;
+      tried.add(ch);
+      const remaining = d.deadlineAt - performance.now();
+      if (remaining <= 0) return undefined;
+      const message = buildAcceptMessage({
+        base: this.#cfg.rendezvousBase ?? this.#cfg.publicBase ??
+          { scheme: this.#cfg.secure ? "wss" : "ws", host: ch.host },
+        rawPath: t.rawPath,
+        rawQuery: t.rawQuery,
+        id: d.id,
+        headers: req.headers,
+        rawHeaderNames,
+        remote: req.remoteAddr,
+      });
+      if (message.length > MAX_CONTROL_MESSAGE) return "too_large";
+      const sent = await sendWithin(ch, message, Math.min(remaining, DISPATCH_TIMEOUT_MS));
+      if (sent === "sent") return ch;
+      d.log.debug("accept dispatch failed, trying the next listener", {
+        registration_id: ch.id,
+        error: sent === "timeout" ? "listener did not take the accept in time" : sent.error,
+      });
+    }
+    return undefined;
+  }
+
+  /** Answers the sender after its listener's dial-back (or its absence): bridged, or refused. */
+  async #complete(
+    req: IncomingRequest,
+    outcome: Outcome | "timeout" | "shutdown",
+    { log, registrationId, started }: { log: Logger; registrationId: string; started: number },
+  ): Promise<void> {
     if (outcome === "timeout" || outcome === "shutdown") {
       const [status, reason] = outcome === "timeout"
         ? [504, "Gateway Timeout: the listener did not accept in time"]
         : [503, "Service Unavailable: relay shutting down"];
-      log.info("rendezvous failed", { status, reason, registration_id: chosen.id });
+      log.info("rendezvous failed", { status, reason, registration_id: registrationId });
       return await respondQuietly(req, status, reason);
     }
     if (outcome.kind === "reject") {
@@ -342,7 +354,7 @@ export class Relay {
       log.info("rendezvous failed", {
         status: outcome.status,
         reason: outcome.description,
-        registration_id: chosen.id,
+        registration_id: registrationId,
       });
       return await respondQuietly(req, outcome.status, outcome.description);
     }
@@ -356,7 +368,7 @@ export class Relay {
         idleTimeoutMs: this.#cfg.rendezvousIdleTimeoutMs,
         lastActivity: () => this.#lastRead(req, outcome.req),
         signal: this.#stop.signal,
-        log: log.with({ registration_id: chosen.id }),
+        log: log.with({ registration_id: registrationId }),
         started,
         onUpgraded: outcome.release,
         onBridge: (open) => {
@@ -375,11 +387,11 @@ export class Relay {
   async #awaitOutcome(
     outcome: Promise<Outcome>,
     id: string,
-    deadline: number,
+    deadlineAt: number,
   ): Promise<Outcome | "timeout" | "shutdown"> {
     const timer = new AbortController();
-    const fired = sleep(
-      Math.max(0, deadline - performance.now()),
+    const fired = pause(
+      Math.max(0, deadlineAt - performance.now()),
       AbortSignal.any([timer.signal, this.#stop.signal]),
     )
       .then(() => this.#stop.signal.aborted ? "shutdown" as const : "timeout" as const);
@@ -445,7 +457,7 @@ export class Relay {
   }
 
   async #delay(): Promise<void> {
-    if (this.#cfg.latencyMs > 0) await sleep(this.#cfg.latencyMs, this.#stop.signal);
+    if (this.#cfg.latencyMs > 0) await pause(this.#cfg.latencyMs, this.#stop.signal);
   }
 
   async #refuse(
@@ -487,18 +499,16 @@ async function respondQuietly(
  * write goes on in the background and may still reach it; its dial-back then finds the id used).
  */
 async function sendWithin(
-  ch: ControlChannel,
+  ch: ListenerChannel,
   message: string,
   timeoutMs: number,
 ): Promise<"sent" | "timeout" | { readonly error: unknown }> {
-  const timer = new AbortController();
-  const sending = ch.send(message).then(() => "sent" as const, (error: unknown) => ({ error }));
-  const result = await Promise.race([
-    sending,
-    sleep(timeoutMs, timer.signal).then(() => "timeout" as const),
-  ]);
-  timer.abort();
-  return result;
+  try {
+    await deadline(ch.send(message), timeoutMs);
+    return "sent";
+  } catch (error) {
+    return error instanceof DeadlineError ? "timeout" : { error };
+  }
 }
 
 /** The host name of a Host header value or URL host (lower case, no port, no brackets). */
@@ -511,6 +521,5 @@ function hostnameOf(host: string): string | undefined {
 }
 
 function remoteOf(req: IncomingRequest): string {
-  const a = req.remoteAddr;
-  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+  return joinHostPort(req.remoteAddr.hostname, req.remoteAddr.port);
 }

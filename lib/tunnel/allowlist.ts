@@ -7,8 +7,8 @@
  * literally.
  */
 import { UsageError } from "../errors.ts";
-import { cidrContains, parseCidr, parseIP, splitHostPort } from "./ip.ts";
-import type { Cidr } from "./ip.ts";
+import { splitHostPort } from "../net/host_port.ts";
+import { type Cidr, cidrContains, parseCidr, parseIP } from "./ip.ts";
 
 type HostRule = { kind: "name"; name: string } | { kind: "cidr"; net: Cidr };
 

@@ -14,10 +14,19 @@
  * only the negotiated end (eof, then Close 1000) is clean; a peer that cannot half-close also ends
  * normally with 1001 or a drop after data (Go senders drop their socket; Azure shows 1001 or EOF).
  */
+import { closeQuietly } from "../async.ts";
 import { AztunnelError, errorCode, errorMessage } from "../errors.ts";
+import { ReadSizer } from "../net/read_sizer.ts";
+import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../observe/log.ts";
-import { ReadSizer } from "../ws/read_sizer.ts";
-import type { MessageSocket } from "../ws/types.ts";
+import { describeClose } from "../ws/close.ts";
+import type { MessageSocket, WsMessage } from "../ws/types.ts";
+import {
+  type BridgeCause,
+  bridgeLogAttrs,
+  type BridgeResult,
+  causeFromAbort,
+} from "./bridge_result.ts";
 import { MAX_DATA_MESSAGE } from "./envelope.ts";
 import type { TunnelObserver, TunnelRole } from "./observer.ts";
 
@@ -36,13 +45,6 @@ export interface ByteStream {
   reset?(): void;
 }
 
-export type BridgeCause =
-  | "local_close"
-  | "peer_close"
-  | "timeout"
-  | "user_cancel"
-  | "unknown";
-
 export interface BridgeOptions {
   /** Both sides agreed on the `half-close` feature. */
   halfClose: boolean;
@@ -59,25 +61,6 @@ export interface BridgeOptions {
    * tunnel ends (default DEFAULT_HALF_CLOSE_LINGER_MS); 0 ends it at once.
    */
   halfCloseLingerMs?: number;
-}
-
-export interface BridgeResult {
-  cause: BridgeCause;
-  /** Bytes read from the local stream and sent as messages. */
-  tcpToWs: number;
-  /** Bytes received as messages and written to the local stream. */
-  wsToTcp: number;
-  /** The first failure; undefined when the tunnel ended cleanly or by cancellation. */
-  error?: Error;
-  tcpToWsErr?: Error;
-  wsToTcpErr?: Error;
-  /**
-   * The peer's close code when the close was an error: not 1000, or (half-close) any code before
-   * the peer's eof. 1006 for a dropped connection.
-   */
-  closeCode?: number;
-  /** The tunnel was cut and the local stream reset rather than closed. */
-  localReset?: true;
 }
 
 export const EOF_MESSAGE = '{"type":"eof"}';
@@ -101,21 +84,6 @@ export class BridgeError extends AztunnelError {
   }
 }
 
-// Go also has renew_failure and control_error: its tunnels die with their control session, ours
-// outlive it (see lib/listener/service.ts), so those causes cannot happen here.
-const ABORT_CAUSES: ReadonlySet<string> = new Set(["user_cancel", "timeout"]);
-
-/** The cause a cancellation stands for: a code we know, a timeout, a plain abort, else unknown. */
-export function causeFromAbort(reason: unknown): BridgeCause {
-  const code = errorCode(reason);
-  if (code && ABORT_CAUSES.has(code)) return code as BridgeCause;
-  if (reason instanceof DOMException) {
-    if (reason.name === "TimeoutError") return "timeout";
-    if (reason.name === "AbortError") return "user_cancel";
-  }
-  return "unknown";
-}
-
 function localCause(err: unknown): BridgeCause {
   const code = errorCode(err);
   return err instanceof Deno.errors.TimedOut || code === "ETIMEDOUT" ? "timeout" : "local_close";
@@ -123,12 +91,6 @@ function localCause(err: unknown): BridgeCause {
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(errorMessage(err));
-}
-
-/** Writes all of `data` (a ByteStream write may take only part of it). */
-export async function writeAll(w: ByteStream, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await w.write(data.subarray(off));
 }
 
 /**
@@ -150,259 +112,314 @@ const CLOSE_FOR: Record<Ending, [number, string]> = {
 };
 
 /**
+ * While the tunnel runs: both directions flow, or one or both have ended normally (local EOF read,
+ * peer eof received). In `both_done` the last step of the second end (sending our eof, closing the
+ * local write side) is still under way; once it is done the tunnel ends clean.
+ */
+type Flow = "open" | "local_done" | "peer_done" | "both_done";
+/** One state: flowing, or ended (an Ending, final). */
+type State = Flow | Ending;
+type Direction = "tcp_to_ws" | "ws_to_tcp";
+
+const FLOWING: ReadonlySet<State> = new Set<State>([
+  "open",
+  "local_done",
+  "peer_done",
+  "both_done",
+]);
+
+/**
  * Runs the tunnel until it ends, then closes `local` (or resets it when the tunnel was cut) and
  * ends the WebSocket with a Close that tells the peer which it was (or drops it when it already
  * failed). Never rejects.
  */
-export async function bridge(
+export function bridge(
   local: ByteStream,
   ws: MessageSocket,
   opts: BridgeOptions,
 ): Promise<BridgeResult> {
-  const result: BridgeResult = { cause: "unknown", tcpToWs: 0, wsToTcp: 0 };
-  let ending: Ending | undefined;
-  let firstEnd: BridgeCause | undefined;
-  let localDone = false;
-  let eofSent = false;
-  let peerDone = false;
-  /** endOnPeerEof ended the tunnel: our eof is still owed, or the peer sees a truncated tunnel. */
-  let eofOwed = false;
-  let wsBroken = false;
-  let lingerTimer: ReturnType<typeof setTimeout> | undefined;
-  const { promise: ended, resolve: endNow } = Promise.withResolvers<void>();
+  return new Bridge(local, ws, opts).run();
+}
 
-  const finish = (
-    cause: BridgeCause,
-    how: Ending,
-    err?: unknown,
-    dir?: "tcp_to_ws" | "ws_to_tcp",
-  ) => {
-    if (ending) return;
-    ending = how;
-    result.cause = cause;
+/** One tunnel's data phase: a pump per direction, the control messages, the teardown. */
+class Bridge {
+  readonly #local: ByteStream;
+  readonly #ws: MessageSocket;
+  readonly #opts: BridgeOptions;
+  readonly #result: BridgeResult = { cause: "unknown", tcpToWs: 0, wsToTcp: 0 };
+  #state: State = "open";
+  /** The cause of the first direction to end normally: the tunnel's cause if it then ends clean. */
+  #firstEnd: BridgeCause | undefined;
+  /** A send or receive failed: the socket is dropped, not closed. */
+  #wsBroken = false;
+  /** endOnPeerEof ended the tunnel: our eof is still owed, or the peer sees a truncated tunnel. */
+  #eofOwed = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #pings: Promise<void>[] = [];
+  readonly #ended = Promise.withResolvers<void>();
+
+  constructor(local: ByteStream, ws: MessageSocket, opts: BridgeOptions) {
+    this.#local = local;
+    this.#ws = ws;
+    this.#opts = opts;
+  }
+
+  async run(): Promise<BridgeResult> {
+    const { signal } = this.#opts;
+    const onAbort = () => this.#finish(causeFromAbort(signal?.reason), "cancel");
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
+    const pingTimer = this.#startPings();
+
+    const up = this.#pumpTcpToWs();
+    const down = this.#pumpWsToTcp();
+    await this.#ended.promise;
+
+    clearInterval(pingTimer);
+    clearTimeout(this.#lingerTimer);
+    signal?.removeEventListener("abort", onAbort);
+    const how = this.#state as Ending;
+    this.#endLocal(how);
+    await Promise.allSettled([this.#endWs(how), up, down, ...this.#pings]);
+    await this.#ws.closed.catch(() => {});
+    return this.#result;
+  }
+
+  get #over(): boolean {
+    return !FLOWING.has(this.#state);
+  }
+  get #localDone(): boolean {
+    return this.#state === "local_done" || this.#state === "both_done";
+  }
+  get #peerDone(): boolean {
+    return this.#state === "peer_done" || this.#state === "both_done";
+  }
+
+  /** Ends the tunnel (the first call wins) and records why. */
+  #finish(cause: BridgeCause, how: Ending, err?: unknown, dir?: Direction): void {
+    if (this.#over) return;
+    this.#state = how;
+    this.#result.cause = cause;
     if (err !== undefined) {
       const e = asError(err);
-      result.error = e;
-      if (dir === "tcp_to_ws") result.tcpToWsErr = e;
-      if (dir === "ws_to_tcp") result.wsToTcpErr = e;
+      this.#result.error = e;
+      if (dir === "tcp_to_ws") this.#result.tcpToWsErr = e;
+      if (dir === "ws_to_tcp") this.#result.wsToTcpErr = e;
     }
-    endNow();
-  };
-  /** With half-close, one direction ended normally; the tunnel ends once both have. */
-  const directionEnded = (cause: BridgeCause) => {
-    firstEnd ??= cause;
-    if (localDone && peerDone) finish(firstEnd, "clean");
-  };
+    this.#ended.resolve();
+  }
+
+  /** One direction ended normally; its last step (eof sent, write side closed) may be pending. */
+  #markDone(side: "local" | "peer"): void {
+    if (this.#state === "open") this.#state = side === "local" ? "local_done" : "peer_done";
+    else if (this.#state === (side === "local" ? "peer_done" : "local_done")) {
+      this.#state = "both_done";
+    }
+  }
+
+  /** With half-close, one direction's end is complete; the tunnel ends once both are. */
+  #directionEnded(cause: BridgeCause): void {
+    this.#firstEnd ??= cause;
+    if (this.#state === "both_done") this.#finish(this.#firstEnd, "clean");
+  }
+
   /**
    * Without half-close the peer cannot be told that the local side stopped sending: stop reading
    * and keep delivering the peer's data until it closes or the linger runs out (socat's `-t`).
    */
-  const linger = () => {
-    firstEnd ??= "local_close";
-    const ms = opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS;
-    if (ms <= 0) finish(firstEnd, "clean");
-    else lingerTimer = setTimeout(() => finish(firstEnd ?? "local_close", "clean"), ms);
-  };
-  /** A peer that cannot half-close ends normally with 1000, 1001 or a drop once data has moved. */
-  const v1NormalEnd = (code: number) =>
-    code === 1000 || code === 1001 || ((code === 1005 || code === 1006) && movedData());
-  const movedData = () => result.tcpToWs + result.wsToTcp > 0;
+  #linger(): void {
+    this.#firstEnd ??= "local_close";
+    const ms = this.#opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS;
+    if (ms <= 0) this.#finish(this.#firstEnd, "clean");
+    else {
+      this.#lingerTimer = setTimeout(
+        () => this.#finish(this.#firstEnd ?? "local_close", "clean"),
+        ms,
+      );
+    }
+  }
 
-  const pumpUp = async () => {
+  /** A peer that cannot half-close ends normally with 1000, 1001 or a drop once data has moved. */
+  #v1NormalEnd(code: number): boolean {
+    const movedData = this.#result.tcpToWs + this.#result.wsToTcp > 0;
+    return code === 1000 || code === 1001 || ((code === 1005 || code === 1006) && movedData);
+  }
+
+  /** Pings keep relays from idling the tunnel out; a missed pong is ignored. */
+  #startPings(): ReturnType<typeof setInterval> | undefined {
+    const interval = this.#opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL;
+    if (interval <= 0) return undefined;
+    return setInterval(() => {
+      const p = this.#ws.ping(this.#opts.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT).catch(() => {});
+      this.#pings.push(p);
+      if (this.#pings.length > 4) this.#pings.shift();
+    }, interval);
+  }
+
+  async #pumpTcpToWs(): Promise<void> {
     const sizer = new ReadSizer(READ_BUFFER_INITIAL, READ_BUFFER_MAX);
     let buf = new Uint8Array(sizer.size);
-    while (!ending) {
+    while (!this.#over) {
       // Resized between reads only: the sends below are done with the previous buffer by now.
       if (buf.length !== sizer.size) buf = new Uint8Array(sizer.size);
       let n: number | null;
       try {
-        n = await local.read(buf);
+        n = await this.#local.read(buf);
       } catch (err) {
-        finish(localCause(err), "local_cut", err, "tcp_to_ws");
-        return;
+        return this.#finish(localCause(err), "local_cut", err, "tcp_to_ws");
       }
-      if (ending) return;
+      if (this.#over) return;
       try {
-        if (n === null) {
-          localDone = true;
-          if (!opts.halfClose) return linger();
-          eofSent = true;
-          await ws.send(EOF_MESSAGE);
-          directionEnded("local_close");
-          return;
-        }
+        if (n === null) return await this.#localEof();
         sizer.record(n, buf.length);
-        for (let off = 0; off < n && !ending; off += MAX_DATA_MESSAGE) {
-          const end = Math.min(n, off + MAX_DATA_MESSAGE);
-          await ws.send(buf.subarray(off, end));
-          result.tcpToWs += end - off;
-        }
+        await this.#sendData(buf.subarray(0, n));
       } catch (err) {
-        wsBroken = true;
-        finish("peer_close", "peer_cut", err, "tcp_to_ws");
-        return;
+        this.#wsBroken = true;
+        return this.#finish("peer_close", "peer_cut", err, "tcp_to_ws");
       }
     }
-  };
+  }
 
-  const pumpDown = async () => {
+  /** Sends `data` as messages of at most MAX_DATA_MESSAGE bytes, stopping when the tunnel ends. */
+  async #sendData(data: Uint8Array): Promise<void> {
+    for (let off = 0; off < data.length && !this.#over; off += MAX_DATA_MESSAGE) {
+      const end = Math.min(data.length, off + MAX_DATA_MESSAGE);
+      await this.#ws.send(data.subarray(off, end));
+      this.#result.tcpToWs += end - off;
+    }
+  }
+
+  async #localEof(): Promise<void> {
+    this.#markDone("local");
+    if (!this.#opts.halfClose) return this.#linger();
+    await this.#ws.send(EOF_MESSAGE);
+    this.#directionEnded("local_close");
+  }
+
+  async #pumpWsToTcp(): Promise<void> {
     // After the end, keep pulling until the peer's Close so the closing handshake completes.
     for (;;) {
-      let msg;
+      let msg: WsMessage | null;
       try {
-        msg = await ws.receive();
+        msg = await this.#ws.receive();
       } catch (err) {
-        wsBroken = true;
-        const code = ws.closeInfo?.code ?? 1006;
-        result.closeCode ??= code;
-        if (!ending) {
-          const how = !opts.halfClose && v1NormalEnd(code) ? "clean" : "peer_cut";
-          finish(firstEnd ?? "peer_close", how, err, "ws_to_tcp");
-        }
-        return;
+        return this.#onReceiveError(err);
       }
-      if (msg === null) {
-        const code = ws.closeInfo?.code ?? 1005;
-        if (!ending) {
-          const reason = ws.closeInfo?.reason ? `: ${ws.closeInfo.reason}` : "";
-          if (opts.halfClose && !peerDone) {
-            // A Close before the peer's eof means its data was cut off (a killed peer reaches us
-            // through the relay as 1001): even a 1000 here is not a clean end.
-            result.closeCode = code;
-            finish(
-              "peer_close",
-              "peer_cut",
-              new BridgeError(
-                "closed_before_eof",
-                `tunnel closed by peer before end of data (close ${code}${reason})`,
-              ),
-              "ws_to_tcp",
-            );
-          } else if (code === 1000) {
-            // With half-close, a direction may have ended before: it is what ended the tunnel.
-            finish(firstEnd ?? "peer_close", "clean");
-          } else {
-            result.closeCode = code;
-            finish(
-              firstEnd ?? "peer_close",
-              !opts.halfClose && v1NormalEnd(code) ? "clean" : "peer_cut",
-              new BridgeError("peer_closed", `websocket closed with code ${code}${reason}`),
-              "ws_to_tcp",
-            );
-          }
-        }
-        return;
+      if (msg === null) return this.#onPeerClose();
+      if (this.#over) continue;
+      if (msg.type === "text" && this.#opts.halfClose) {
+        if (await this.#onControl(msg.data)) return;
+        continue;
       }
-      if (ending) continue;
-      let data: Uint8Array;
-      if (msg.type === "text") {
-        if (opts.halfClose) {
-          if (await control(msg.data)) return;
-          continue;
-        }
-        data = encoder.encode(msg.data);
-      } else {
-        data = msg.data;
-      }
-      if (peerDone) {
-        finish(
-          "peer_close",
-          "peer_cut",
-          new BridgeError("protocol_error", "data received after eof"),
-          "ws_to_tcp",
-        );
-        return;
-      }
-      try {
-        await writeAll(local, data);
-        result.wsToTcp += data.length;
-      } catch (err) {
-        finish(localCause(err), "local_cut", err, "ws_to_tcp");
-        return;
-      }
+      const data = msg.type === "text" ? encoder.encode(msg.data) : msg.data;
+      if (!await this.#deliver(data)) return;
     }
-  };
+  }
 
-  /** Handles one control message; true when the pump should stop. */
-  const control = async (text: string): Promise<boolean> => {
-    let type: unknown;
-    try {
-      type = (JSON.parse(text) as { type?: unknown } | null)?.type;
-    } catch {
-      type = undefined;
+  /** Writes a message's payload to the local stream; false when that ended the tunnel. */
+  async #deliver(data: Uint8Array): Promise<boolean> {
+    if (this.#peerDone) {
+      const err = new BridgeError("protocol_error", "data received after eof");
+      this.#finish("peer_close", "peer_cut", err, "ws_to_tcp");
+      return false;
     }
-    // Unknown control messages are skipped so later features can add some.
-    if (type !== "eof" || peerDone) return false;
-    peerDone = true;
     try {
-      await local.closeWrite();
+      await writeAll(this.#local, data);
+      this.#result.wsToTcp += data.length;
+      return true;
     } catch (err) {
-      finish(localCause(err), "local_cut", err, "ws_to_tcp");
+      this.#finish(localCause(err), "local_cut", err, "ws_to_tcp");
+      return false;
+    }
+  }
+
+  #onReceiveError(err: unknown): void {
+    this.#wsBroken = true;
+    const code = this.#ws.closeInfo?.code ?? 1006;
+    this.#result.closeCode ??= code;
+    if (this.#over) return;
+    const how = !this.#opts.halfClose && this.#v1NormalEnd(code) ? "clean" : "peer_cut";
+    this.#finish(this.#firstEnd ?? "peer_close", how, err, "ws_to_tcp");
+  }
+
+  /** The peer's Close arrived: an end, a cut, or (after our end) the closing handshake. */
+  #onPeerClose(): void {
+    if (this.#over) return;
+    const info = this.#ws.closeInfo;
+    const code = info?.code ?? 1005;
+    if (this.#opts.halfClose && !this.#peerDone) {
+      // A Close before the peer's eof means its data was cut off (a killed peer reaches us
+      // through the relay as 1001): even a 1000 here is not a clean end.
+      this.#result.closeCode = code;
+      const err = new BridgeError(
+        "closed_before_eof",
+        `tunnel closed by peer before end of data (close ${describeClose(info)})`,
+      );
+      this.#finish("peer_close", "peer_cut", err, "ws_to_tcp");
+    } else if (code === 1000) {
+      // With half-close, a direction may have ended before: it is what ended the tunnel.
+      this.#finish(this.#firstEnd ?? "peer_close", "clean");
+    } else {
+      this.#result.closeCode = code;
+      const how = !this.#opts.halfClose && this.#v1NormalEnd(code) ? "clean" : "peer_cut";
+      const err = new BridgeError(
+        "peer_closed",
+        `websocket closed with code ${describeClose(info)}`,
+      );
+      this.#finish(this.#firstEnd ?? "peer_close", how, err, "ws_to_tcp");
+    }
+  }
+
+  /** Handles one control message (half-close only); true when the pump should stop. */
+  async #onControl(text: string): Promise<boolean> {
+    // Unknown control messages are skipped so later features can add some.
+    if (controlType(text) !== "eof" || this.#peerDone) return false;
+    this.#markDone("peer");
+    try {
+      await this.#local.closeWrite();
+    } catch (err) {
+      this.#finish(localCause(err), "local_cut", err, "ws_to_tcp");
       return true;
     }
-    if (opts.endOnPeerEof) {
-      eofOwed = !eofSent;
-      finish(firstEnd ?? "peer_close", "clean");
-    } else directionEnded("peer_close");
+    if (!this.#opts.endOnPeerEof) {
+      this.#directionEnded("peer_close");
+    } else if (!this.#over) {
+      this.#eofOwed = !this.#localDone;
+      this.#finish(this.#firstEnd ?? "peer_close", "clean");
+    }
     return false;
-  };
-
-  const onAbort = () => finish(causeFromAbort(opts.signal?.reason), "cancel");
-  if (opts.signal?.aborted) onAbort();
-  else opts.signal?.addEventListener("abort", onAbort, { once: true });
-
-  const pings: Promise<void>[] = [];
-  const interval = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL;
-  const pingTimer = interval > 0
-    ? setInterval(() => {
-      const p = ws.ping(opts.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT).catch(() => {});
-      pings.push(p);
-      if (pings.length > 4) pings.shift();
-    }, interval)
-    : undefined;
-
-  const up = pumpUp();
-  const down = pumpDown();
-  await ended;
-
-  clearInterval(pingTimer);
-  clearTimeout(lingerTimer);
-  opts.signal?.removeEventListener("abort", onAbort);
-  const how = ending ?? "clean";
-  try {
-    if (how !== "clean" && local.reset) {
-      local.reset();
-      result.localReset = true;
-    } else local.close();
-  } catch {
-    // already closed
   }
-  const [code, reason] = CLOSE_FOR[how];
-  const closeWs = async () => {
-    if (eofOwed) await ws.send(EOF_MESSAGE);
-    await ws.close(code, reason);
-  };
-  const closing = wsBroken ? Promise.resolve(ws.closeNow()) : closeWs().catch(() => {
-    ws.closeNow();
-  });
-  await Promise.allSettled([closing, up, down, ...pings]);
-  await ws.closed.catch(() => {});
-  return result;
+
+  /** Closes the local stream, or resets it when the tunnel was cut and it can. */
+  #endLocal(how: Ending): void {
+    if (how === "clean" || !this.#local.reset) return closeQuietly(this.#local);
+    try {
+      this.#local.reset();
+      this.#result.localReset = true;
+    } catch {
+      // already closed
+    }
+  }
+
+  /** Ends the socket with the Close `how` calls for, or drops it when it already failed. */
+  #endWs(how: Ending): Promise<void> {
+    if (this.#wsBroken) return Promise.resolve(this.#ws.closeNow());
+    const [code, reason] = CLOSE_FOR[how];
+    const close = async () => {
+      if (this.#eofOwed) await this.#ws.send(EOF_MESSAGE);
+      await this.#ws.close(code, reason);
+    };
+    return close().catch(() => this.#ws.closeNow());
+  }
 }
 
-/** Log attributes of a finished bridge, named as in the Go tool's `bridge ended` line. */
-export function bridgeLogAttrs(r: BridgeResult): Record<string, unknown> {
-  const attrs: Record<string, unknown> = {
-    cause: r.cause,
-    tcp_to_ws: r.tcpToWs,
-    ws_to_tcp: r.wsToTcp,
-  };
-  if (r.error) attrs.error = r.error.message;
-  if (r.tcpToWsErr) attrs.tcp_to_ws_err = r.tcpToWsErr.message;
-  if (r.wsToTcpErr) attrs.ws_to_tcp_err = r.wsToTcpErr.message;
-  if (r.closeCode !== undefined) attrs.close_code = r.closeCode;
-  if (r.localReset) attrs.local_reset = true;
-  return attrs;
+/** The `type` of a control message; undefined when it is not a JSON object with one. */
+function controlType(text: string): unknown {
+  try {
+    return (JSON.parse(text) as { type?: unknown } | null)?.type;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ObservedBridgeOptions extends BridgeOptions {

@@ -2,9 +2,10 @@
  * The listener's target dial and the classification of its failures into ConnectResponse codes
  * (reference §2.3): deadline first, then DNS, then other timeouts, then errno-based codes.
  */
+import { closeQuietly, deadline, DeadlineError } from "../async.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { RejectCode } from "./envelope.ts";
-import { parsePort, splitHostPort } from "./ip.ts";
+import { parsePort, splitHostPort } from "../net/host_port.ts";
 
 export type DialCode = Exclude<RejectCode, "not_allowed">;
 
@@ -33,29 +34,43 @@ export async function dialTarget(target: string, opts: DialTargetOptions): Promi
   if (!hp || hp.host === "" || port === null) {
     throw new TargetDialError("", `dial tcp ${target}: invalid address`);
   }
-  const ac = new AbortController();
-  const timedOut = new DOMException("dial timed out", "TimeoutError");
-  const timer = setTimeout(() => ac.abort(timedOut), opts.timeoutMs);
-  const onAbort = () => ac.abort(opts.signal?.reason);
-  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  let conn: Deno.TcpConn;
   try {
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    const conn = await Deno.connect({ hostname: hp.host, port, signal: ac.signal });
-    try {
-      conn.setNoDelay(true);
-      if (opts.keepAlive) conn.setKeepAlive(true);
-    } catch {
-      // the socket died between connect and setsockopt: the bridge will see it
-    }
-    return conn;
+    conn = await connectWithin(hp.host, port, opts);
   } catch (err) {
-    const deadline = ac.signal.aborted && ac.signal.reason === timedOut;
-    const code = deadline ? "timeout" : classifyDialError(err);
-    const why = deadline ? "i/o timeout" : errorMessage(err);
+    const timedOut = err instanceof DeadlineError;
+    const code = timedOut ? "timeout" : classifyDialError(err);
+    const why = timedOut ? "i/o timeout" : errorMessage(err);
     throw new TargetDialError(code, `dial tcp ${target}: ${why}`, { cause: err });
-  } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener("abort", onAbort);
+  }
+  try {
+    conn.setNoDelay(true);
+    if (opts.keepAlive) conn.setKeepAlive(true);
+  } catch {
+    // the socket died between connect and setsockopt: the bridge will see it
+  }
+  return conn;
+}
+
+/**
+ * Deno.connect within `timeoutMs` (else DeadlineError) unless the caller's signal aborts first. A
+ * dial that loses is cancelled and awaited, so no late connection or pending op is left behind.
+ */
+async function connectWithin(
+  hostname: string,
+  port: number,
+  opts: DialTargetOptions,
+): Promise<Deno.TcpConn> {
+  opts.signal?.throwIfAborted();
+  const lost = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, lost.signal]) : lost.signal;
+  const connecting = Deno.connect({ hostname, port, signal });
+  try {
+    return await deadline(connecting, opts.timeoutMs, { signal: opts.signal });
+  } catch (err) {
+    lost.abort();
+    await connecting.then(closeQuietly, () => {});
+    throw err;
   }
 }
 

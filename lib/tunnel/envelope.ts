@@ -22,30 +22,61 @@ export const FEATURE_HALF_CLOSE = "half-close";
 /** Every feature this build implements. */
 export const FEATURES: readonly string[] = [FEATURE_HALF_CLOSE];
 
+/** What the sender asks for: its first message, as TEXT. */
 export interface ConnectEnvelope {
+  /**
+   * ENVELOPE_VERSION. A listener refuses any other value ("unsupported protocol version"); a
+   * missing one reads as 0, and one written `1.0` or `1e0` fails the decode ("invalid envelope").
+   */
   version: number;
+  /**
+   * The TCP target as `host:port` (IPv6 in brackets), dialled by the listener as written (no DNS
+   * before the allowlist). Empty: "missing target".
+   */
   target: string;
+  /**
+   * Free-form strings for extensions; Go listeners ignore it. FEATURES_METADATA_KEY carries the
+   * sender's comma-separated features. Omitted when empty.
+   */
   metadata?: Record<string, string>;
+  /** The sender's id for this tunnel, only for correlating logs (clipped there); omitted when empty. */
   bridge_id?: string;
 }
 
+/** The listener's answer, as TEXT; data flows only after `ok: true`. */
 export interface ConnectResponse {
+  /** ENVELOPE_VERSION; the sender does not check it. */
   version: number;
+  /** True: the target is connected and BINARY data may flow. False: the listener closes (1000). */
   ok: boolean;
+  /**
+   * Why not, in the Go tool's words: "invalid envelope", "unsupported protocol version", "missing
+   * target", "target not allowed", "connection failed". Omitted when ok.
+   */
   error?: string;
+  /** A RejectCode when the failure has one; omitted otherwise (an unclassified dial failure too). */
   code?: string;
+  /** The listener's id, for the sender's logs. */
   listener_id?: string;
+  /** The features granted: the sender's offer intersected with the listener's. Omitted when none. */
   features?: string[];
 }
 
-/** The listener's machine codes (reference §2.3) plus our `not_allowed`. */
+/** The listener's machine codes for a refused tunnel (reference §2.3), plus our `not_allowed`. */
 export type RejectCode =
+  /** The target host answered the dial with a reset: nothing listens on that port. */
   | "connection_refused"
+  /** No route to the target host (EHOSTUNREACH). */
   | "host_unreachable"
+  /** No route to the target's network (ENETUNREACH). */
   | "network_unreachable"
+  /** The dial (resolve and connect) did not finish within the listener's connect timeout. */
   | "timeout"
+  /** The target's name does not resolve. */
   | "dns_not_found"
+  /** The resolver did not answer (or answered "try again"). */
   | "dns_timeout"
+  /** The target is not on the listener's `--allow` list (a Deno listener's code; Go has none). */
   | "not_allowed";
 
 /** Field order is Go's struct order, so our bytes equal the Go tool's. Empty optionals are omitted. */
@@ -95,25 +126,12 @@ export function clipForLog(text: string): string {
   return `${text.slice(0, MAX_LOGGED_CHARS)}… (${text.length} chars)`;
 }
 
-interface KindTypes {
-  int: number;
-  string: string;
-  bool: boolean;
-  stringMap: Record<string, string>;
-  stringList: string[];
-}
-type Kind = keyof KindTypes;
-type Decoded<S extends Record<string, Kind>> = { [K in keyof S]?: KindTypes[S[K]] };
-
 /**
- * Decodes a JSON object into the named fields the way Go's json.Unmarshal fills a struct: the
- * `required` ones fall back to their zero value, the others are left out when unset or "".
+ * The fields `names` (all lower case) of a JSON object, the way Go's json.Unmarshal finds a
+ * struct's fields: keys matched case-insensitively in document order (so the last one wins),
+ * unknown keys and `null` values skipped. `null` itself is an object with no fields.
  */
-function decodeStruct<S extends Record<string, Kind>, R extends keyof S>(
-  text: string,
-  fields: S,
-  required: { [K in R]: KindTypes[S[K]] },
-): { [K in R]: KindTypes[S[K]] } & Decoded<S> {
+function jsonFields(text: string, names: readonly string[]): [string, unknown][] {
   let raw: unknown;
   try {
     raw = JSON.parse(text, markNonIntegers);
@@ -125,47 +143,49 @@ function decodeStruct<S extends Record<string, Kind>, R extends keyof S>(
   ) {
     throw new EnvelopeDecodeError(`cannot decode JSON ${jsonKind(raw)} into an object`);
   }
-  const found: Record<string, unknown> = {};
-  const byLower = new Map(Object.keys(fields).map((k) => [k.toLowerCase(), k]));
+  const fields: [string, unknown][] = [];
   for (const [key, value] of Object.entries(raw ?? {})) {
-    const name = byLower.get(key.toLowerCase());
-    if (!name || value === null) continue;
-    found[name] = checkKind(name, fields[name], value);
+    const name = key.toLowerCase();
+    if (names.includes(name) && value !== null) fields.push([name, value]);
   }
-  const out: Record<string, unknown> = { ...required };
-  for (const name of Object.keys(fields)) {
-    if (name in required) out[name] = found[name] ?? out[name];
-    else if (found[name]) out[name] = found[name];
-  }
-  return out as { [K in R]: KindTypes[S[K]] } & Decoded<S>;
+  return fields;
 }
 
-function checkKind(name: string, kind: Kind, v: unknown): unknown {
-  const fail = () =>
-    new EnvelopeDecodeError(`cannot decode JSON ${jsonKind(v)} into field ${name}`);
-  switch (kind) {
-    case "int":
-      if (typeof v !== "number" || !Number.isSafeInteger(v)) throw fail();
-      return v;
-    case "string":
-      if (typeof v !== "string") throw fail();
-      return v;
-    case "bool":
-      if (typeof v !== "boolean") throw fail();
-      return v;
-    case "stringMap": {
-      if (typeof v !== "object" || Array.isArray(v) || v instanceof NonInteger) throw fail();
-      const m: Record<string, string> = {};
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-        if (typeof x === "string") m[k] = x;
-        else if (x !== null) throw fail();
-      }
-      return m;
-    }
-    case "stringList":
-      if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw fail();
-      return v;
+function typeError(name: string, v: unknown): EnvelopeDecodeError {
+  return new EnvelopeDecodeError(`cannot decode JSON ${jsonKind(v)} into field ${name}`);
+}
+
+function int(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) throw typeError(name, v);
+  return v;
+}
+
+function string(name: string, v: unknown): string {
+  if (typeof v !== "string") throw typeError(name, v);
+  return v;
+}
+
+function bool(name: string, v: unknown): boolean {
+  if (typeof v !== "boolean") throw typeError(name, v);
+  return v;
+}
+
+/** A map of strings; `null` values are skipped, as Go leaves them out of a map[string]string. */
+function stringMap(name: string, v: unknown): Record<string, string> {
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof NonInteger) {
+    throw typeError(name, v);
   }
+  const m: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x === "string") m[k] = x;
+    else if (x !== null) throw typeError(name, v);
+  }
+  return m;
+}
+
+function stringList(name: string, v: unknown): string[] {
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw typeError(name, v);
+  return v;
 }
 
 function jsonKind(v: unknown): string {
@@ -175,29 +195,42 @@ function jsonKind(v: unknown): string {
   return typeof v;
 }
 
+const ENVELOPE_FIELDS = ["version", "target", "metadata", "bridge_id"];
+
 /** Throws EnvelopeDecodeError when the text is not a decodable envelope (the listener answers `invalid envelope`). */
 export function decodeEnvelope(text: string): ConnectEnvelope {
-  return decodeStruct(
-    text,
-    { version: "int", target: "string", metadata: "stringMap", bridge_id: "string" },
-    { version: 0, target: "" },
-  );
+  const env: ConnectEnvelope = { version: 0, target: "" };
+  let metadata: Record<string, string> | undefined;
+  let bridgeId = "";
+  for (const [name, v] of jsonFields(text, ENVELOPE_FIELDS)) {
+    if (name === "version") env.version = int(name, v);
+    else if (name === "target") env.target = string(name, v);
+    else if (name === "metadata") metadata = stringMap(name, v);
+    else bridgeId = string(name, v);
+  }
+  if (metadata) env.metadata = metadata;
+  if (bridgeId) env.bridge_id = bridgeId;
+  return env;
 }
+
+const RESPONSE_FIELDS = ["version", "ok", "error", "code", "listener_id", "features"];
 
 /** Throws EnvelopeDecodeError on undecodable text. The sender does not check `version`. */
 export function decodeResponse(text: string): ConnectResponse {
-  return decodeStruct(
-    text,
-    {
-      version: "int",
-      ok: "bool",
-      error: "string",
-      code: "string",
-      listener_id: "string",
-      features: "stringList",
-    },
-    { version: 0, ok: false },
-  );
+  const res: ConnectResponse = { version: 0, ok: false };
+  const optional: { error?: string; code?: string; listener_id?: string } = {};
+  let features: string[] | undefined;
+  for (const [name, v] of jsonFields(text, RESPONSE_FIELDS)) {
+    if (name === "version") res.version = int(name, v);
+    else if (name === "ok") res.ok = bool(name, v);
+    else if (name === "features") features = stringList(name, v);
+    else optional[name as keyof typeof optional] = string(name, v);
+  }
+  if (optional.error) res.error = optional.error;
+  if (optional.code) res.code = optional.code;
+  if (optional.listener_id) res.listener_id = optional.listener_id;
+  if (features) res.features = features;
+  return res;
 }
 
 /** The features a sender offered in its envelope metadata. */

@@ -135,37 +135,3 @@ export function cidrContains(net: Cidr, ip: IP): boolean {
   }
   return true;
 }
-
-/** Go's net.SplitHostPort: `host:port` or `[host]:port`; the port is not validated. */
-export function splitHostPort(hostport: string): { host: string; port: string } | null {
-  const i = hostport.lastIndexOf(":");
-  if (i < 0) return null;
-  let host: string;
-  let j = 0;
-  let k = 0;
-  if (hostport[0] === "[") {
-    const end = hostport.indexOf("]");
-    if (end < 0 || end + 1 !== i) return null;
-    host = hostport.slice(1, end);
-    j = 1;
-    k = end + 1;
-  } else {
-    host = hostport.slice(0, i);
-    if (host.includes(":")) return null;
-  }
-  if (hostport.slice(j).includes("[")) return null;
-  if (hostport.slice(k).includes("]")) return null;
-  return { host, port: hostport.slice(i + 1) };
-}
-
-/** A TCP port as a target or allowlist entry spells it: 1-5 digits, 1-65535; else null. */
-export function parsePort(text: string): number | null {
-  if (!/^\d{1,5}$/.test(text)) return null;
-  const port = Number(text);
-  return port >= 1 && port <= 65535 ? port : null;
-}
-
-/** Go's net.JoinHostPort: brackets hosts that contain a colon. */
-export function joinHostPort(host: string, port: string | number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}

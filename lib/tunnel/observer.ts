@@ -6,7 +6,7 @@ import type {
   ErrorReason as ConnectionErrorReason,
   Role as TunnelRole,
 } from "../observe/metrics.ts";
-import type { BridgeResult } from "./bridge.ts";
+import type { BridgeResult } from "./bridge_result.ts";
 
 // The metrics define these labels; the hooks reuse them so a new reason cannot miss a series.
 export type { ConnectionErrorReason, TunnelRole };

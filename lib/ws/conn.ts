@@ -1,5 +1,7 @@
 /**
- * The WebSocket connection state machine over a BufferedConn.
+ * The WebSocket connection state machine over a BufferedConn: frames come in through a
+ * MessageReader and go out through a FrameWriter; this file decides when to read and how closing
+ * goes (`readyState`).
  *
  * Reading is pull-based: frames are read from the socket only while a `receive()` (or a closing
  * handshake started by `close()`) is waiting, so a slow consumer slows the peer down through TCP
@@ -24,22 +26,19 @@
  *   rejects with WsError "protocol_error" or "message_too_big".
  */
 
+import { closeQuietly } from "../async.ts";
 import {
-  applyMask,
-  decodeUtf8,
   encodeClosePayload,
   FrameError,
-  newFrameHeader,
   OP_BINARY,
   OP_CLOSE,
-  OP_CONTINUATION,
   OP_PING,
   OP_PONG,
   OP_TEXT,
   parseClosePayload,
-  parseFrameHeader,
 } from "./frame.ts";
-import { type BufferedConn, UnexpectedEofError } from "./io.ts";
+import type { BufferedConn } from "./io.ts";
+import { type ControlFrame, MessageReader } from "./message_reader.ts";
 import { FrameWriter } from "./writer.ts";
 import { WsError } from "./errors.ts";
 import type { CloseInfo, MessageSocket, WsMessage } from "./types.ts";
@@ -59,6 +58,13 @@ export interface WebSocketConnInit {
   closeTimeoutMs?: number;
 }
 
+/**
+ * Where the closing handshake stands, like `ws`'s readyState: "peer-closed" when the peer's Close
+ * came first and ours is still to be sent, "closing" once ours is queued (no more sends), "closed"
+ * once the socket is dropped.
+ */
+export type ReadyState = "open" | "peer-closed" | "closing" | "closed";
+
 interface Waiter {
   resolve(msg: WsMessage | null): void;
   reject(err: unknown): void;
@@ -71,11 +77,6 @@ interface PendingPing {
 }
 
 const encoder = new TextEncoder();
-const CONTROL = Symbol("control frame");
-/** First capacity of a fragmented message's buffer; it doubles as fragments arrive. */
-const FRAGMENT_BUFFER_INITIAL = 16 * 1024;
-/** Fragments up to this size are copied byte by byte (no subarray, no promise). */
-const SMALL_FRAGMENT = 64;
 const noop = () => {};
 
 export class WebSocketConn implements MessageSocket {
@@ -87,23 +88,18 @@ export class WebSocketConn implements MessageSocket {
   readonly closed: Promise<void>;
 
   readonly #io: BufferedConn;
-  readonly #client: boolean;
-  readonly #maxMessageSize: number;
   readonly #closeTimeoutMs: number;
-  readonly #header = newFrameHeader();
+  #state: ReadyState = "open";
   #resolveClosed: () => void = noop;
 
   // Receive side.
+  readonly #reader: MessageReader;
   #waiters: Waiter[] = [];
+  /** The read loop, while one runs (`#pumping`); at most one at a time. */
   #pump: Promise<void> = Promise.resolve();
   #pumping = false;
-  #draining = false;
-  /** A data message read on behalf of ping() while nobody was receiving. */
+  /** A data message read on behalf of ping() or close() while nobody was receiving. */
   #parked: WsMessage | null = null;
-  /** The fragmented message being reassembled: one growing buffer, bytes [0, #fragmentSize). */
-  #fragments: Uint8Array | null = null;
-  #fragmentOpcode = 0;
-  #fragmentSize = 0;
   #closeInfo: CloseInfo | null = null;
   #failure: WsError | null = null;
   #readEnded: () => void = noop;
@@ -113,21 +109,28 @@ export class WebSocketConn implements MessageSocket {
   readonly #writer: FrameWriter;
   #pongPayload: Uint8Array | null = null;
   #pings = new Set<PendingPing>();
-  #closeSent = false;
+  /** Our closing handshake, once close() has started it. */
   #closing: Promise<void> | null = null;
-  #dropped = false;
 
   constructor(init: WebSocketConnInit) {
+    const client = init.role === "client";
     this.#io = init.io;
-    this.#client = init.role === "client";
-    this.#writer = new FrameWriter(init.io, this.#client);
+    this.#reader = new MessageReader(
+      init.io,
+      !client,
+      init.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+    );
+    this.#writer = new FrameWriter(init.io, client);
     this.protocol = init.protocol;
     this.headers = init.headers;
     this.remoteAddr = init.remoteAddr;
-    this.#maxMessageSize = init.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     this.#closeTimeoutMs = init.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#readEndedPromise = new Promise((resolve) => this.#readEnded = resolve);
+  }
+
+  get readyState(): ReadyState {
+    return this.#state;
   }
 
   get closeInfo(): CloseInfo | null {
@@ -135,7 +138,7 @@ export class WebSocketConn implements MessageSocket {
   }
 
   get closeSent(): boolean {
-    return this.#closeSent;
+    return this.#state === "closing" || this.#isClosed();
   }
 
   receive(): Promise<WsMessage | null> {
@@ -148,7 +151,9 @@ export class WebSocketConn implements MessageSocket {
     }
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closeInfo) return Promise.resolve(null);
-    if (this.#dropped) return Promise.reject(new WsError("closed", "connection closed"));
+    if (this.#isClosed()) {
+      return Promise.reject(new WsError("closed", "connection closed"));
+    }
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
       this.#startPump();
@@ -156,7 +161,7 @@ export class WebSocketConn implements MessageSocket {
   }
 
   send(data: Uint8Array | string): Promise<void> {
-    if (this.#closeSent) {
+    if (this.closeSent) {
       return Promise.reject(new WsError("closed", "send after close"));
     }
     if (typeof data === "string") return this.#enqueue(OP_TEXT, encoder.encode(data));
@@ -164,7 +169,8 @@ export class WebSocketConn implements MessageSocket {
   }
 
   ping(timeoutMs: number): Promise<void> {
-    if (this.#closeSent || this.#closeInfo || this.#failure) {
+    // A failed connection is closing or closed already; a peer-closed one sends no Pong.
+    if (this.#state !== "open") {
       return Promise.reject(new WsError("closed", "ping after close"));
     }
     return new Promise((resolve, reject) => {
@@ -194,9 +200,8 @@ export class WebSocketConn implements MessageSocket {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#closing) return this.#closing;
-    if (this.#closeSent) return this.closed;
-    this.#closeSent = true;
+    if (this.closeSent) return this.#closing ?? this.closed;
+    this.#state = "closing";
     this.#closing = this.#closeHandshake(payload);
     return this.#closing;
   }
@@ -210,7 +215,6 @@ export class WebSocketConn implements MessageSocket {
     try {
       await this.#enqueue(OP_CLOSE, payload);
       if (!this.#closeInfo && !this.#failure) {
-        this.#draining = true;
         this.#startPump();
         await this.#readEndedPromise;
       }
@@ -226,7 +230,7 @@ export class WebSocketConn implements MessageSocket {
   // ---- receive side ----
 
   #startPump(): void {
-    if (this.#pumping || this.#dropped) return;
+    if (this.#pumping || this.#isClosed()) return;
     this.#pumping = true;
     this.#pump = this.#runPump();
   }
@@ -234,12 +238,14 @@ export class WebSocketConn implements MessageSocket {
   async #runPump(): Promise<void> {
     try {
       while (this.#wantsRead() && !this.#closeInfo && !this.#failure) {
-        const msg = await this.#readMessage();
-        if (msg === null) break;
-        if (msg === CONTROL) continue;
+        const item = await this.#reader.read();
+        if (item.type !== "text" && item.type !== "binary") {
+          this.#onControl(item);
+          continue;
+        }
         const waiter = this.#waiters.shift();
-        if (waiter) waiter.resolve(msg);
-        else this.#parked = msg;
+        if (waiter) waiter.resolve(item);
+        else this.#parked = item;
       }
       if (this.#closeInfo && !this.#failure) {
         for (const w of this.#waiters.splice(0)) w.resolve(null);
@@ -252,127 +258,25 @@ export class WebSocketConn implements MessageSocket {
     }
   }
 
+  /**
+   * Someone is receiving, or (with no message parked) a ping() awaits its Pong or our close() the
+   * peer's Close.
+   */
   #wantsRead(): boolean {
     return this.#waiters.length > 0 ||
-      ((this.#draining || this.#pings.size > 0) && this.#parked === null);
+      ((this.#state === "closing" || this.#pings.size > 0) && this.#parked === null);
   }
 
-  /** The next data message, null at the peer's Close, CONTROL after a Ping or Pong. */
-  async #readMessage(): Promise<WsMessage | null | typeof CONTROL> {
-    const io = this.#io;
-    const h = this.#header;
-    for (;;) {
-      while (!parseFrameHeader(io.buf, io.start, io.end, !this.#client, h)) {
-        if (!(await io.fill())) {
-          throw new UnexpectedEofError(
-            io.buffered > 0 ? "inside a frame" : "without a Close frame",
-          );
-        }
-      }
-      io.start += h.headerLength;
-      const opcode = h.opcode;
-      const length = h.payloadLength;
-      if (opcode >= OP_CLOSE) {
-        const pending = this.#readPayload(length);
-        const payload = pending instanceof Promise ? await pending : pending;
-        if (opcode === OP_PING) this.#answerPing(payload);
-        else if (opcode === OP_PONG) this.#settlePings(null);
-        else {
-          this.#closeInfo = parseClosePayload(payload);
-          // No Pong follows a Close.
-          this.#settlePings(new WsError("closed", "peer closed before answering the ping"));
-          this.#readEnded();
-          return null;
-        }
-        return CONTROL;
-      }
-      if (opcode === OP_CONTINUATION) {
-        if (!this.#fragments) throw new FrameError(1002, "continuation frame without a message");
-      } else if (this.#fragments) {
-        throw new FrameError(1002, "new message inside a fragmented message");
-      }
-      if (this.#fragmentSize + length > this.#maxMessageSize) {
-        throw new FrameError(1009, `message larger than ${this.#maxMessageSize} bytes`);
-      }
-      if (h.fin && !this.#fragments) {
-        const pending = this.#readPayload(length);
-        return toMessage(opcode, pending instanceof Promise ? await pending : pending);
-      }
-      if (!this.#fragments) {
-        this.#fragments = new Uint8Array(Math.min(this.#maxMessageSize, FRAGMENT_BUFFER_INITIAL));
-        this.#fragmentOpcode = opcode;
-        this.#fragmentSize = 0;
-      }
-      // Straight into the message buffer: a fragment costs its bytes, never an object of its own.
-      const pending = this.#readFragment(length);
-      if (pending) await pending;
-      if (h.fin) {
-        const all = this.#fragments;
-        const size = this.#fragmentSize;
-        this.#fragments = null;
-        this.#fragmentSize = 0;
-        // A message with much spare room (a small one in the first buffer) keeps only its bytes.
-        const data = all.length - size > size / 4 ? all.slice(0, size) : all.subarray(0, size);
-        return toMessage(this.#fragmentOpcode, data);
-      }
+  #onControl(frame: ControlFrame): void {
+    if (frame.type === "ping") this.#answerPing(frame.payload);
+    else if (frame.type === "pong") this.#settlePings(null);
+    else {
+      this.#closeInfo = parseClosePayload(frame.payload);
+      if (this.#state === "open") this.#state = "peer-closed";
+      // No Pong follows a Close.
+      this.#settlePings(new WsError("closed", "peer closed before answering the ping"));
+      this.#readEnded();
     }
-  }
-
-  /** Appends the current frame's payload to #fragments; a promise only when it is not buffered. */
-  #readFragment(length: number): Promise<void> | undefined {
-    const size = this.#fragmentSize;
-    let buf = this.#fragments as Uint8Array;
-    if (size + length > buf.length) {
-      // Doubling keeps the copies O(bytes); the 1009 check above bounds the size.
-      const next = new Uint8Array(
-        Math.min(this.#maxMessageSize, Math.max(size + length, buf.length * 2)),
-      );
-      next.set(buf.subarray(0, size));
-      this.#fragments = buf = next;
-    }
-    this.#fragmentSize = size + length;
-    const io = this.#io;
-    const h = this.#header;
-    if (length <= SMALL_FRAGMENT && io.buffered >= length) {
-      // Byte by byte: no view object per fragment, so a flood of tiny ones allocates nothing.
-      const src = io.buf;
-      const from = io.start;
-      const m = h.mask;
-      for (let i = 0; i < length; i++) {
-        buf[size + i] = h.masked ? src[from + i] ^ m[i & 3] : src[from + i];
-      }
-      io.start += length;
-      return undefined;
-    }
-    const dst = buf.subarray(size, size + length);
-    if (io.buffered >= length) {
-      dst.set(io.buf.subarray(io.start, io.start + length));
-      io.start += length;
-      if (h.masked) applyMask(dst, h.mask);
-      return undefined;
-    }
-    return io.readInto(dst).then(() => {
-      if (h.masked) applyMask(dst, h.mask);
-    });
-  }
-
-  /** The payload of the current frame; synchronous when it is already buffered (the common case). */
-  #readPayload(length: number): Uint8Array | Promise<Uint8Array> {
-    const io = this.#io;
-    if (io.buffered >= length) {
-      const payload = io.buf.slice(io.start, io.start + length);
-      io.start += length;
-      if (this.#header.masked) applyMask(payload, this.#header.mask);
-      return payload;
-    }
-    return this.#readPayloadSlow(length);
-  }
-
-  async #readPayloadSlow(length: number): Promise<Uint8Array> {
-    const payload = new Uint8Array(length);
-    await this.#io.readInto(payload);
-    if (this.#header.masked) applyMask(payload, this.#header.mask);
-    return payload;
   }
 
   async #onReadError(err: unknown): Promise<void> {
@@ -382,7 +286,7 @@ export class WebSocketConn implements MessageSocket {
       await this.#failClose(err.closeCode, err.message);
       return;
     }
-    if (this.#dropped) {
+    if (this.#isClosed()) {
       this.#fail(new WsError("closed", "connection closed"));
       return;
     }
@@ -400,11 +304,11 @@ export class WebSocketConn implements MessageSocket {
 
   /** Sends our Close with the error code, half-closes, and drains until the peer hangs up. */
   async #failClose(code: number, reason: string): Promise<void> {
-    if (this.#closeSent) {
+    if (this.closeSent) {
       this.#drop();
       return;
     }
-    this.#closeSent = true;
+    this.#state = "closing";
     const timer = setTimeout(() => this.#drop(), FAIL_LINGER_MS);
     try {
       const short = reason.length > 100 ? reason.slice(0, 100) : reason;
@@ -428,7 +332,7 @@ export class WebSocketConn implements MessageSocket {
   }
 
   #answerPing(payload: Uint8Array): void {
-    if (this.#closeSent) return;
+    if (this.closeSent) return;
     // Only the latest Ping needs a Pong (RFC 6455 §5.5.3): a Ping flood cannot queue Pongs.
     const scheduled = this.#pongPayload !== null;
     this.#pongPayload = payload;
@@ -451,11 +355,13 @@ export class WebSocketConn implements MessageSocket {
 
   /** One frame through the writer, with socket failures mapped to WsError. */
   async #writeFrame(opcode: number, payload: Uint8Array): Promise<void> {
-    if (this.#dropped) throw new WsError("closed", "connection closed");
+    if (this.#isClosed()) throw new WsError("closed", "connection closed");
     try {
       await this.#writer.writeFrame(opcode, payload);
     } catch (err) {
-      if (this.#dropped) throw new WsError("closed", "connection closed", { cause: err });
+      if (this.#isClosed()) {
+        throw new WsError("closed", "connection closed", { cause: err });
+      }
       const detail = err instanceof Error ? err.message : String(err);
       const lost = new WsError("connection_lost", `connection lost: ${detail}`, { cause: err });
       this.#drop();
@@ -465,16 +371,16 @@ export class WebSocketConn implements MessageSocket {
 
   // ---- teardown ----
 
+  /** A method, not a field test: the state changes across awaits. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
   /** Drops the socket once; `closed` resolves after the reader and writer have settled. */
   #drop(): void {
-    if (this.#dropped) return;
-    this.#dropped = true;
-    this.#closeSent = true;
-    try {
-      this.#io.conn.close();
-    } catch {
-      // Already closed by the runtime.
-    }
+    if (this.#isClosed()) return;
+    this.#state = "closed";
+    closeQuietly(this.#io.conn);
     const gone = new WsError("closed", "connection closed");
     this.#settlePings(gone);
     if (!this.#pumping) {
@@ -487,11 +393,4 @@ export class WebSocketConn implements MessageSocket {
     };
     settle().then(() => this.#resolveClosed());
   }
-}
-
-function toMessage(opcode: number, data: Uint8Array): WsMessage {
-  if (opcode === OP_BINARY) return { type: "binary", data };
-  const text = decodeUtf8(data);
-  if (text === null) throw new FrameError(1007, "text message is not valid UTF-8");
-  return { type: "text", data: text };
 }

@@ -1,6 +1,6 @@
 import { AztunnelError } from "../errors.ts";
 
-/** Machine codes of every WsError (see CONTRACTS.md, "lib/ws"). */
+/** Machine codes of every WsError: callers branch on these, never on messages. */
 export type WsErrorCode =
   | "handshake_timeout"
   | "connect_failed"

@@ -6,7 +6,9 @@
  * The buffer starts small and grows while reads keep filling it (see ReadSizer): an idle connection
  * always has a read pending, and that read's buffer is most of what it costs.
  */
-import { ReadSizer } from "./read_sizer.ts";
+import { AztunnelError } from "../errors.ts";
+import { findHeadEnd } from "../net/http_head.ts";
+import { ReadSizer } from "../net/read_sizer.ts";
 
 /** Initial read buffer: an HTTP head or a burst of small frames. */
 export const READ_BUFFER_INITIAL = 8 * 1024;
@@ -23,16 +25,20 @@ export interface BufferSizes {
   maxSize?: number;
 }
 
-export class HeadTooLargeError extends Error {
+/** An HTTP head past its limit; a server answers 431. */
+export class HeadTooLargeError extends AztunnelError {
+  declare readonly code: "head_too_large";
   constructor(limit: number) {
-    super(`HTTP head larger than ${limit} bytes`);
+    super("head_too_large", `HTTP head larger than ${limit} bytes`);
     this.name = "HeadTooLargeError";
   }
 }
 
-export class UnexpectedEofError extends Error {
+/** The peer closed inside a head or a frame, or before its Close frame. */
+export class UnexpectedEofError extends AztunnelError {
+  declare readonly code: "unexpected_eof";
   constructor(what: string) {
-    super(`connection closed ${what}`);
+    super("unexpected_eof", `connection closed ${what}`);
     this.name = "UnexpectedEofError";
   }
 }
@@ -114,17 +120,18 @@ export class BufferedConn {
   }
 
   /**
-   * Reads an HTTP head up to and including the blank line; returns it without the final CRLFCRLF.
-   * Null when the peer closed before sending a byte. Bytes after the head stay buffered.
+   * Reads an HTTP head up to and including the empty line; returns it without the final line breaks
+   * (see lib/net/http_head.ts). Null when the peer closed before sending a byte. Bytes after the
+   * head stay buffered.
    */
   async readHead(limit: number): Promise<Uint8Array | null> {
     let scanned = this.start;
     for (;;) {
-      const found = findHeadEnd(this.buf, scanned, this.end);
-      if (found >= 0) {
-        if (found - this.start > limit) throw new HeadTooLargeError(limit);
-        const head = this.buf.slice(this.start, found);
-        this.start = found + 4;
+      const found = findHeadEnd(this.buf, this.start, this.end, scanned);
+      if (found) {
+        if (found.end - this.start > limit) throw new HeadTooLargeError(limit);
+        const head = this.buf.slice(this.start, found.end);
+        this.start = found.next;
         return head;
       }
       if (this.buffered > limit) throw new HeadTooLargeError(limit);
@@ -137,16 +144,4 @@ export class BufferedConn {
       scanned -= before - this.start;
     }
   }
-
-  async writeAll(data: Uint8Array): Promise<void> {
-    let off = 0;
-    while (off < data.length) off += await this.conn.write(data.subarray(off));
-  }
-}
-
-function findHeadEnd(buf: Uint8Array, from: number, to: number): number {
-  for (let i = from; i + 3 < to; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
 }

@@ -1,5 +1,5 @@
 /** lib/ws public surface: an RFC 6455 WebSocket over Deno.Conn. */
-export { type ConnectOptions, connectWebSocket, type HeaderPairs } from "./client.ts";
+export { connectWebSocket, type HeaderPairs, type WsConnectOptions } from "./client.ts";
 export { WebSocketConn } from "./conn.ts";
 export { WsError, type WsErrorCode, WsHandshakeError } from "./errors.ts";
 export {

@@ -4,8 +4,12 @@
  * lists hosts that bypass it; localhost and loopback addresses never use a proxy.
  */
 
+import { encodeBase64 } from "../crypto/base64.ts";
+import { encodeHead, parseResponseHead } from "../net/http_head.ts";
+import { isLoopback } from "../net/loopback.ts";
+import { writeAll } from "../net/write_all.ts";
+import { joinHostPort } from "../net/host_port.ts";
 import { BufferedConn } from "./io.ts";
-import { encodeHead, parseResponseHead } from "./http.ts";
 import { WsError } from "./errors.ts";
 
 export interface ProxyConfig {
@@ -53,8 +57,10 @@ export function parseProxyUrl(raw: string): ProxyConfig {
   }
   const authorization = url.username
     ? "Basic " +
-      btoa(
-        unescapeLatin1(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`),
+      encodeBase64(
+        new TextEncoder().encode(
+          `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`,
+        ),
       )
     : null;
   return {
@@ -101,18 +107,18 @@ export function noProxyMatches(noProxy: string, host: string, port: number): boo
  * Asks the proxy on `conn` for a tunnel to host:port. On success the conn carries the tunnel;
  * a refusal is a WsError "connect_failed" naming the proxy's status.
  */
-export async function openTunnel(
+export async function connectThroughProxy(
   conn: Deno.Conn,
   host: string,
   port: number,
   proxy: ProxyConfig,
 ): Promise<void> {
-  const authority = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const authority = joinHostPort(host, port);
   const headers: [string, string][] = [["Host", authority]];
   if (proxy.authorization) headers.push(["Proxy-Authorization", proxy.authorization]);
   // A small buffer: the proxy's answer head is all we read here.
   const io = new BufferedConn(conn, { maxSize: 16 * 1024 });
-  await io.writeAll(encodeHead(`CONNECT ${authority} HTTP/1.1`, headers));
+  await writeAll(conn, encodeHead(`CONNECT ${authority} HTTP/1.1`, headers));
   const head = await io.readHead(16 * 1024 - 4);
   if (head === null) throw new WsError("connect_failed", "proxy closed the connection");
   const res = parseResponseHead(head);
@@ -130,11 +136,6 @@ export async function openTunnel(
 
 function stripBrackets(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host.endsWith(".localhost") || host === "::1" ||
-    /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function ipv4ToInt(ip: string): number | null {
@@ -157,9 +158,4 @@ function ipv4InCidr(host: string, cidr: string): boolean {
   if (ip === null || net === null || !Number.isInteger(bits) || bits < 0 || bits > 32) return false;
   const size = 2 ** (32 - bits);
   return Math.floor(ip / size) === Math.floor(net / size);
-}
-
-function unescapeLatin1(text: string): string {
-  // btoa needs latin1; credentials in UTF-8 are sent as their UTF-8 bytes.
-  return Array.from(new TextEncoder().encode(text), (b) => String.fromCharCode(b)).join("");
 }

@@ -4,20 +4,22 @@
  * heads itself so that bytes following the head (a client's first frames) are never lost.
  */
 
-import { BufferedConn, HeadTooLargeError } from "./io.ts";
-import { WebSocketConn } from "./conn.ts";
-import { WsError } from "./errors.ts";
+import { closeQuietly } from "../async.ts";
 import {
-  acceptKey,
   encodeHead,
   hasToken,
   HttpParseError,
-  isValidKey,
   parseRequestHead,
   type RequestHead,
-  STATUS_TEXT,
+  statusLine,
   tokenList,
-} from "./http.ts";
+} from "../net/http_head.ts";
+import { acceptLoop } from "../net/accept_loop.ts";
+import { writeAll } from "../net/write_all.ts";
+import { BufferedConn, HeadTooLargeError } from "./io.ts";
+import { WebSocketConn } from "./conn.ts";
+import { WsError } from "./errors.ts";
+import { acceptKey, isValidKey } from "./keys.ts";
 
 export interface RespondOptions {
   reason?: string;
@@ -84,8 +86,6 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
   const tasks = new Set<Promise<void>>();
   let closing = false;
 
-  let pause: { timer: ReturnType<typeof setTimeout>; resume: () => void } | null = null;
-
   const track = (task: Promise<void>) => {
     // A connection task must never become an unhandled rejection: its failure is its own.
     const p = task.catch(() => {});
@@ -99,7 +99,7 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
     try {
       if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") conn.setNoDelay(true);
       const io = new BufferedConn(conn);
-      const timer = setTimeout(() => close(conn), headerTimeoutMs);
+      const timer = setTimeout(() => closeQuietly(conn), headerTimeoutMs);
       let head: RequestHead | null;
       try {
         const bytes = await io.readHead(MAX_REQUEST_HEAD);
@@ -115,7 +115,7 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
       }
       clearTimeout(timer);
       if (head === null) return;
-      const req = new Request(io, head, conn.remoteAddr as Deno.NetAddr, secure, (ws) => {
+      const req = new ServerRequest(io, head, conn.remoteAddr as Deno.NetAddr, secure, (ws) => {
         // From here the socket owns the conn; track it so close() can drop it at once.
         owned = false;
         conns.delete(conn);
@@ -142,36 +142,16 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
     } finally {
       if (owned) {
         conns.delete(conn);
-        close(conn);
+        closeQuietly(conn);
       }
     }
   };
 
-  const acceptLoop = async () => {
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (closing || err instanceof Deno.errors.BadResource) return;
-        // A connection that died while queued, or running out of file descriptors, is not a
-        // reason to stop serving: pause briefly (EMFILE would otherwise spin) and go on.
-        await new Promise<void>((resume) => {
-          pause = { timer: setTimeout(resume, 100), resume };
-        });
-        pause = null;
-        continue;
-      }
-      if (closing) {
-        close(conn);
-        return;
-      }
-      track(serveConn(conn));
-    }
-  };
-
+  const stopAccepting = new AbortController();
   const finished = (async () => {
-    await acceptLoop();
+    // A connection that died while queued, or running out of file descriptors, is not a reason
+    // to stop serving: the loop backs off and goes on.
+    await acceptLoop(listener, (conn) => track(serveConn(conn)), { signal: stopAccepting.signal });
     while (tasks.size > 0) await Promise.allSettled([...tasks]);
   })();
 
@@ -180,23 +160,16 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
     finished,
     async close() {
       closing = true;
-      if (pause) {
-        clearTimeout(pause.timer);
-        pause.resume();
-      }
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
+      stopAccepting.abort();
       for (const ws of sockets) ws.closeNow();
-      for (const conn of conns) close(conn);
+      for (const conn of conns) closeQuietly(conn);
       await finished;
     },
   };
 }
 
-class Request implements IncomingRequest {
+/** One request on its connection: answered once, by `respond()` or `upgrade()`. */
+class ServerRequest implements IncomingRequest {
   readonly method: string;
   readonly url: URL;
   readonly target: string;
@@ -274,7 +247,7 @@ class Request implements IncomingRequest {
     if (opts.protocol !== undefined) lines.push(["Sec-WebSocket-Protocol", opts.protocol]);
     for (const [name, value] of new Headers(opts.headers)) lines.push([name, value]);
     try {
-      await this.#io.writeAll(encodeHead("HTTP/1.1 101 Switching Protocols", lines));
+      await writeAll(this.#io.conn, encodeHead(statusLine(101), lines));
     } catch (err) {
       this.state = "answered";
       throw new WsError("connection_lost", "client left during the WebSocket upgrade", {
@@ -314,16 +287,15 @@ async function writeResponse(
     headers.set("content-length", String(body.length));
   }
   headers.set("connection", "close");
-  const reason = opts.reason ?? STATUS_TEXT[status] ?? "";
-  const head = encodeHead(`HTTP/1.1 ${status} ${reason}`.trimEnd(), headers);
+  const head = encodeHead(statusLine(status, opts.reason), headers);
   if (noBody || headRequest || body.length === 0) {
-    await io.writeAll(head);
+    await writeAll(io.conn, head);
   } else {
     // Head and body in one write: no small segment left waiting for an ACK (see writer.ts).
     const all = new Uint8Array(head.length + body.length);
     all.set(head);
     all.set(body, head.length);
-    await io.writeAll(all);
+    await writeAll(io.conn, all);
   }
 }
 
@@ -332,7 +304,7 @@ async function writeResponse(
  * not turn into a RST that destroys the answer before the client has read it.
  */
 async function linger(io: BufferedConn): Promise<void> {
-  const timer = setTimeout(() => close(io.conn), LINGER_MS);
+  const timer = setTimeout(() => closeQuietly(io.conn), LINGER_MS);
   try {
     await io.conn.closeWrite();
     while (await io.conn.read(io.buf) !== null) { /* discard */ }
@@ -340,13 +312,5 @@ async function linger(io: BufferedConn): Promise<void> {
     // Closed by the timer or reset by the client: done either way.
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function close(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
   }
 }

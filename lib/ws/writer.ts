@@ -5,6 +5,7 @@
  */
 
 import { applyMask, encodeFrameHeader, frameHeaderSize } from "./frame.ts";
+import { writeAll } from "../net/write_all.ts";
 import type { BufferedConn } from "./io.ts";
 
 /** Payloads up to this size use a pooled scratch buffer; bigger ones get one of their own. */
@@ -76,7 +77,7 @@ export class FrameWriter {
       const body = scratch.subarray(PAYLOAD_OFFSET, PAYLOAD_OFFSET + length);
       body.set(payload);
       if (mask) applyMask(body, mask);
-      await this.#io.writeAll(scratch.subarray(start, PAYLOAD_OFFSET + length));
+      await writeAll(this.#io.conn, scratch.subarray(start, PAYLOAD_OFFSET + length));
       // Pooled again only after a completed write; a failed one may still be referenced by the
       // cancelled op, so the GC takes it instead.
       if (pooled && scratchPool.length < SCRATCH_POOL_MAX) scratchPool.push(scratch);
@@ -89,7 +90,7 @@ export class FrameWriter {
       const body = frame.subarray(PAYLOAD_OFFSET);
       body.set(payload);
       if (mask) applyMask(body, mask);
-      await this.#io.writeAll(frame.subarray(start));
+      await writeAll(this.#io.conn, frame.subarray(start));
     }
   }
 }

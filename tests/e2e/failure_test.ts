@@ -14,10 +14,7 @@ import {
   startRelayServer,
   withDeadline,
 } from "../helpers/proc.ts";
-import { readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
+import { roundTrip, startEchoServer } from "../helpers/servers.ts";
 
 /** No key, no signature and no unredacted token anywhere in `text`. */
 function assertNoSecrets(text: string, keys: string[]) {
@@ -25,13 +22,6 @@ function assertNoSecrets(text: string, keys: string[]) {
   assert.doesNotMatch(text, /sb-hc-token=(?!REDACTED)/, "an unredacted sb-hc-token leaked");
   assert.doesNotMatch(text, /SharedAccessSignature\s+sr=/, "a SAS token leaked");
   assert.doesNotMatch(text, /[?&]sig=[^&\s"]/, "a SAS signature leaked");
-}
-
-/** One echo round trip on an open connection. */
-async function roundTrip(conn: Deno.Conn, text: string) {
-  const data = enc.encode(text);
-  await writeAll(conn, data);
-  assert.equal(dec.decode(await readExactly(conn, data.length)), text);
 }
 
 Deno.test("failure: a bad key fails `connect` fast with exit 1 and leaks no secret", async () => {

@@ -103,6 +103,11 @@ Deno.test("slow reader takes bytes slowly and closes cleanly", async () => {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: slow.port });
   try {
     await writeAll(conn, new Uint8Array(8 * 1024));
+    await conn.closeWrite();
+    // Less than one slice, then our EOF: the reader takes it all and closes its end.
+    assert.equal(await conn.read(new Uint8Array(1)), null);
+    assert.equal(slow.received, 8 * 1024);
+    assert.equal(slow.accepted, 1);
   } finally {
     conn.close();
   }

@@ -12,7 +12,7 @@ import {
   startRelayServer,
 } from "../helpers/proc.ts";
 import { assertPromtoolClean, sample, samples, scrape } from "../helpers/metrics.ts";
-import { readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
+import { readExactly, roundTrip, startEchoServer, writeAll } from "../helpers/servers.ts";
 
 const METRICS = ["--metrics-addr", "127.0.0.1:0"];
 
@@ -33,11 +33,10 @@ async function waitForLines(proc: Proc, re: RegExp, n: number): Promise<void> {
   }
 }
 
-async function roundTrip(port: number, text: string): Promise<Deno.TcpConn> {
+/** A new connection to 127.0.0.1:`port` after one echo round trip on it. */
+async function echoedConn(port: number, text: string): Promise<Deno.TcpConn> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const data = new TextEncoder().encode(text);
-  await writeAll(conn, data);
-  assert.equal(new TextDecoder().decode(await readExactly(conn, data.length)), text);
+  await roundTrip(conn, text);
   return conn;
 }
 
@@ -62,7 +61,7 @@ Deno.test("metrics e2e: relay-server, listener and port-forward after 3 round tr
   const listenerOps = await metricsAddr(listener);
   const senderOps = await metricsAddr(pf.proc);
 
-  for (let i = 0; i < 3; i++) (await roundTrip(pf.port, `probe-${i}`)).close();
+  for (let i = 0; i < 3; i++) (await echoedConn(pf.port, `probe-${i}`)).close();
   await waitForLines(pf.proc, /msg="bridge ended"/, 3);
   await waitForLines(listener, /"msg":"bridge ended"/, 3);
 
@@ -118,7 +117,7 @@ Deno.test("metrics e2e: SIGTERM closes the ops server while open tunnels drain",
   await using pf = await startPortForward(relay, echo.addr);
   const ops = await metricsAddr(listener);
 
-  const open = await roundTrip(pf.port, "hold");
+  const open = await echoedConn(pf.port, "hold");
   try {
     listener.child.kill("SIGTERM");
     // The control channel closes on the signal; by then the ops server is closed too.

@@ -1,6 +1,7 @@
 /** Bytes through a port-forward: bulk both ways, many connections at once, and half-close. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { sha256 } from "../helpers/bytes.ts";
 import { startListener, startPortForward, startRelayServer } from "../helpers/proc.ts";
 import {
   randomBytes,
@@ -12,10 +13,6 @@ import {
 } from "../helpers/servers.ts";
 
 const MiB = 1024 * 1024;
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
 
 Deno.test("transfer: 64 MiB each way through a port-forward, SHA-256 equal", async () => {
   await using echo = startEchoServer();

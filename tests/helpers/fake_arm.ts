@@ -112,18 +112,153 @@ async function verifyJwt(token: string, key: string, audience: string): Promise<
   return null;
 }
 
+/** What the fake ARM remembers between calls. */
+interface ArmState {
+  readonly opts: FakeArmOptions;
+  readonly prefix: string;
+  readonly serviceConfigs: Map<string, number>;
+  readonly tokenFor: (port: number) => string;
+  endpointExists: boolean;
+}
+
+function opOf(method: string, path: string, prefix: string): ArmOp | "unknown" {
+  if (method === "POST" && path === `${prefix}/listCredentials`) return "list";
+  if (method === "PUT" && path === prefix) return "putEndpoint";
+  if (method === "PUT" && path.startsWith(`${prefix}/serviceConfigurations/`)) {
+    return "putServiceConfig";
+  }
+  if (method === "GET" && path.startsWith(`${prefix}/serviceConfigurations/`)) {
+    return "getServiceConfig";
+  }
+  return "unknown";
+}
+
+/** ARM's answers that do not depend on the operation: auth, resource, api-version, route. */
+async function refusal(
+  req: Request,
+  url: URL,
+  path: string,
+  op: ArmOp | "unknown",
+  opts: FakeArmOptions,
+  origin: string,
+): Promise<Response | undefined> {
+  if (opts.jwtKey) {
+    const auth = req.headers.get("authorization") ?? "";
+    const why = auth.startsWith("Bearer ")
+      ? await verifyJwt(auth.slice(7), opts.jwtKey, origin)
+      : "missing bearer token";
+    if (why) {
+      return armError(401, "InvalidAuthenticationToken", `The access token is invalid: ${why}.`);
+    }
+  }
+  if (!path.startsWith(opts.resourceId + "/") && path !== opts.resourceId) {
+    const name = path.split("/providers/")[1]?.split("/").slice(0, 3).join("/") ?? path;
+    const group = /resourceGroups\/([^/]+)/i.exec(path)?.[1] ?? "?";
+    return armError(
+      404,
+      "ResourceNotFound",
+      `The Resource '${name}' under resource group '${group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix`,
+    );
+  }
+  if (url.searchParams.get("api-version") !== API_VERSION) {
+    return armError(400, "InvalidApiVersionParameter", "unsupported api-version");
+  }
+  if (op === "unknown") return armError(404, "NotFound", `no route for ${req.method} ${path}`);
+  return undefined;
+}
+
+function serviceConfigResponse(prefix: string, service: string, port: number): Response {
+  return Response.json({
+    id: `${prefix}/serviceConfigurations/${service}`,
+    name: service,
+    type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
+    properties: { serviceName: service, port, provisioningState: "Succeeded" },
+  });
+}
+
+function putEndpoint(st: ArmState): Response {
+  st.endpointExists = true;
+  return Response.json({
+    id: st.prefix,
+    name: "default",
+    type: "Microsoft.HybridConnectivity/endpoints",
+    properties: { type: "default", provisioningState: "Succeeded" },
+  });
+}
+
+function getServiceConfig(st: ArmState, path: string): Response {
+  const service = path.slice(path.lastIndexOf("/") + 1);
+  const port = st.endpointExists ? st.serviceConfigs.get(service) : undefined;
+  if (port === undefined) {
+    return armError(404, "ResourceNotFound", `service configuration ${service} not found`);
+  }
+  return serviceConfigResponse(st.prefix, service, port);
+}
+
+function putServiceConfig(st: ArmState, path: string, body: unknown): Response {
+  const service = path.slice(path.lastIndexOf("/") + 1);
+  const props = (body as { properties?: { serviceName?: string; port?: number } })?.properties;
+  if (!st.endpointExists) return armError(404, "ResourceNotFound", "endpoint default not found");
+  if (props?.serviceName !== service || typeof props.port !== "number") {
+    return armError(400, "InvalidRequestContent", "serviceName/port missing");
+  }
+  st.serviceConfigs.set(service, props.port);
+  return serviceConfigResponse(st.prefix, service, props.port);
+}
+
+async function listCredentials(st: ArmState, url: URL, body: unknown): Promise<Response> {
+  const service = (body as { serviceName?: string })?.serviceName;
+  const expiresIn = Number(url.searchParams.get("expiresin"));
+  if (!service || !(expiresIn > 0 && expiresIn <= 10800)) {
+    return armError(400, "InvalidRequestContent", "serviceName and expiresin are required");
+  }
+  if (!st.endpointExists) {
+    return armError(
+      404,
+      "ResourceNotFound",
+      "The Resource 'Microsoft.HybridConnectivity/endpoints/default' was not found.",
+    );
+  }
+  const port = st.serviceConfigs.get(service);
+  if (port === undefined) {
+    return armError(412, "PreconditionFailed", `service configuration ${service} not found`);
+  }
+  const expiresOn = Math.floor(Date.now() / 1000) + (st.opts.credentialLifetimeSec ?? expiresIn);
+  const r = st.opts.relay;
+  const accessKey = await createSasToken(
+    `https://${r.namespaceName}.${r.namespaceNameSuffix}/${r.hybridConnectionName}`,
+    r.keyName,
+    r.key,
+    expiresOn,
+  );
+  return Response.json({
+    relay: {
+      namespaceName: r.namespaceName,
+      namespaceNameSuffix: r.namespaceNameSuffix,
+      hybridConnectionName: r.hybridConnectionName,
+      accessKey,
+      expiresOn,
+      serviceConfigurationToken: st.tokenFor(port),
+    },
+  });
+}
+
 export function startFakeArm(opts: FakeArmOptions): FakeArm {
   const prefix = `${opts.resourceId}/providers/Microsoft.HybridConnectivity/endpoints/default`;
   const scToken = opts.serviceConfigurationToken ?? `sct-${crypto.randomUUID()}`;
   const calls: ArmCall[] = [];
-  const serviceConfigs = new Map<string, number>();
-  let endpointExists = opts.endpointExists ?? true;
-  if (endpointExists) {
+  const st: ArmState = {
+    opts,
+    prefix,
+    serviceConfigs: new Map<string, number>(),
+    tokenFor: (port: number) => `${scToken}.port-${port}`,
+    endpointExists: opts.endpointExists ?? true,
+  };
+  if (st.endpointExists) {
     for (const [service, port] of Object.entries(opts.serviceConfigs ?? { SSH: 22 })) {
-      serviceConfigs.set(service, port);
+      st.serviceConfigs.set(service, port);
     }
   }
-  const tokenFor = (port: number) => `${scToken}.port-${port}`;
   const failures = new Map(Object.entries(opts.failures ?? {})) as Map<ArmOp, InjectedFailure>;
   const waiters = new Set<() => void>();
   const count = (op: ArmOp) => calls.filter((c) => c.op === op).length;
@@ -149,115 +284,23 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
     } catch {
       return armError(400, "InvalidRequestContent", "body is not JSON");
     }
-    const op: ArmOp | "unknown" = req.method === "POST" && path === `${prefix}/listCredentials`
-      ? "list"
-      : req.method === "PUT" && path === prefix
-      ? "putEndpoint"
-      : req.method === "PUT" && path.startsWith(`${prefix}/serviceConfigurations/`)
-      ? "putServiceConfig"
-      : req.method === "GET" && path.startsWith(`${prefix}/serviceConfigurations/`)
-      ? "getServiceConfig"
-      : "unknown";
+    const op = opOf(req.method, path, prefix);
     calls.push({ op, method: req.method, path, query: url.searchParams, body });
     for (const w of [...waiters]) w();
-
-    if (opts.jwtKey) {
-      const auth = req.headers.get("authorization") ?? "";
-      const why = auth.startsWith("Bearer ")
-        ? await verifyJwt(auth.slice(7), opts.jwtKey, origin)
-        : "missing bearer token";
-      if (why) {
-        return armError(401, "InvalidAuthenticationToken", `The access token is invalid: ${why}.`);
-      }
-    }
-    if (!path.startsWith(opts.resourceId + "/") && path !== opts.resourceId) {
-      const name = path.split("/providers/")[1]?.split("/").slice(0, 3).join("/") ?? path;
-      const group = /resourceGroups\/([^/]+)/i.exec(path)?.[1] ?? "?";
-      return armError(
-        404,
-        "ResourceNotFound",
-        `The Resource '${name}' under resource group '${group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix`,
-      );
-    }
-    if (url.searchParams.get("api-version") !== API_VERSION) {
-      return armError(400, "InvalidApiVersionParameter", "unsupported api-version");
-    }
-    if (op === "unknown") return armError(404, "NotFound", `no route for ${req.method} ${path}`);
+    const refused = await refusal(req, url, path, op, opts, origin);
+    if (refused || op === "unknown") return refused as Response;
     const failure = injected(op);
     if (failure) return failure;
-
-    if (op === "putEndpoint") {
-      endpointExists = true;
-      return Response.json({
-        id: prefix,
-        name: "default",
-        type: "Microsoft.HybridConnectivity/endpoints",
-        properties: { type: "default", provisioningState: "Succeeded" },
-      });
+    switch (op) {
+      case "putEndpoint":
+        return putEndpoint(st);
+      case "getServiceConfig":
+        return getServiceConfig(st, path);
+      case "putServiceConfig":
+        return putServiceConfig(st, path, body);
+      case "list":
+        return await listCredentials(st, url, body);
     }
-    if (op === "getServiceConfig") {
-      const service = path.slice(path.lastIndexOf("/") + 1);
-      const port = endpointExists ? serviceConfigs.get(service) : undefined;
-      if (port === undefined) {
-        return armError(404, "ResourceNotFound", `service configuration ${service} not found`);
-      }
-      return Response.json({
-        id: `${prefix}/serviceConfigurations/${service}`,
-        name: service,
-        type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
-        properties: { serviceName: service, port, provisioningState: "Succeeded" },
-      });
-    }
-    if (op === "putServiceConfig") {
-      const service = path.slice(path.lastIndexOf("/") + 1);
-      const props = (body as { properties?: { serviceName?: string; port?: number } })?.properties;
-      if (!endpointExists) return armError(404, "ResourceNotFound", "endpoint default not found");
-      if (props?.serviceName !== service || typeof props.port !== "number") {
-        return armError(400, "InvalidRequestContent", "serviceName/port missing");
-      }
-      serviceConfigs.set(service, props.port);
-      return Response.json({
-        id: `${prefix}/serviceConfigurations/${service}`,
-        name: service,
-        type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
-        properties: { serviceName: service, port: props.port, provisioningState: "Succeeded" },
-      });
-    }
-    // listCredentials
-    const service = (body as { serviceName?: string })?.serviceName;
-    const expiresIn = Number(url.searchParams.get("expiresin"));
-    if (!service || !(expiresIn > 0 && expiresIn <= 10800)) {
-      return armError(400, "InvalidRequestContent", "serviceName and expiresin are required");
-    }
-    if (!endpointExists) {
-      return armError(
-        404,
-        "ResourceNotFound",
-        "The Resource 'Microsoft.HybridConnectivity/endpoints/default' was not found.",
-      );
-    }
-    const port = serviceConfigs.get(service);
-    if (port === undefined) {
-      return armError(412, "PreconditionFailed", `service configuration ${service} not found`);
-    }
-    const expiresOn = Math.floor(Date.now() / 1000) + (opts.credentialLifetimeSec ?? expiresIn);
-    const r = opts.relay;
-    const accessKey = await createSasToken(
-      `https://${r.namespaceName}.${r.namespaceNameSuffix}/${r.hybridConnectionName}`,
-      r.keyName,
-      r.key,
-      expiresOn,
-    );
-    return Response.json({
-      relay: {
-        namespaceName: r.namespaceName,
-        namespaceNameSuffix: r.namespaceNameSuffix,
-        hybridConnectionName: r.hybridConnectionName,
-        accessKey,
-        expiresOn,
-        serviceConfigurationToken: tokenFor(port),
-      },
-    });
   };
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
@@ -267,9 +310,9 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
     calls,
     count,
     sequence: () => calls.map((c) => `${c.method} ${c.path}`),
-    serviceConfigs,
+    serviceConfigs: st.serviceConfigs,
     serviceConfigurationToken: scToken,
-    tokenFor,
+    tokenFor: st.tokenFor,
     setFailure(op, failure) {
       if (failure) failures.set(op, { ...failure });
       else failures.delete(op);

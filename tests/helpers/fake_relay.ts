@@ -1,10 +1,9 @@
 /**
  * Test kit for lib/relay: a scriptable fake relay on loopback (each test decides what every
- * request gets), a log collector, and event-driven waits with deadlines (no sleeps).
+ * request gets) and event-driven waits with deadlines (no sleeps).
  */
 import { type HttpServer, type IncomingRequest, serveHttp } from "../../lib/ws/server.ts";
 import type { RelayEndpoint } from "../../lib/relay/endpoint.ts";
-import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 
 /** Resolves when `check()` holds; re-checked whenever `subscribe`'s notifier fires. */
 class Waiters {
@@ -86,44 +85,6 @@ export function startFakeRelay(handler: RelayHandler, port = 0): FakeRelay {
     [Symbol.asyncDispose]: () => server.close(),
   };
   return relay;
-}
-
-/** Collects log lines at debug level until `stop()`. */
-export interface LogCapture extends AsyncDisposable {
-  readonly lines: string[];
-  /** The `nth` (default first) line matching every pattern (waits for it). */
-  waitFor(patterns: RegExp | RegExp[], timeoutMs?: number, nth?: number): Promise<string>;
-  /** How many lines match every pattern. */
-  count(patterns: RegExp | RegExp[]): number;
-  stop(): Promise<void>;
-}
-
-export async function captureLogs(): Promise<LogCapture> {
-  const lines: string[] = [];
-  const waiters = new Waiters();
-  await configureLogging({
-    level: "debug",
-    write: (l) => {
-      lines.push(l);
-      waiters.notify();
-    },
-  });
-  const matches = (patterns: RegExp | RegExp[]) => {
-    const list = Array.isArray(patterns) ? patterns : [patterns];
-    return (l: string) => list.every((p) => p.test(l));
-  };
-  return {
-    lines,
-    waitFor: (patterns, timeoutMs = 5000, nth = 1) =>
-      waiters.until(
-        () => lines.filter(matches(patterns))[nth - 1],
-        timeoutMs,
-        `log #${nth} ${String(patterns)}`,
-      ),
-    count: (patterns) => lines.filter(matches(patterns)).length,
-    stop: () => resetLogging(),
-    [Symbol.asyncDispose]: () => resetLogging(),
-  };
 }
 
 export interface Deferred<T> {

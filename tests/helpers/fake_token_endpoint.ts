@@ -4,7 +4,7 @@
  * JWTs whose audience is the requested resource, so relay-server (`entraJwtKey`) and the fake ARM can
  * verify them.
  */
-import { hmacSha256 } from "../../lib/relay/sas.ts";
+import { hmacSha256 } from "../../lib/crypto/hmac.ts";
 
 export interface FakeTokenEndpointOptions {
   /** HS256 secret shared with the verifier. */

@@ -7,6 +7,7 @@ import type { RelayEndpoint } from "../../lib/relay/endpoint.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { type HttpServer, serveHttp } from "../../lib/ws/server.ts";
 import { type Deferred, deferred, within } from "./fake_relay.ts";
+import { closeQuietly } from "../../lib/async.ts";
 
 /** A queue of values that arrive over time, taken in order with a deadline. */
 class Inbox<T> {
@@ -139,11 +140,7 @@ export function startCanary(hostnames: readonly string[] = ["127.0.0.1"]): Canar
   });
   const close = async () => {
     for (const l of listeners) {
-      try {
-        l.close();
-      } catch {
-        // already closed
-      }
+      closeQuietly(l);
     }
     await Promise.all(loops);
   };

@@ -4,6 +4,7 @@
  * that always awaits the exit, and RSS sampling from /proc. The second half starts the usual cast
  * (relay-server, listener, port-forward, SOCKS5 proxy) and reads their bound addresses from the logs.
  */
+import { deadline } from "../../lib/async.ts";
 
 const decoder = new TextDecoder();
 
@@ -354,22 +355,11 @@ export function freePort(): number {
   return port;
 }
 
-/** Resolves with the first of `promises` or rejects at the deadline; the timer is always cleared. */
-export async function withDeadline<T>(p: Promise<T>, deadlineMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${what}: no result within ${deadlineMs} ms`)),
-          deadlineMs,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** `p`, or an Error naming `what` at the deadline (lib/async's `deadline` with a test's label). */
+export function withDeadline<T>(p: Promise<T>, deadlineMs: number, what: string): Promise<T> {
+  return deadline(p, deadlineMs, {
+    onTimeout: () => new Error(`${what}: no result within ${deadlineMs} ms`),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

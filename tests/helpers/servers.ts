@@ -3,6 +3,9 @@
  * server (half-close aware), an HTTP server, and a deliberately slow reader. Each one tracks its
  * connections so `close()` leaves nothing open.
  */
+import assert from "node:assert/strict";
+import { closeQuietly, delay } from "../../lib/async.ts";
+import { writeAll } from "../../lib/net/write_all.ts";
 
 export interface TcpTarget extends AsyncDisposable {
   readonly port: number;
@@ -50,11 +53,7 @@ class TcpServer implements TcpTarget {
           })
           .finally(() => {
             this.#conns.delete(conn);
-            try {
-              conn.close();
-            } catch {
-              // already closed by the handler
-            }
+            closeQuietly(conn);
             this.#tasks.delete(task);
           });
         this.#tasks.add(task);
@@ -70,11 +69,7 @@ class TcpServer implements TcpTarget {
     this.#listener.close();
     await this.#loop;
     for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // the handler closed it first
-      }
+      closeQuietly(c);
     }
     await Promise.all([...this.#tasks]);
   }
@@ -84,11 +79,7 @@ class TcpServer implements TcpTarget {
   }
 }
 
-/** Writes all of `data` (Deno's write may be partial). */
-export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
-}
+export { writeAll };
 
 /**
  * Echoes every byte back; on the client's EOF it finishes the echo and half-closes, so a client that
@@ -137,7 +128,7 @@ export function startSlowReader(bytesPerSecond: number): TcpTarget & { readonly 
       }
       // Pacing, not synchronisation: this is how slow the target is meant to be.
       const rest = 250 - (Date.now() - started);
-      if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+      await delay(rest);
     }
   });
   return {
@@ -202,6 +193,26 @@ export async function echoOnce(port: number, text: string): Promise<string> {
     return new TextDecoder().decode(await readExactly(conn, data.length));
   } finally {
     conn.close();
+  }
+}
+
+/** One echo round trip on an open connection: sends `text` and asserts it comes back. */
+export async function roundTrip(conn: Deno.Conn, text: string): Promise<void> {
+  const data = new TextEncoder().encode(text);
+  await writeAll(conn, data);
+  assert.equal(new TextDecoder().decode(await readExactly(conn, data.length)), text);
+}
+
+/** Both ends of one loopback TCP connection: [the dialled end, the accepted end]. */
+export async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    return await Promise.all([
+      Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
+      l.accept(),
+    ]);
+  } finally {
+    l.close();
   }
 }
 

@@ -5,60 +5,19 @@
  * target before the stack, so that the tunnels are gone before the target waits for its handlers.
  */
 import { type ListenerOptions, runListener } from "../../lib/listener/service.ts";
-import { configureLogging, getLogger, resetLogging } from "../../lib/observe/log.ts";
+import { getLogger } from "../../lib/observe/log.ts";
 import { parseRelayEndpoint, type RelayEndpoint } from "../../lib/relay/endpoint.ts";
 import { SasTokenProvider } from "../../lib/relay/token.ts";
-import type { RelayConfig } from "../../lib/sender/open_tunnel.ts";
+import type { SenderRelayConfig } from "../../lib/sender/open_tunnel.ts";
 import { type PortForwardOptions, runPortForward } from "../../lib/sender/port_forward.ts";
 import type { TunnelServiceOptions } from "../../lib/sender/tunnel_service.ts";
 import { type RelayServer, startRelayServer } from "../../lib/server/mod.ts";
 import { writeAll } from "./servers.ts";
+import { closeQuietly } from "../../lib/async.ts";
+import { captureLogs, type LogCapture } from "./logs.ts";
 
 export const enc = new TextEncoder();
 export const dec = new TextDecoder();
-
-/** Captured log lines; `waitFor` resolves when a matching line has been (or gets) logged. */
-export class LogCapture {
-  readonly lines: string[] = [];
-  #waiters: { re: RegExp; left: number; resolve: (line: string) => void }[] = [];
-
-  push(line: string): void {
-    this.lines.push(line);
-    this.#waiters = this.#waiters.filter((w) => {
-      if (!w.re.test(line) || --w.left > 0) return true;
-      w.resolve(line);
-      return false;
-    });
-  }
-
-  /**
-   * The `nth` line matching `re` (default the first); rejects after `deadlineMs` so a wrong pattern
-   * fails, not hangs.
-   */
-  waitFor(re: RegExp, deadlineMs = 20_000, nth = 1): Promise<string> {
-    const hits = this.lines.filter((l) => re.test(l));
-    if (hits.length >= nth) return Promise.resolve(hits[nth - 1]);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        re,
-        left: nth - hits.length,
-        resolve: (line: string) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(new Error(`no log line ${re} within ${deadlineMs} ms:\n${this.lines.join("")}`));
-      }, deadlineMs);
-      this.#waiters.push(waiter);
-    });
-  }
-
-  count(re: RegExp): number {
-    return this.lines.filter((l) => re.test(l)).length;
-  }
-}
 
 const KEY_NAME = "test-policy";
 const KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
@@ -67,7 +26,7 @@ export interface LocalRelay {
   server: RelayServer;
   endpoint: RelayEndpoint;
   /** For senders: hybrid connection `hc`, SAS tokens, fast dial retries. */
-  relay: RelayConfig;
+  relay: SenderRelayConfig;
 }
 
 /** relay-server on 127.0.0.1:0 with one SAS policy that has every right. */
@@ -85,7 +44,7 @@ export async function startLocalRelay(): Promise<LocalRelay> {
 export interface Stack extends AsyncDisposable {
   logs: LogCapture;
   server: RelayServer;
-  relay: RelayConfig;
+  relay: SenderRelayConfig;
   /** Stops the listener (drain) and then the relay; resolves when everything is released. */
   stopListener(): Promise<void>;
   close(): Promise<void>;
@@ -95,8 +54,7 @@ export interface Stack extends AsyncDisposable {
 export async function startStack(
   listener: Partial<Omit<ListenerOptions, "endpoint" | "entity" | "tokens" | "signal">> = {},
 ): Promise<Stack> {
-  const logs = new LogCapture();
-  await configureLogging({ level: "debug", write: (l) => logs.push(l) });
+  const logs = await captureLogs();
   const { server, endpoint, relay } = await startLocalRelay();
   const ac = new AbortController();
   const up = Promise.withResolvers<void>();
@@ -120,7 +78,7 @@ export async function startStack(
   const close = async () => {
     await stopListener();
     await server.close();
-    await resetLogging();
+    await logs.stop();
   };
   return { logs, server, relay, stopListener, close, [Symbol.asyncDispose]: close };
 }
@@ -201,11 +159,7 @@ export function startTarget(serve: (conn: Deno.TcpConn) => Promise<void>): Targe
         return;
       }
       const t = serve(conn).catch(() => {}).finally(() => {
-        try {
-          conn.close();
-        } catch {
-          // closed by serve
-        }
+        closeQuietly(conn);
         tasks.delete(t);
       });
       tasks.add(t);
@@ -249,7 +203,7 @@ export async function echo(conn: Deno.TcpConn): Promise<void> {
 
 /** runPortForward to `target` through `relay` (see startService). */
 export function startPortForward(
-  relay: RelayConfig,
+  relay: SenderRelayConfig,
   target: string,
   extra: Partial<PortForwardOptions> = {},
 ): Promise<LocalService> {

@@ -9,7 +9,7 @@ import { makeTestCerts, opensslAvailable, type TestCerts } from "../helpers/cert
 import type { FakeArm, FakeArmOptions } from "../helpers/fake_arm.ts";
 import { startFakeTokenEndpoint } from "../helpers/fake_token_endpoint.ts";
 import { cliArgv, type Proc, run, runCli, spawnCli } from "../helpers/proc.ts";
-import { readExactly, startEchoServer, writeAll } from "../helpers/servers.ts";
+import { echoOnce, startEchoServer } from "../helpers/servers.ts";
 import { sshAvailable, startSshd } from "../helpers/sshd.ts";
 
 const RID =
@@ -60,16 +60,8 @@ async function arcWorld(
 }
 
 /** Sends `text` through the forwarded port and returns what came back ("" when the tunnel closed). */
-async function roundTrip(port: number, text: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await writeAll(conn, new TextEncoder().encode(text));
-    return new TextDecoder().decode(await readExactly(conn, text.length));
-  } catch {
-    return "";
-  } finally {
-    conn.close();
-  }
+function roundTripText(port: number, text: string): Promise<string> {
+  return echoOnce(port, text).catch(() => "");
 }
 
 function boundPort(m: RegExpMatchArray): number {
@@ -123,7 +115,7 @@ Deno.test("arc port-forward (CLI): two concurrent connections, one ARM call, Ent
   assert.equal(m[2], RID);
   assert.equal(Number(m[3]), echo.port);
   const port = boundPort(m);
-  assert.deepEqual(await Promise.all([roundTrip(port, "one"), roundTrip(port, "two")]), [
+  assert.deepEqual(await Promise.all([roundTripText(port, "one"), roundTripText(port, "two")]), [
     "one",
     "two",
   ]);
@@ -146,7 +138,7 @@ Deno.test({
     {
       await using untrusted = spawnArcForward(world, port, "untrusted");
       const bound = boundPort(await untrusted.waitForLine(LISTENING, 30_000));
-      assert.equal(await roundTrip(bound, "refused"), "");
+      assert.equal(await roundTripText(bound, "refused"), "");
       await untrusted.waitForLine(/msg="forward failed"/);
     }
     await using trusted = spawnArcForward(
@@ -155,7 +147,7 @@ Deno.test({
       "trusted",
     );
     const bound = boundPort(await trusted.waitForLine(LISTENING, 30_000));
-    assert.equal(await roundTrip(bound, "over wss"), "over wss");
+    assert.equal(await roundTripText(bound, "over wss"), "over wss");
   },
 });
 

@@ -5,12 +5,13 @@
  * with Close 1000 "done" after its target's EOF.
  */
 import assert from "node:assert/strict";
-import { configureLogging, getLogger, resetLogging } from "../../lib/observe/log.ts";
+import { getLogger } from "../../lib/observe/log.ts";
 import { runControlChannel } from "../../lib/relay/control_channel.ts";
 import { runPortForward } from "../../lib/sender/port_forward.ts";
 import { connectWebSocket } from "../../lib/ws/client.ts";
 import { readAll, writeAll } from "../helpers/servers.ts";
-import { LogCapture, startLocalRelay, startService } from "../helpers/tunnel_stack.ts";
+import { captureLogs } from "../helpers/logs.ts";
+import { startLocalRelay, startService } from "../helpers/tunnel_stack.ts";
 
 const GO_READ_LIMIT = 32768;
 const GO_LISTENER_ID = "GOLISTENERID2345";
@@ -43,8 +44,7 @@ async function goAccept(address: string, expect: number): Promise<GoSession> {
 }
 
 Deno.test("interop: our sender through a Go-style listener (v1, 32 KiB read limit, 1000 done)", async () => {
-  const logs = new LogCapture();
-  await configureLogging({ level: "debug", write: (l) => logs.push(l) });
+  const logs = await captureLogs();
   const local = await startLocalRelay();
   const total = 1 << 20;
   const sessions: Promise<GoSession>[] = [];
@@ -91,6 +91,6 @@ Deno.test("interop: our sender through a Go-style listener (v1, 32 KiB read limi
     stopControl.abort();
     await control;
     await local.server.close();
-    await resetLogging();
+    await logs.stop();
   }
 });

@@ -9,7 +9,8 @@ import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { encodeEnvelope } from "../../lib/tunnel/envelope.ts";
 import { getLogger } from "../../lib/observe/log.ts";
 import { makeTestCerts, opensslAvailable } from "../helpers/certs.ts";
-import { captureLogs, within } from "../helpers/fake_relay.ts";
+import { within } from "../helpers/fake_relay.ts";
+import { captureLogs } from "../helpers/logs.ts";
 import {
   acceptJson,
   type HostileRelay,

@@ -3,7 +3,7 @@
  * against the fake ARM, the local relay and the fake Arc agent, wired as cmd/ops.ts wires it.
  */
 import assert from "node:assert/strict";
-import { SenderReadiness } from "../../cmd/ops.ts";
+import { SenderReadiness } from "../../cmd/readiness.ts";
 import { parseArcRelayUrl } from "../../lib/arc/config.ts";
 import { runArcPortForward } from "../../lib/arc/port_forward.ts";
 import type { ArcSessionOptions } from "../../lib/arc/session.ts";

@@ -4,14 +4,14 @@
  * over HTTP after real traffic.
  */
 import assert from "node:assert/strict";
-import { ListenerReadiness, SenderReadiness } from "../../cmd/ops.ts";
+import { ListenerReadiness, SenderReadiness } from "../../cmd/readiness.ts";
 import { runListener } from "../../lib/listener/service.ts";
 import { configureLogging, getLogger, resetLogging } from "../../lib/observe/log.ts";
 import { Metrics } from "../../lib/observe/metrics.ts";
 import { type OpsServer, type Readiness, startOpsServer } from "../../lib/observe/ops_server.ts";
 import { parseRelayEndpoint } from "../../lib/relay/endpoint.ts";
 import { SasTokenProvider, timedTokenProvider, type TokenProvider } from "../../lib/relay/token.ts";
-import type { RelayConfig } from "../../lib/sender/open_tunnel.ts";
+import type { SenderRelayConfig } from "../../lib/sender/open_tunnel.ts";
 import { type Allowlist, parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { metricsObserver } from "../../lib/tunnel/metrics_observer.ts";
 import { combineObservers } from "../../lib/tunnel/observer.ts";
@@ -109,7 +109,7 @@ function startListenerSide({ endpoint, relay }: LocalRelay, allowlist: Allowlist
 }
 
 /** A port-forward wired like `relay-sender port-forward --metrics-addr 127.0.0.1:0`. */
-async function startSenderSide(relay: RelayConfig, target: string) {
+async function startSenderSide(relay: SenderRelayConfig, target: string) {
   const ready = new SenderReadiness();
   const { metrics, events, ops } = opsSide(ready, "sender-ops");
   const fwd = await startPortForward(
@@ -146,7 +146,7 @@ async function world(allowlist: Allowlist | null = null) {
     ...local,
     target,
     listener,
-    async startSender(relay: RelayConfig = local.relay) {
+    async startSender(relay: SenderRelayConfig = local.relay) {
       sender = await startSenderSide(relay, target.addr);
       return sender;
     },

@@ -11,8 +11,8 @@ import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/rela
 import { getLogger } from "../../lib/observe/log.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import type { IncomingRequest } from "../../lib/ws/server.ts";
+import { captureLogs } from "../helpers/logs.ts";
 import {
-  captureLogs,
   type Deferred,
   deferred,
   type FakeRelay,

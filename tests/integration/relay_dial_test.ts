@@ -5,7 +5,8 @@ import { createEntraTokenProvider } from "../../lib/relay/entra.ts";
 import { parseSasToken, verifySasSignature } from "../../lib/relay/sas.ts";
 import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
-import { captureLogs, deferred, startFakeRelay, within } from "../helpers/fake_relay.ts";
+import { deferred, startFakeRelay, within } from "../helpers/fake_relay.ts";
+import { captureLogs } from "../helpers/logs.ts";
 
 const KEY = "sender-secret-key";
 const sas = () => new SasTokenProvider("send", KEY);

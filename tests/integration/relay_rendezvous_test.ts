@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { acceptRendezvous, rejectRendezvous } from "../../lib/relay/rendezvous.ts";
 import { RelayDialError } from "../../lib/relay/dial_error.ts";
 import { getLogger } from "../../lib/observe/log.ts";
-import { captureLogs, deferred, type FakeRelay, startFakeRelay } from "../helpers/fake_relay.ts";
+import { deferred, type FakeRelay, startFakeRelay } from "../helpers/fake_relay.ts";
+import { captureLogs } from "../helpers/logs.ts";
 
 const address = (relay: FakeRelay) =>
   `ws://${relay.endpoint.host}/$hc/hc?sb-hc-action=accept&sb-hc-id=abc_G1`;

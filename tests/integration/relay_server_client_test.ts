@@ -17,7 +17,8 @@ import { acceptRendezvous, rejectRendezvous } from "../../lib/relay/rendezvous.t
 import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
-import { captureLogs, deferred, within } from "../helpers/fake_relay.ts";
+import { deferred, within } from "../helpers/fake_relay.ts";
+import { captureLogs } from "../helpers/logs.ts";
 
 const KEY = "relay-server-test-key";
 const HC = "hyco";

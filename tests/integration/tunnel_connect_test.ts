@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { getLogger } from "../../lib/observe/log.ts";
-import { type ConnectOptions, runConnect } from "../../lib/sender/connect.ts";
+import { runConnect, type SenderConnectOptions } from "../../lib/sender/connect.ts";
 import { AztunnelError } from "../../lib/errors.ts";
 import { EnvelopeExchangeError, EnvelopeRejected } from "../../lib/sender/open_tunnel.ts";
 import { stdioStream } from "../../lib/sender/stdio.ts";
 import { RelayDialError } from "../../lib/relay/dial_error.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
-import { readAll, readExactly, writeAll } from "../helpers/servers.ts";
+import { readAll, readExactly, tcpPair, writeAll } from "../helpers/servers.ts";
 import {
   dec,
   echo,
@@ -18,22 +18,12 @@ import {
   upperEcho,
 } from "../helpers/tunnel_stack.ts";
 
-async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const pair = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-    l.accept(),
-  ]);
-  l.close();
-  return pair;
-}
-
 /** runConnect through the stack's relay, as side=sender, with no stop; `extra` overrides. */
 function connect(
   stack: Stack,
   target: string,
-  local: ConnectOptions["local"],
-  extra: Partial<ConnectOptions> = {},
+  local: SenderConnectOptions["local"],
+  extra: Partial<SenderConnectOptions> = {},
 ): Promise<void> {
   return runConnect({
     relay: stack.relay,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readAll, readExactly, writeAll } from "../helpers/servers.ts";
+import { readAll, readExactly, roundTrip, writeAll } from "../helpers/servers.ts";
 import {
   dec,
   echo,
@@ -12,11 +12,6 @@ import {
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-async function roundTrip(conn: Deno.Conn, text: string) {
-  await writeAll(conn, enc.encode(text));
-  assert.equal(dec.decode(await readExactly(conn, text.length)), text);
 }
 
 Deno.test("listener: at max connections the accept is refused with 503 and the sender retries", async () => {

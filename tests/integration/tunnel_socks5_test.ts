@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { RelayConfig } from "../../lib/sender/open_tunnel.ts";
+import type { SenderRelayConfig } from "../../lib/sender/open_tunnel.ts";
 import { runSocks5Proxy, type Socks5ProxyOptions } from "../../lib/sender/socks5_proxy.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { readAll, readExactly, writeAll } from "../helpers/servers.ts";
@@ -14,7 +14,7 @@ import {
 } from "../helpers/tunnel_stack.ts";
 
 /** socks5-proxy through `relay` (see startService). */
-function startProxy(relay: RelayConfig, extra: Partial<Socks5ProxyOptions> = {}) {
+function startProxy(relay: SenderRelayConfig, extra: Partial<Socks5ProxyOptions> = {}) {
   return startService(runSocks5Proxy, { relay, ...extra });
 }
 

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { UsageError } from "../../lib/errors.ts";
-import {
-  cidrContains,
-  formatIP,
-  joinHostPort,
-  parseCidr,
-  parseIP,
-  splitHostPort,
-} from "../../lib/tunnel/ip.ts";
+import { joinHostPort, splitHostPort } from "../../lib/net/host_port.ts";
+import { cidrContains, formatIP, parseCidr, parseIP } from "../../lib/tunnel/ip.ts";
 
 function allows(entries: string[], target: string): boolean {
   const list = parseAllowlist(entries);

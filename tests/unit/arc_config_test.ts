@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   arcKeepAlive,
   armScope,
-  isLoopbackHost,
   parseArcPort,
   parseArcRelayUrl,
   parseArcService,
@@ -11,6 +10,7 @@ import {
   resolveArcPort,
 } from "../../lib/arc/config.ts";
 import { UsageError } from "../../lib/errors.ts";
+import { isLoopback } from "../../lib/net/loopback.ts";
 
 const RID = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/vm1";
 
@@ -102,12 +102,12 @@ Deno.test("AZTUNNEL_ARC_RELAY_URL: ws on loopback, wss anywhere, base only", () 
   }
 });
 
-Deno.test("loopback hosts", () => {
+Deno.test("loopback hosts (plain http/ws for ARM and the relay override)", () => {
   for (const h of ["localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]", "LOCALHOST"]) {
-    assert.ok(isLoopbackHost(h), h);
+    assert.ok(isLoopback(h), h);
   }
   for (const h of ["0.0.0.0", "10.0.0.1", "localhost.example", "128.0.0.1"]) {
-    assert.ok(!isLoopbackHost(h), h);
+    assert.ok(!isLoopback(h), h);
   }
 });
 

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { type ArcDialOptions, arcRelayUrl, dialArcRelay } from "../../lib/arc/dial.ts";
 import type { ArcRelayCredentials } from "../../lib/arc/hybrid_connectivity.ts";
-import { configureLogging, getLogger, resetLogging } from "../../lib/observe/log.ts";
-import type { ConnectOptions } from "../../lib/ws/client.ts";
+import { getLogger } from "../../lib/observe/log.ts";
+import type { WsConnectOptions } from "../../lib/ws/client.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { WsError, WsHandshakeError } from "../../lib/ws/errors.ts";
+import { withLogs } from "../helpers/logs.ts";
 
 const CREDS: ArcRelayCredentials = {
   namespaceName: "azgnrelay-eastus-l1",
@@ -29,7 +30,7 @@ function status(n: number): WsHandshakeError {
 
 interface Call {
   url: string;
-  opts: ConnectOptions;
+  opts: WsConnectOptions;
 }
 
 /**
@@ -39,7 +40,7 @@ interface Call {
 function script(outcomes: Array<number | "ok" | Error>, stepMs = 0) {
   let t = 1_000_000;
   const calls: Call[] = [];
-  const connect = (url: string, opts: ConnectOptions) => {
+  const connect = (url: string, opts: WsConnectOptions) => {
     calls.push({ url, opts });
     t += stepMs;
     const next = outcomes.shift();
@@ -48,16 +49,6 @@ function script(outcomes: Array<number | "ok" | Error>, stepMs = 0) {
     return Promise.reject(typeof next === "number" ? status(next) : next);
   };
   return { calls, connect, now: () => t };
-}
-
-async function captureLogs<T>(fn: () => Promise<T>): Promise<{ lines: string[]; result: T }> {
-  const lines: string[] = [];
-  await configureLogging({ level: "debug", write: (l) => lines.push(l) });
-  try {
-    return { lines, result: await fn() };
-  } finally {
-    await resetLogging();
-  }
 }
 
 function dial(s: ReturnType<typeof script>, extra: Partial<ArcDialOptions> = {}) {
@@ -134,7 +125,7 @@ Deno.test("arc dial: 401 and other failures are not retried, secrets stay out", 
 Deno.test("arc dial: cancelling mid-retry gives the enriched gave-up error", async () => {
   const ac = new AbortController();
   const s = script([404, 404], 1500);
-  const connect = (url: string, opts: ConnectOptions) => {
+  const connect = (url: string, opts: WsConnectOptions) => {
     const p = s.connect(url, opts);
     // Abort while the second attempt's failure is being handled: the backoff wait is cut short.
     if (s.calls.length === 2) p.catch(() => ac.abort(new Error("interrupted")));
@@ -151,7 +142,7 @@ Deno.test("arc dial: cancelling mid-retry gives the enriched gave-up error", asy
 
 Deno.test("arc dial explain mode: INFO at the first retry, every 15 s, connected at INFO", async () => {
   const s = script([404, 404, 404, 404, 404, "ok"], 5000);
-  const { lines } = await captureLogs(() => dial(s, { explain: true }));
+  const lines = await withLogs((lines) => dial(s, { explain: true }).then(() => lines));
   const info = infos(lines);
   assert.equal(info.length, 3, info.join(""));
   assert.match(
@@ -167,7 +158,7 @@ Deno.test("arc dial explain mode: INFO at the first retry, every 15 s, connected
 
 Deno.test("arc dial normal mode: quiet for 30 s, then every 15 s with lastStatus", async () => {
   const s = script([503, 503, 503, 503, 503, 503, 503, 503, 503, "ok"], 5000);
-  const { lines } = await captureLogs(() => dial(s));
+  const lines = await withLogs((lines) => dial(s).then(() => lines));
   const info = infos(lines);
   assert.deepEqual(
     info.map((l) => /msg="([^"]+)"/.exec(l)?.[1]),
@@ -182,7 +173,7 @@ Deno.test("arc dial normal mode: quiet for 30 s, then every 15 s with lastStatus
 });
 
 Deno.test("arc dial normal mode: a quick success is logged at DEBUG only", async () => {
-  const { lines } = await captureLogs(() => dial(script([404, "ok"], 1000)));
+  const lines = await withLogs((lines) => dial(script([404, "ok"], 1000)).then(() => lines));
   assert.equal(infos(lines).length, 0);
   assert.ok(
     lines.some((l) =>

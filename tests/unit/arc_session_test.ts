@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ArcSession, type ArcSessionOptions } from "../../lib/arc/session.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
-import type { ConnectOptions } from "../../lib/ws/client.ts";
+import type { WsConnectOptions } from "../../lib/ws/client.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { WsHandshakeError } from "../../lib/ws/errors.ts";
 
@@ -115,9 +115,9 @@ Deno.test("a 412 from listCredentials creates the service configuration only, th
   const lines: string[] = [];
   await configureLogging({ level: "info", write: (l) => lines.push(l) });
   try {
-    const attempts: ConnectOptions[] = [];
+    const attempts: WsConnectOptions[] = [];
     const outcomes: Array<number | "ok"> = [404, "ok", 404, "ok"];
-    const connect = (_url: string, opts: ConnectOptions) => {
+    const connect = (_url: string, opts: WsConnectOptions) => {
       attempts.push(opts);
       const next = outcomes.shift();
       return next === "ok" ? Promise.resolve(CONN) : Promise.reject(

@@ -1,39 +1,26 @@
 import assert from "node:assert/strict";
 import {
   bridge,
-  bridgeLogAttrs,
   type BridgeOptions,
-  type BridgeResult,
   type ByteStream,
-  causeFromAbort,
   EOF_MESSAGE,
   READ_BUFFER_INITIAL,
   READ_BUFFER_MAX,
 } from "../../lib/tunnel/bridge.ts";
+import {
+  bridgeLogAttrs,
+  type BridgeResult,
+  causeFromAbort,
+} from "../../lib/tunnel/bridge_result.ts";
 import { AztunnelError } from "../../lib/errors.ts";
-import { SHRINK_AFTER_READS } from "../../lib/ws/read_sizer.ts";
-import { type FakeSocket, fakeSocketPair } from "./tunnel_fake_socket_test.ts";
-import { readAll } from "../helpers/servers.ts";
+import { writeAll } from "../../lib/net/write_all.ts";
+import { SHRINK_AFTER_READS } from "../../lib/net/read_sizer.ts";
+import { type FakeSocket, fakeSocketPair } from "../helpers/fake_socket.ts";
+import { pattern } from "../helpers/bytes.ts";
+import { readAll, tcpPair } from "../helpers/servers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/** Deterministic filler: crypto.getRandomValues caps at 64 KiB per call. */
-function pattern(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
-  return out;
-}
-
-async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const [a, b] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port: l.addr.port }),
-    l.accept(),
-  ]);
-  l.close();
-  return [a, b];
-}
 
 async function readN(c: Deno.Conn, n: number): Promise<string> {
   const buf = new Uint8Array(n);
@@ -44,11 +31,6 @@ async function readN(c: Deno.Conn, n: number): Promise<string> {
     off += r!;
   }
   return dec.decode(buf);
-}
-
-async function writeAll(c: Deno.Conn, data: Uint8Array) {
-  let off = 0;
-  while (off < data.length) off += await c.write(data.subarray(off));
 }
 
 /** A bridge between a real TCP pair (client end returned) and a fake socket (peer end returned). */
@@ -446,28 +428,6 @@ Deno.test("bridge: a slow local reader pushes back on the WebSocket instead of b
   await pending.catch(() => {});
   const r = await done;
   assert.equal(r.cause, "local_close");
-});
-
-Deno.test("fake socket: messages, close handshake, null after Close", async () => {
-  const [a, b] = fakeSocketPair();
-  await a.send("hi");
-  await a.send(new Uint8Array([1, 2]));
-  assert.deepEqual(await b.receive(), { type: "text", data: "hi" });
-  assert.deepEqual(await b.receive(), { type: "binary", data: new Uint8Array([1, 2]) });
-  const closing = a.close(1000, "done");
-  assert.equal(await b.receive(), null);
-  assert.deepEqual(b.closeInfo, { code: 1000, reason: "done" });
-  await b.close(1000, "");
-  await closing;
-  await Promise.all([a.closed, b.closed]);
-});
-
-Deno.test("fake socket: closeNow makes the peer's receive reject", async () => {
-  const [a, b] = fakeSocketPair();
-  const pending = b.receive();
-  a.closeNow();
-  await assert.rejects(pending, /connection lost/);
-  await Promise.all([a.closed, b.closed]);
 });
 
 /** A local stream that records how the bridge ended it; reads wait for that end by default. */

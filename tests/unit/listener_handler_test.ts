@@ -2,23 +2,14 @@ import assert from "node:assert/strict";
 import { type HandlerConfig, handleTunnel } from "../../lib/listener/handler.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { EOF_MESSAGE } from "../../lib/tunnel/bridge.ts";
-import { configureLogging, getLogger, resetLogging } from "../../lib/observe/log.ts";
+import { getLogger } from "../../lib/observe/log.ts";
 import type { ConnectionErrorReason, TunnelObserver } from "../../lib/tunnel/observer.ts";
-import { type FakeSocket, fakeSocketPair } from "./tunnel_fake_socket_test.ts";
+import { type FakeSocket, fakeSocketPair } from "../helpers/fake_socket.ts";
+import { withLogs } from "../helpers/logs.ts";
 
 const LID = "LISTENER2345ABCD";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
-  const lines: string[] = [];
-  await configureLogging({ level: "debug", write: (l) => lines.push(l) });
-  try {
-    return await fn(lines);
-  } finally {
-    await resetLogging();
-  }
-}
 
 function config(over: Partial<HandlerConfig> = {}): HandlerConfig {
   return {

@@ -1,15 +1,11 @@
 /** The glue between the tunnel code and the metrics: observer adapter, token timing, flags, readiness. */
 import assert from "node:assert/strict";
-import {
-  ListenerReadiness,
-  parseMetricsFlags,
-  relayServerCounts,
-  SenderReadiness,
-} from "../../cmd/ops.ts";
+import { parseMetricsFlags, relayServerCounts } from "../../cmd/ops.ts";
+import { ListenerReadiness, SenderReadiness } from "../../cmd/readiness.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { Metrics } from "../../lib/observe/metrics.ts";
 import { SasTokenProvider, timedTokenProvider, type TokenProvider } from "../../lib/relay/token.ts";
-import type { BridgeResult } from "../../lib/tunnel/bridge.ts";
+import type { BridgeResult } from "../../lib/tunnel/bridge_result.ts";
 import { metricsObserver } from "../../lib/tunnel/metrics_observer.ts";
 import { combineObservers, type TunnelObserver } from "../../lib/tunnel/observer.ts";
 

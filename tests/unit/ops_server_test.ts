@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
+import { joinHostPort } from "../../lib/net/host_port.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import { Metrics } from "../../lib/observe/metrics.ts";
 import {
   DEFAULT_OPS_TIMEOUTS,
-  formatHostPort,
   OpsServerError,
   parseListenAddr,
   type Readiness,
@@ -85,8 +85,8 @@ Deno.test("parseListenAddr accepts Go listen forms", () => {
   for (const bad of ["", "9090", "host", "host:", "a:b", "::1:80", "h:70000", "[::1]"]) {
     assert.equal(parseListenAddr(bad), null, bad);
   }
-  assert.equal(formatHostPort("::1", 80), "[::1]:80");
-  assert.equal(formatHostPort("127.0.0.1", 80), "127.0.0.1:80");
+  assert.equal(joinHostPort("::1", 80), "[::1]:80");
+  assert.equal(joinHostPort("127.0.0.1", 80), "127.0.0.1:80");
 });
 
 Deno.test("ops server serves metrics, healthz and readyz and logs its address", async () => {

@@ -1,9 +1,15 @@
 import assert from "node:assert/strict";
 import { createEntraTokenProvider } from "../../lib/relay/entra.ts";
-import { renewDelay, renewLoop, renewMinValidityMs, renewOnce } from "../../lib/relay/renew.ts";
+import {
+  renewDelay,
+  RenewError,
+  renewLoop,
+  renewMinValidityMs,
+  renewOnce,
+} from "../../lib/relay/renew.ts";
 import { SasTokenProvider, type Token, type TokenProvider } from "../../lib/relay/token.ts";
 import { getLogger } from "../../lib/observe/log.ts";
-import { captureLogs } from "../helpers/fake_relay.ts";
+import { captureLogs } from "../helpers/logs.ts";
 
 Deno.test("renewDelay: 45 min for a 1 h token, 25 % margin for long ones, floors", () => {
   const t0 = 1_700_000_000_000;
@@ -70,10 +76,10 @@ Deno.test("renewOnce retries token failures, then gives up after 3 attempts", as
   assert.equal(flaky.calls, 3);
   assert.equal(sent.length, 1);
   const dead = tokens([new Error("down")]);
-  assert.equal(
-    await renewOnce(socket, CURRENT, signal, getLogger(), { ...opts, tokens: dead }),
-    "get token: down",
-  );
+  const failure = await renewOnce(socket, CURRENT, signal, getLogger(), { ...opts, tokens: dead });
+  assert.ok(failure instanceof RenewError);
+  assert.equal(failure.message, "get token: down");
+  assert.equal(failure.code, "token_fetch_failed");
   assert.equal(dead.calls, 3);
   assert.equal(logs.count([/msg=renew_failed/, /code=token_fetch_failed/]), 5);
 });
@@ -86,7 +92,9 @@ Deno.test("renewOnce fails at once when the channel cannot be written", async ()
     tokens: t,
     resourceUri: "u",
   });
-  assert.equal(result, "send renewToken: send after close");
+  assert.ok(result instanceof RenewError);
+  assert.equal(result.message, "send renewToken: send after close");
+  assert.equal(result.code, "connection_lost");
   assert.equal(t.calls, 1);
   assert.match(await logs.waitFor(/msg=renew_failed/), /code=connection_lost/);
 });

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  SAS_TOKEN_LIFETIME_MS,
-  SasTokenProvider,
-  tokenProviderFromEnv,
-} from "../../lib/relay/token.ts";
+import { SAS_TOKEN_LIFETIME_MS, SasTokenProvider } from "../../lib/relay/token.ts";
+import { tokenProviderFromEnv } from "../../lib/relay/token_from_env.ts";
 import { createSasToken, parseSasToken, verifySasSignature } from "../../lib/relay/sas.ts";
 import { AztunnelError } from "../../lib/errors.ts";
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
 import { register as registerListener } from "../../cmd/relay_listener.ts";
-import { register as registerSender, resolveRelay } from "../../cmd/relay_sender.ts";
+import { resolveRelay } from "../../cmd/common.ts";
+import { register as registerSender } from "../../cmd/relay_sender.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { normalizeTarget } from "../../lib/sender/target.ts";
 

@@ -3,7 +3,7 @@
  * tracker abandons tunnels still opening, waits for bridged ones and logs what it does.
  */
 import assert from "node:assert/strict";
-import { shutdownSignal } from "../../cmd/common.ts";
+import { shutdownSignal } from "../../cmd/shutdown.ts";
 import type { Attrs, Logger } from "../../lib/observe/log.ts";
 import { TaskTracker } from "../../lib/tunnel/tracker.ts";
 

@@ -211,7 +211,7 @@ Deno.test("audiencePath ignores scheme and port; decodes; trims slashes; needs a
 
 Deno.test("authorize: SAS tokens from the Go tool, .NET and Node all verify over the raw sr", async () => {
   const go = await createSasToken("https://127.0.0.1:8080/Hyco", "all", "k-all", LATER);
-  assert.deepEqual(await authorize(go, "Listen", "hyco", CFG, NOW), {
+  assert.deepEqual(await authorize(go, { right: "Listen", path: "hyco", now: NOW }, CFG), {
     ok: true,
     expiresAt: LATER * 1000,
     principal: "sas:all",
@@ -226,7 +226,7 @@ Deno.test("authorize: SAS tokens from the Go tool, .NET and Node all verify over
     ]
   ) {
     const t = foreignSas(sr, "k-send", "send", LATER);
-    const r = await authorize(t, "Send", "hyco/sub/path", CFG, NOW);
+    const r = await authorize(t, { right: "Send", path: "hyco/sub/path", now: NOW }, CFG);
     assert.equal(r.ok, true, sr);
   }
 });
@@ -245,7 +245,7 @@ Deno.test("authorize: 401 for missing, malformed, unknown key, bad signature, ex
     [foreignSas("%ZZ", "k-all", "all", LATER), /malformed SAS resource/],
   ];
   for (const [token, why] of cases) {
-    const r = await authorize(token, "Listen", "hyco", CFG, NOW);
+    const r = await authorize(token, { right: "Listen", path: "hyco", now: NOW }, CFG);
     assert.equal(r.ok, false, String(token));
     if (r.ok) continue;
     assert.equal(r.status, 401, String(token));
@@ -260,14 +260,14 @@ Deno.test("authorize: a signature over a re-encoded sr does not verify", async (
   const t = `SharedAccessSignature sr=http%3A%2F%2Fh%2Fhyco&sig=${
     encodeURIComponent(sig)
   }&se=${se}&skn=all`;
-  const r = await authorize(t, "Listen", "hyco", CFG, NOW);
+  const r = await authorize(t, { right: "Listen", path: "hyco", now: NOW }, CFG);
   assert.equal(r.ok ? 0 : r.status, 401);
 });
 
 Deno.test("authorize: 403 for wrong audience or missing right; Manage implies both", async () => {
   const tok = (uri: string, name: string, key: string) => createSasToken(uri, name, key, LATER);
   const status = async (token: string, right: "Listen" | "Send", path: string) => {
-    const r = await authorize(token, right, path, CFG, NOW);
+    const r = await authorize(token, { right, path, now: NOW }, CFG);
     return r.ok ? 200 : r.status;
   };
   assert.equal(await status(await tok("https://h/other", "all", "k-all"), "Listen", "hyco"), 403);
@@ -293,13 +293,11 @@ Deno.test("authorize: 403 for wrong audience or missing right; Manage implies bo
     await status(await tok("https://h/hyco", "manage", "k-manage"), "Send", "hyco"),
     200,
   );
-  const r = await authorize(
-    await tok("https://h/hyco", "send", "k-send"),
-    "Listen",
-    "hyco",
-    CFG,
-    NOW,
-  );
+  const r = await authorize(await tok("https://h/hyco", "send", "k-send"), {
+    right: "Listen",
+    path: "hyco",
+    now: NOW,
+  }, CFG);
   assert.ok(!r.ok && /lacks the Listen right/.test(r.reason));
 });
 
@@ -307,14 +305,22 @@ Deno.test("authorize: HS256 JWTs (raw or Bearer) grant what their roles list", a
   const exp = LATER;
   const roles = ["Listen", "Send"];
   const good = jwt({ exp, aud: "https://relay.azure.net", sub: "me", roles });
-  assert.deepEqual(await authorize(good, "Listen", "hyco", CFG, NOW), {
+  assert.deepEqual(await authorize(good, { right: "Listen", path: "hyco", now: NOW }, CFG), {
     ok: true,
     expiresAt: exp * 1000,
     principal: "jwt:me",
   });
-  assert.equal((await authorize(`Bearer ${good}`, "Send", "x", CFG, NOW)).ok, true);
-  assert.equal((await authorize(jwt({ exp, roles }), "Send", "x", CFG, NOW)).ok, true);
-  const noKey = await authorize(good, "Send", "x", { policies: POLICIES }, NOW);
+  assert.equal(
+    (await authorize(`Bearer ${good}`, { right: "Send", path: "x", now: NOW }, CFG)).ok,
+    true,
+  );
+  assert.equal(
+    (await authorize(jwt({ exp, roles }), { right: "Send", path: "x", now: NOW }, CFG)).ok,
+    true,
+  );
+  const noKey = await authorize(good, { right: "Send", path: "x", now: NOW }, {
+    policies: POLICIES,
+  });
   assert.ok(!noKey.ok && noKey.status === 401);
   for (
     const [token, why] of [
@@ -333,7 +339,7 @@ Deno.test("authorize: HS256 JWTs (raw or Bearer) grant what their roles list", a
       [`${b64url("{")}.${b64url("{}")}.${b64url("x")}`, /malformed JWT/],
     ] as const
   ) {
-    const r = await authorize(token, "Send", "x", CFG, NOW);
+    const r = await authorize(token, { right: "Send", path: "x", now: NOW }, CFG);
     assert.ok(!r.ok, token);
     assert.equal(r.status, 401);
     assert.match(r.reason, why);
@@ -354,7 +360,7 @@ Deno.test("verifyHs256Jwt and audienceIsRelay edge cases", async () => {
 
 Deno.test("authorize: a JWT's roles grant Listen, Send or both (Manage); a missing one is 403", async () => {
   const status = async (roles: unknown, right: "Listen" | "Send") => {
-    const r = await authorize(jwt({ exp: LATER, roles }), right, "hyco", CFG, NOW);
+    const r = await authorize(jwt({ exp: LATER, roles }), { right, path: "hyco", now: NOW }, CFG);
     return r.ok ? 200 : r.status;
   };
   assert.equal(await status(["Listen"], "Listen"), 200);
@@ -364,7 +370,11 @@ Deno.test("authorize: a JWT's roles grant Listen, Send or both (Manage); a missi
   assert.equal(await status(["Manage"], "Listen"), 200);
   assert.equal(await status(["Manage"], "Send"), 200);
   assert.equal(await status(["Reader", "Send"], "Send"), 200);
-  const r = await authorize(jwt({ exp: LATER, roles: ["Send"] }), "Listen", "hyco", CFG, NOW);
+  const r = await authorize(jwt({ exp: LATER, roles: ["Send"] }), {
+    right: "Listen",
+    path: "hyco",
+    now: NOW,
+  }, CFG);
   assert.ok(!r.ok && r.reason === "Forbidden: JWT lacks the Listen role");
 });
 
@@ -372,13 +382,13 @@ Deno.test("authorize: an sr without scheme is refused; with hosts given, the sr 
   // `sr=other` signed with a real key: before, it passed as a namespace-wide grant.
   const bare = foreignSas("other", "k-all", "all", LATER);
   for (const path of ["hyco", "any/thing"]) {
-    const r = await authorize(bare, "Send", path, CFG, NOW);
+    const r = await authorize(bare, { right: "Send", path, now: NOW }, CFG);
     assert.ok(!r.ok && r.status === 401 && /malformed SAS resource/.test(r.reason), path);
   }
   const hosts = new Set(["127.0.0.1", "relay.example"]);
   const tok = (uri: string) => createSasToken(uri, "all", "k-all", LATER);
   const status = async (token: string) => {
-    const r = await authorize(token, "Listen", "hyco", CFG, NOW, hosts);
+    const r = await authorize(token, { right: "Listen", path: "hyco", now: NOW, hosts }, CFG);
     return r.ok ? 200 : `${r.status} ${r.reason}`;
   };
   assert.equal(await status(await tok("https://127.0.0.1:8080/hyco")), 200);

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { parseSize, register } from "../../cmd/relay_server.ts";
+import { register } from "../../cmd/relay_server.ts";
+import { parseSize } from "../../lib/server/flags.ts";
 import { AztunnelError, UsageError } from "../../lib/errors.ts";
 import { configureLogging, resetLogging } from "../../lib/observe/log.ts";
 import { createSasToken } from "../../lib/relay/sas.ts";
 import { connectWebSocket } from "../../lib/ws/mod.ts";
 import { opensslAvailable } from "../helpers/certs.ts";
 import { signHs256Jwt } from "../helpers/fake_token_endpoint.ts";
+import { withLogs } from "../helpers/logs.ts";
 import { expectStatus } from "./server_helpers_test.ts";
 
 function program(): Command {
@@ -120,17 +122,6 @@ Deno.test("relay-server: runs until SIGTERM, then returns", async () => {
     await resetLogging();
   }
 });
-
-/** Collects log lines while `fn` runs. */
-async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
-  const lines: string[] = [];
-  await configureLogging({ level: "info", write: (l) => lines.push(l) });
-  try {
-    return await fn(lines);
-  } finally {
-    await resetLogging();
-  }
-}
 
 /** The error `relay-server <args>` fails with. */
 async function failure(...args: string[]): Promise<Error> {
@@ -266,7 +257,7 @@ Deno.test("relay-server: secrets on argv get a WARN; from files they do not", as
     const onArgv = await withLogs(async (lines) => {
       await failure(...bind, "--sas-policy", "a=b", "--entra-jwt-key", "secret");
       return lines;
-    });
+    }, "info");
     assert.deepEqual(onArgv.map((l) => l.replace(/^time=\S+ /, "")), [
       'level=WARN msg="secret passed on the command line is visible to other local users; prefer --sas-policy-file or AZTUNNEL_RELAY_SAS_POLICIES" flag=--sas-policy\n',
       'level=WARN msg="secret passed on the command line is visible to other local users; prefer --entra-jwt-key-file or AZTUNNEL_RELAY_ENTRA_JWT_KEY" flag=--entra-jwt-key\n',
@@ -280,7 +271,7 @@ Deno.test("relay-server: secrets on argv get a WARN; from files they do not", as
         `${dir}/jwt`,
       );
       return lines;
-    });
+    }, "info");
     assert.deepEqual(fromFiles, []);
   } finally {
     busy.close();

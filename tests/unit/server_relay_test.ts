@@ -379,6 +379,11 @@ Deno.test("the abort signal stops the server", async () => {
   });
   ac.abort();
   await srv.finished;
+  const port = Number(new URL(srv.url).port);
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
 });
 
 Deno.test("options: public URL rules, bind parsing, url of the server", async () => {

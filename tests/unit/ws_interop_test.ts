@@ -8,6 +8,7 @@ import { connectWebSocket } from "../../lib/ws/client.ts";
 import { type IncomingRequest, serveHttp } from "../../lib/ws/server.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { WsError, WsHandshakeError } from "../../lib/ws/errors.ts";
+import { pattern } from "../helpers/bytes.ts";
 import { withDeadline } from "../helpers/proc.ts";
 
 // ---------- minimal types for npm ws (it ships none; only what these tests use) ----------
@@ -55,12 +56,6 @@ const NpmWebSocketServer = NpmWebSocketServerModule as unknown as NpmWsServerCto
 
 const dec = new TextDecoder();
 const SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20];
-
-function pattern(size: number, seed = 0): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) out[i] = (i * 13 + seed + (i >>> 9)) & 0xff;
-  return out;
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

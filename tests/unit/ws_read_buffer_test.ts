@@ -1,7 +1,7 @@
 // Growing read buffers (ReadSizer, BufferedConn) and the shared send scratch of lib/ws, against
 // scripted in-memory connections so that every read boundary is exact.
 import assert from "node:assert/strict";
-import { ReadSizer, SHRINK_AFTER_READS } from "../../lib/ws/read_sizer.ts";
+import { ReadSizer, SHRINK_AFTER_READS } from "../../lib/net/read_sizer.ts";
 import { BufferedConn, READ_BUFFER_INITIAL, READ_BUFFER_SIZE } from "../../lib/ws/io.ts";
 import { WebSocketConn } from "../../lib/ws/conn.ts";
 import { FrameWriter } from "../../lib/ws/writer.ts";
@@ -16,16 +16,11 @@ import {
   OP_TEXT,
   parseFrameHeader,
 } from "../../lib/ws/frame.ts";
+import { pattern } from "../helpers/bytes.ts";
 
 const KiB = 1024;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function pattern(n: number, seed = 0): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >> 8) + seed) & 0xff;
-  return out;
-}
 
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));

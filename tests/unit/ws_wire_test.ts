@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { connectWebSocket } from "../../lib/ws/client.ts";
 import { WebSocketConn } from "../../lib/ws/conn.ts";
-import { acceptKey } from "../../lib/ws/http.ts";
+import { acceptKey } from "../../lib/ws/keys.ts";
 import { BufferedConn } from "../../lib/ws/io.ts";
 import { serveHttp } from "../../lib/ws/server.ts";
 import { arcHeaders } from "../../lib/arc/dial.ts";

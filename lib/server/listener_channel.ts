@@ -4,11 +4,11 @@
  * fails validation. It pings the listener and drops it when no Pong comes back in time, and it
  * stops taking dispatches while its writes do not drain (a stopped or wedged listener).
  */
+import { pause } from "../async.ts";
 import { errorCode } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { MessageSocket } from "../ws/types.ts";
 import type { AuthOutcome } from "./auth.ts";
-import { sleep } from "./bridge.ts";
 import type { Dispatchable } from "./registry.ts";
 
 /** What ended a control channel, for the `listener unregistered` line. */
@@ -24,7 +24,7 @@ export type ControlEnd =
 /** A write pending longer than this without progress means the listener is not reading. */
 export const STALL_MS = 1_000;
 
-export interface ControlChannelInit {
+export interface ListenerChannelInit {
   readonly id: string;
   readonly hyco: string;
   /** Decoded path the listener connected to (for renewToken audience checks). */
@@ -42,12 +42,12 @@ export interface ControlChannelInit {
   readonly pongTimeoutMs: number;
 }
 
-export class ControlChannel implements Dispatchable {
+export class ListenerChannel implements Dispatchable {
   readonly id: string;
   readonly hyco: string;
   readonly path: string;
   readonly host: string;
-  readonly #init: ControlChannelInit;
+  readonly #init: ListenerChannelInit;
   #conn: MessageSocket | null = null;
   #expiresAt: number;
   /** Sends handed to the socket and not yet written out. */
@@ -58,7 +58,7 @@ export class ControlChannel implements Dispatchable {
   #ending: ControlEnd | null = null;
   #done: Promise<void> = Promise.resolve();
 
-  constructor(init: ControlChannelInit) {
+  constructor(init: ListenerChannelInit) {
     this.#init = init;
     this.id = init.id;
     this.hyco = init.hyco;
@@ -142,7 +142,7 @@ export class ControlChannel implements Dispatchable {
   /** Pings until stopped; a missing Pong drops the socket (a Close could not get through either). */
   async #pingLoop(conn: MessageSocket, signal: AbortSignal): Promise<void> {
     for (;;) {
-      await sleep(this.#init.pingIntervalMs, signal);
+      await pause(this.#init.pingIntervalMs, signal);
       if (signal.aborted || this.#ending !== null) return;
       try {
         await conn.ping(this.#init.pongTimeoutMs);

@@ -1,11 +1,18 @@
-/** Minimal HTTP/1.1 head parsing and writing: exactly what a WebSocket handshake needs. */
+/**
+ * HTTP/1.1 heads: finding the end of one in a buffer, parsing request and status lines with their
+ * headers, writing one, and the status-text table. Shared by the WebSocket handshake (lib/ws) and
+ * the ops endpoint (lib/observe); bodies are each caller's business.
+ *
+ * Reading is as lenient as Go's net/http (RFC 9112 §2.2): a bare LF ends a line as CRLF does, and
+ * empty lines before a request line are skipped. Anything else malformed is an HttpParseError.
+ */
+import { AztunnelError } from "../errors.ts";
 
-export const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/** A head that is not valid HTTP/1.1; the server answers 400. */
-export class HttpParseError extends Error {
+/** A head that is not valid HTTP/1.1; a server answers 400. */
+export class HttpParseError extends AztunnelError {
+  declare readonly code: "bad_http_head";
   constructor(message: string) {
-    super(message);
+    super("bad_http_head", message);
     this.name = "HttpParseError";
   }
 }
@@ -24,12 +31,42 @@ export interface ResponseHead {
   headers: Headers;
 }
 
+/** Where a head ends in a buffer: `end` before its last line break, `next` after the empty line. */
+export interface HeadEnd {
+  end: number;
+  next: number;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * The first empty line in buf[start, to): CRLF or LF line ends. `from` (>= start) lets a caller
+ * that already scanned a prefix skip it; it must leave the last 3 scanned bytes to rescan.
+ */
+export function findHeadEnd(
+  buf: Uint8Array,
+  start: number,
+  to: number,
+  from = start,
+): HeadEnd | null {
+  for (let i = Math.max(from, start); i < to; i++) {
+    if (buf[i] !== LF) continue;
+    const end = i > start && buf[i - 1] === CR ? i - 1 : i;
+    if (i + 1 < to && buf[i + 1] === LF) return { end, next: i + 2 };
+    if (i + 2 < to && buf[i + 1] === CR && buf[i + 2] === LF) return { end, next: i + 3 };
+  }
+  return null;
+}
+
 const latin1 = new TextDecoder("latin1");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/1\.[01])$/;
+const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
 
 function splitHead(head: Uint8Array): string[] {
   // latin1 keeps every byte as one char; Headers rejects anything it cannot carry.
-  return latin1.decode(head).split("\r\n");
+  return latin1.decode(head).split(/\r?\n/);
 }
 
 function parseHeaderLines(lines: string[]): Headers {
@@ -50,16 +87,25 @@ function parseHeaderLines(lines: string[]): Headers {
   return headers;
 }
 
+/** A request head without its final empty line (as `findHeadEnd`'s `end` cuts it). */
 export function parseRequestHead(head: Uint8Array): RequestHead {
   const lines = splitHead(head);
-  const m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/1\.[01])$/.exec(lines[0]);
+  let first = 0;
+  while (first < lines.length - 1 && lines[first] === "") first++;
+  const m = REQUEST_LINE.exec(lines[first]);
   if (!m) throw new HttpParseError("invalid request line");
-  return { method: m[1], target: m[2], version: m[3], headers: parseHeaderLines(lines.slice(1)) };
+  return {
+    method: m[1],
+    target: m[2],
+    version: m[3],
+    headers: parseHeaderLines(lines.slice(first + 1)),
+  };
 }
 
+/** A response head without its final empty line. */
 export function parseResponseHead(head: Uint8Array): ResponseHead {
   const lines = splitHead(head);
-  const m = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
+  const m = STATUS_LINE.exec(lines[0]);
   if (!m) throw new HttpParseError("invalid status line");
   return {
     version: m[1],
@@ -88,6 +134,11 @@ export function encodeHead(startLine: string, headers: Iterable<[string, string]
   return out;
 }
 
+/** `HTTP/1.1 <status> <reason>`, the reason from STATUS_TEXT unless given. */
+export function statusLine(status: number, reason = STATUS_TEXT[status] ?? ""): string {
+  return `HTTP/1.1 ${status} ${reason}`.trimEnd();
+}
+
 /** True when a comma-separated header value lists `token` (case-insensitive). */
 export function hasToken(value: string | null, token: string): boolean {
   if (value === null) return false;
@@ -99,27 +150,6 @@ export function hasToken(value: string | null, token: string): boolean {
 export function tokenList(value: string | null): string[] {
   if (value === null) return [];
   return value.split(",").map((t) => t.trim()).filter((t) => t !== "");
-}
-
-/** Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2). */
-export async function acceptKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + WS_GUID));
-  return bytesToBase64(new Uint8Array(digest));
-}
-
-export function newKey(): string {
-  return bytesToBase64(crypto.getRandomValues(new Uint8Array(16)));
-}
-
-/** A Sec-WebSocket-Key must be the base64 of 16 bytes. */
-export function isValidKey(key: string | null): boolean {
-  return key !== null && /^[A-Za-z0-9+/]{21}[AQgw]==$/.test(key);
-}
-
-function bytesToBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
 }
 
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -141,8 +171,3 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   503: "Service Unavailable",
   504: "Gateway Timeout",
 };
-
-/** A URL safe to log or put in an error: no userinfo, no query (tokens live there). */
-export function redactUrl(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}`;
-}

@@ -1,8 +1,7 @@
 /**
  * An in-memory MessageSocket pair with the semantics of lib/ws (no automatic Close reply, null at
- * the peer's Close, rejection after a drop, bounded in-flight messages for send backpressure).
- * A helper module for the bridge and listener tests (it holds no tests itself, so importing it
- * registers nothing twice); bridge_test.ts pins its behaviour.
+ * the peer's Close, rejection after a drop, bounded in-flight messages for send backpressure), for
+ * the bridge and listener tests; tests/unit/fake_socket_test.ts pins its behaviour.
  */
 import type { CloseInfo, MessageSocket, WsMessage } from "../../lib/ws/types.ts";
 
