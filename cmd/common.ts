@@ -1,6 +1,7 @@
 /** Flags shared by several commands: the relay flags and the local listener's flags. */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
+import { getLogger } from "../lib/observe/log.ts";
 import { parseDuration } from "../lib/duration.ts";
 import {
   type HostPort,
@@ -8,8 +9,21 @@ import {
   splitHostPort,
 } from "../lib/net/host_port.ts";
 import { parseRelayEndpoint } from "../lib/relay/endpoint.ts";
+import {
+  readCaCerts,
+  refuseInsecureTls,
+  type RelayFlags,
+  relayNames,
+} from "../lib/relay/relay_flags.ts";
 import { tokenProviderFromEnv } from "../lib/relay/token_from_env.ts";
 import type { SenderRelayConfig } from "../lib/sender/open_tunnel.ts";
+
+export {
+  readCaCerts,
+  refuseInsecureTls,
+  type RelayFlags,
+  requireRelayNames,
+} from "../lib/relay/relay_flags.ts";
 
 export const relayOption = () =>
   new Option(
@@ -33,6 +47,9 @@ export const relayCaCertOption = () =>
   )
     .env("AZTUNNEL_RELAY_CA_CERT");
 
+/** Go's flag, kept so that using it says what to do instead (see `refuseInsecureTls`). */
+export const relayInsecureTlsOption = () => new Option("--relay-insecure-tls").hideHelp();
+
 /** The relay flags every relay-* command takes. */
 export function addRelayOptions<C extends Command<unknown[], Record<string, unknown>>>(cmd: C): C {
   cmd
@@ -40,12 +57,14 @@ export function addRelayOptions<C extends Command<unknown[], Record<string, unkn
     .addOption(namespaceOption())
     .addOption(hycoOption())
     .addOption(relaySuffixOption())
-    .addOption(relayCaCertOption());
+    .addOption(relayCaCertOption())
+    .addOption(relayInsecureTlsOption());
   return cmd;
 }
 
 export const bindOption = (def: string) =>
-  new Option("-b, --bind <addr>", "local bind address:port").default(def);
+  new Option("-b, --bind <addr>", "local bind host:port (:PORT alone binds every interface)")
+    .default(def);
 export const gatewayOption = () => new Option("--gateway", "bind to 0.0.0.0 instead of 127.0.0.1");
 export const keepaliveOption = () =>
   new Option(
@@ -53,7 +72,10 @@ export const keepaliveOption = () =>
     "TCP keepalive (any value turns it on; Deno cannot set the interval, the OS default applies)",
   ).default("30s");
 export const drainOption = () =>
-  new Option("--drain-timeout <duration>", "on SIGINT/SIGTERM, how long open tunnels may finish")
+  new Option(
+    "--drain-timeout <duration>",
+    "on SIGINT/SIGTERM, how long open tunnels may finish (0 = cut them at once)",
+  )
     .default("10s");
 
 const DEFAULT_HALF_CLOSE_LINGER = "2s";
@@ -69,32 +91,6 @@ export const halfCloseLingerOption = () =>
 /** `--half-close-linger` in milliseconds; 0 (or less) ends the tunnel at the local EOF, as Go does. */
 export function halfCloseLingerFlag(text = DEFAULT_HALF_CLOSE_LINGER): number {
   return Math.max(0, parseDuration(text, "--half-close-linger"));
-}
-
-export interface RelayFlags {
-  relay?: string;
-  namespace?: string;
-  hyco?: string;
-  relaySuffix?: string;
-  relayCaCert?: string;
-}
-
-/** The hyco and relay values with the Go tool's precedence and error texts (hyco is checked first). */
-export function requireRelayNames(flags: RelayFlags, positionalHyco?: string): {
-  relay: string;
-  hyco: string;
-} {
-  const hyco = flags.hyco ?? positionalHyco;
-  if (!hyco) {
-    throw new UsageError(
-      "hybrid connection name is required: use --hyco or set AZTUNNEL_HYCO_NAME",
-    );
-  }
-  const relay = flags.relay ?? flags.namespace;
-  if (!relay) {
-    throw new UsageError("relay namespace is required: use --relay or set AZTUNNEL_RELAY_NAME");
-  }
-  return { relay, hyco };
 }
 
 /** Where a flag's value came from ("cli", "env", "default", …); commander tracks it per option. */
@@ -113,37 +109,12 @@ export async function resolveRelay(
   positionalHyco?: string,
 ): Promise<SenderRelayConfig> {
   const fromCli = (key: string) => cmd.getOptionValueSource(key) === "cli";
-  const names: RelayFlags = {
-    ...flags,
-    hyco: fromCli("hyco") ? flags.hyco : positionalHyco ?? flags.hyco,
-    relay: fromCli("relay") || !flags.namespace ? flags.relay : undefined,
-  };
-  const { relay, hyco } = requireRelayNames(names);
+  const { relay, hyco } = relayNames(flags, fromCli, positionalHyco);
+  refuseInsecureTls(flags.relayInsecureTls, Deno.env);
   const endpoint = parseRelayEndpoint(relay, flags.relaySuffix);
   const caCerts = await readCaCerts(flags.relayCaCert);
   const tokens = await tokenProviderFromEnv(Deno.env);
   return { endpoint, entity: hyco, tokens, caCerts };
-}
-
-/** Reads the --relay-ca-cert file; a missing or unreadable file is a usage error. */
-export async function readCaCerts(file?: string): Promise<string[] | undefined> {
-  if (!file) return undefined;
-  try {
-    const pem = await Deno.readTextFile(file);
-    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-      throw new UsageError(`--relay-ca-cert ${file}: no PEM certificate in file`);
-    }
-    return [pem];
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    if (err instanceof Deno.errors.NotFound) {
-      throw new UsageError(`--relay-ca-cert ${file}: no such file`);
-    }
-    if (err instanceof Deno.errors.PermissionDenied) {
-      throw new UsageError(`--relay-ca-cert ${file}: permission denied`);
-    }
-    throw new UsageError(`--relay-ca-cert ${file}: ${(err as Error).message}`);
-  }
 }
 
 /** lib/net's `parseHostPort` for a flag: a malformed value is a usage error naming `what`. */
@@ -151,20 +122,35 @@ export function parseHostPort(text: string, what: string): HostPort {
   const hp = parseListenHostPort(text);
   if (hp) return hp;
   const port = splitHostPort(text.trim())?.port ?? "";
-  const why = /^\d{1,5}$/.test(port) ? "port out of range" : "expected host:port";
+  const why = /^\d+$/.test(port) ? `port ${port} is above 65535` : "expected host:port";
   throw new UsageError(`invalid ${what} "${text}": ${why}`);
 }
 
-/** The listen address from --bind/--gateway: `:5432` binds all interfaces, as in Go. */
-export function resolveBind(bind: string, gateway: boolean | undefined): HostPort {
+/**
+ * The listen address from --bind/--gateway: `:5432` binds all interfaces, as in Go, with a WARN
+ * (on `warn`, the global logger by default) since that is rarely what a local tunnel wants.
+ */
+export function resolveBind(
+  bind: string,
+  gateway: boolean | undefined,
+  warn: (message: string, attrs: Record<string, unknown>) => void = (m, a) =>
+    getLogger().warn(m, a),
+): HostPort {
   const hp = parseHostPort(bind, "--bind address");
   if (gateway) return { hostname: "0.0.0.0", port: hp.port };
-  return { hostname: hp.hostname === "" ? "0.0.0.0" : hp.hostname, port: hp.port };
+  if (hp.hostname !== "") return hp;
+  warn(
+    `--bind without a host listens on every interface (0.0.0.0): anyone who can reach this ` +
+      `machine can use the tunnel; use 127.0.0.1:${hp.port} to stay local`,
+    { bind },
+  );
+  return { hostname: "0.0.0.0", port: hp.port };
 }
 
-/** A duration flag where 0 (or less) falls back to the default, like the Go tool. */
+/** A duration flag where 0 falls back to the default, like the Go tool; negative is a usage error. */
 export function durationOrDefault(text: string, flag: string, defMs: number): number {
   const ms = parseDuration(text, flag);
+  if (ms < 0) throw new UsageError(`invalid ${flag} "${text}": must not be negative (0 = default)`);
   return ms > 0 ? ms : defMs;
 }
 
@@ -177,7 +163,11 @@ export function keepAliveFlag(text: string): boolean {
   return true;
 }
 
-/** `--drain-timeout` in milliseconds; negative means no drain. */
+/** `--drain-timeout` in milliseconds; 0 means no drain, negative is a usage error. */
 export function drainFlag(text: string): number {
-  return Math.max(0, parseDuration(text, "--drain-timeout"));
+  const ms = parseDuration(text, "--drain-timeout");
+  if (ms < 0) {
+    throw new UsageError(`invalid --drain-timeout "${text}": must not be negative (0 = no drain)`);
+  }
+  return ms;
 }

@@ -93,7 +93,7 @@ export interface GlobalsReader {
 
 /**
  * Runs a command body with SIGINT/SIGTERM handling and, when configured, the ops server. The server
- * starts first, so a bind failure (ERROR `metrics server failed`, exit 1) ends the command before any
+ * starts first, so a bind failure (`aztunnel: error: metrics server listen …`, exit 1) ends the command before any
  * tunnel work; it closes as soon as a stop is requested (the drain has begun) and when the body ends.
  */
 export async function runWithOps(
@@ -126,12 +126,11 @@ export async function runWithOps(
   }
 }
 
+/** A bind failure is reported once, by the CLI's `aztunnel: error:` line (exit 1), not also logged. */
 function listen(addr: string, metrics: Metrics, readiness?: () => Readiness): OpsServer {
-  const logger = getLogger();
   try {
-    return startOpsServer({ addr, metrics, readiness, logger });
+    return startOpsServer({ addr, metrics, readiness, logger: getLogger() });
   } catch (err) {
-    logger.error("metrics server failed", { error: errorMessage(err) });
     throw new AztunnelError("metrics_failed", errorMessage(err), { cause: err });
   }
 }

@@ -1,8 +1,9 @@
 /** `relay-listener`: accept tunnels from the relay and dial their targets. */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
-import { runListener } from "../lib/listener/service.ts";
+import { DEFAULT_MAX_WARM_LEGS, runListener } from "../lib/listener/service.ts";
 import { parseAcceptHost } from "../lib/relay/accept_address.ts";
+import { relayAuthMode } from "../lib/relay/token_from_env.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
 import {
@@ -20,9 +21,10 @@ import {
 import { runWithOps } from "./ops.ts";
 import { ListenerReadiness } from "./readiness.ts";
 
-function parseMaxConnections(text: string): number {
+/** A count flag (`--max-connections`, `--max-warm-legs`): digits only, 0 allowed. */
+function parseCount(text: string, flag: string): number {
   if (!/^\d+$/.test(text.trim())) {
-    throw new UsageError(`invalid --max-connections "${text}": expected a number >= 0`);
+    throw new UsageError(`invalid ${flag} "${text}": expected a number >= 0`);
   }
   return Number(text);
 }
@@ -50,7 +52,7 @@ export function register(program: Command): void {
     .addOption(
       new Option(
         "--allow <entries>",
-        "allowed targets: host:port, CIDR:port, CIDR:*, [IPv6]:port or * (repeatable, comma-separated)",
+        "allowed targets: host:port, CIDR:port, CIDR:*, [IPv6]:port, *:port, *.suffix:port, *.suffix:* or * (repeatable, comma-separated; names matched literally, no DNS)",
       ).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
     .addOption(
@@ -65,7 +67,15 @@ export function register(program: Command): void {
       new Option("--max-connections <n>", "max concurrent tunnels (0 = unlimited)").default("0"),
     )
     .addOption(
-      new Option("--connect-timeout <duration>", "deadline for the envelope and the target dial")
+      new Option("--max-warm-legs <n>", "max warm legs held for their envelope (0 = none)")
+        .env("AZTUNNEL_MAX_WARM_LEGS")
+        .default(String(DEFAULT_MAX_WARM_LEGS)),
+    )
+    .addOption(
+      new Option(
+        "--connect-timeout <duration>",
+        "deadline for the envelope and the target dial (0 = 30s, as in Go)",
+      )
         .default("30s"),
     )
     .addOption(keepaliveOption())
@@ -74,7 +84,8 @@ export function register(program: Command): void {
     .action(async (hyco, flags, cmd) => {
       const allowlist = parseAllowlist(flags.allow ?? []);
       const acceptHosts = parseAcceptHosts(flags.relayAcceptHost ?? []);
-      const maxConnections = parseMaxConnections(flags.maxConnections);
+      const maxConnections = parseCount(flags.maxConnections, "--max-connections");
+      const maxWarmLegs = parseCount(flags.maxWarmLegs, "--max-warm-legs");
       const connectTimeoutMs = durationOrDefault(flags.connectTimeout, "--connect-timeout", 30_000);
       const keepAlive = keepAliveFlag(flags.tcpKeepalive);
       const drainTimeoutMs = drainFlag(flags.drainTimeout);
@@ -85,10 +96,13 @@ export function register(program: Command): void {
         runListener({
           ...relay,
           tokens: ops.tokens(relay.tokens),
+          auth: relayAuthMode(Deno.env),
           relaySuffix: (flags as RelayFlags).relaySuffix,
           acceptHosts,
           allowlist,
           maxConnections,
+          maxWarmLegs,
+          onWarmLegsChange: (held) => ops.metrics?.setWarmLegsHeld(held),
           connectTimeoutMs,
           keepAlive,
           drainTimeoutMs,

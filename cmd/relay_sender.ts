@@ -22,8 +22,11 @@ import {
   resolveRelay,
 } from "./common.ts";
 import { type GlobalsReader, runSenderWithOps } from "./ops.ts";
+import { addAgentCommand, connectViaAgent, persistOption } from "./agent.ts";
+import { addProxyAuthOptions, HTTP_PROXY_BIND, httpProxyRunner } from "./http_proxy.ts";
+import { type PoolFlags, poolFlags, poolMaxOption, poolMinOption } from "./pool_flags.ts";
 
-/** The local listener of port-forward and socks5-proxy: bind, keepalive and drain flags. */
+/** The local listener of port-forward and socks5-proxy: bind, keepalive, drain and pool flags. */
 function addServiceOptions<Args extends unknown[], Opts extends Record<string, unknown>>(
   cmd: Command<Args, Opts>,
   defaultBind: string,
@@ -33,10 +36,12 @@ function addServiceOptions<Args extends unknown[], Opts extends Record<string, u
     .addOption(gatewayOption())
     .addOption(keepaliveOption())
     .addOption(drainOption())
-    .addOption(halfCloseLingerOption());
+    .addOption(halfCloseLingerOption())
+    .addOption(poolMinOption())
+    .addOption(poolMaxOption());
 }
 
-interface ServiceFlags extends RelayFlags {
+interface ServiceFlags extends RelayFlags, PoolFlags {
   bind: string;
   gateway?: true;
   tcpKeepalive: string;
@@ -58,6 +63,7 @@ async function runService(
   const keepAlive = keepAliveFlag(flags.tcpKeepalive);
   const drainTimeoutMs = drainFlag(flags.drainTimeout);
   const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
+  const pool = poolFlags(flags.poolMin, flags.poolMax);
   const relay = await resolveRelay(flags, cmd, positionalHyco);
   await runSenderWithOps(cmd, (ops, ready) =>
     run({
@@ -70,6 +76,8 @@ async function runService(
       force: ops.force,
       logger: getLogger(),
       observer: ops.observer,
+      pool,
+      poolMetrics: pool.max > 0 ? ops.metrics?.pool() : undefined,
       onListening: () => ready.bound(),
     }));
 }
@@ -77,7 +85,9 @@ async function runService(
 export function register(program: Command): void {
   const sender = program
     .command("relay-sender")
-    .description("open tunnels through Azure Relay: port-forward, socks5-proxy, connect");
+    .description(
+      "open tunnels through Azure Relay: port-forward, socks5-proxy, http-proxy, connect",
+    );
 
   addServiceOptions(
     addRelayOptions(
@@ -104,6 +114,19 @@ export function register(program: Command): void {
   )
     .action((hyco, flags, cmd) => runService(flags, cmd, hyco, runSocks5Proxy));
 
+  addProxyAuthOptions(addServiceOptions(
+    addRelayOptions(
+      sender
+        .command("http-proxy")
+        .description("run a local HTTP proxy (CONNECT, http:// URLs) into the relay")
+        .argument("[hyco]", "hybrid connection name (same as --hyco)"),
+    ),
+    HTTP_PROXY_BIND,
+  ))
+    .action(async (hyco, flags, cmd) =>
+      runService(flags, cmd, hyco, await httpProxyRunner(flags, cmd))
+    );
+
   addRelayOptions(
     sender
       .command("connect")
@@ -111,10 +134,12 @@ export function register(program: Command): void {
       .argument("<target>", "host:port for the listener to dial"),
   )
     .addOption(halfCloseLingerOption())
+    .addOption(persistOption())
     .action(async (targetArg, flags, cmd) => {
       const target = normalizeTarget(targetArg);
       const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
       const relay = await resolveRelay(flags as RelayFlags, cmd);
+      if (await connectViaAgent(relay, target, flags, cmd)) return;
       await runSenderWithOps(cmd, (ops, ready) => {
         // stdin/stdout are the local side: there from the start.
         ready.bound();
@@ -128,4 +153,6 @@ export function register(program: Command): void {
         });
       });
     });
+
+  addAgentCommand(sender);
 }

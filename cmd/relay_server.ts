@@ -35,6 +35,13 @@ export function register(program: Command): void {
     )
     .addOption(
       new Option(
+        "--tls-self-signed <dir>",
+        "serve wss:// with a CA and certificate made (once) in <dir>; clients pass <dir>/ca.crt " +
+          "as --relay-ca-cert",
+      ).env("AZTUNNEL_RELAY_TLS_SELF_SIGNED"),
+    )
+    .addOption(
+      new Option(
         "--public-url <url>",
         "scheme and host put into accept addresses (required when --bind is not loopback)",
       ).env("AZTUNNEL_RELAY_PUBLIC_URL"),
@@ -107,10 +114,14 @@ file flags or the environment.
 
 Example:
   aztunnel relay-server --bind 127.0.0.1:8080 --hyco demo
-  aztunnel relay-listener --relay ws://127.0.0.1:8080 --hyco demo --allow 127.0.0.1:22`,
+  aztunnel relay-listener --relay ws://127.0.0.1:8080 --hyco demo --allow 127.0.0.1:22
+
+wss:// with a private CA kept in a directory (made on the first start, reused after):
+  aztunnel relay-server --bind 127.0.0.1:8443 --hyco demo --tls-self-signed ./relay-tls
+  aztunnel relay-listener --relay wss://127.0.0.1:8443 --relay-ca-cert ./relay-tls/ca.crt ...`,
     )
     .action(async (flags, cmd) => {
-      const { options, generated } = await relayServerConfig(
+      const { options, generated, caFile } = await relayServerConfig(
         flags,
         (key) => cmd.getOptionValueSource(key),
         Deno.env,
@@ -136,6 +147,13 @@ Example:
                 `export AZTUNNEL_KEY=${generated.key}\n` +
                 `export AZTUNNEL_RELAY_NAME=${server.url}\n`,
             ),
+          );
+        }
+        if (caFile) {
+          // The same setting as --relay-ca-cert, in the form the lines above use.
+          await writeAll(
+            Deno.stdout,
+            new TextEncoder().encode(`export AZTUNNEL_RELAY_CA_CERT=${caFile}\n`),
           );
         }
         await server.finished;

@@ -1,9 +1,7 @@
 /** Builds the CLI from the modules in cmd/ and maps outcomes to exit codes (0 ok, 1 failure, 2 usage). */
 import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { errorMessage, UsageError } from "../lib/errors.ts";
 import { configureLogging, LOG_FORMATS, LOG_LEVELS } from "../lib/observe/log.ts";
 import type { LogFormat, LogLevel } from "../lib/observe/log.ts";
-import { redact } from "../lib/relay/redact.ts";
 import { VERSION } from "../lib/version.ts";
 import { register as registerVersion } from "./version.ts";
 import { register as registerRelayListener } from "./relay_listener.ts";
@@ -11,7 +9,12 @@ import { register as registerRelaySender } from "./relay_sender.ts";
 import { register as registerArc } from "./arc.ts";
 import { register as registerDemo } from "./demo.ts";
 import { register as registerRelayServer } from "./relay_server.ts";
+import { register as registerUp } from "./up.ts";
+import { register as registerDoctor } from "./doctor.ts";
+import { register as registerCompletion } from "./completion.ts";
+import { OVERVIEW_HELP, RELAY_AUTH_HELP } from "./help.ts";
 import { metricsAddrOption, metricsMaxTargetsOption } from "./ops.ts";
+import { reportFailure } from "./failure.ts";
 
 export function buildProgram(): Command {
   const program = new Command("aztunnel")
@@ -33,6 +36,7 @@ export function buildProgram(): Command {
     // Global flags are accepted after the subcommand too, so every help page lists them.
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError(false)
+    .addHelpText("after", OVERVIEW_HELP)
     .exitOverride()
     .configureOutput({
       outputError: (str, write) => write(`aztunnel: ${str}`),
@@ -46,9 +50,23 @@ export function buildProgram(): Command {
   registerRelaySender(program);
   registerArc(program);
   registerRelayServer(program);
+  registerUp(program);
   registerDemo(program);
+  registerDoctor(program);
+  registerCompletion(program);
+  addRelayAuthHelp(program);
   for (const cmd of program.commands) applyErrorHandling(cmd);
   return program;
+}
+
+/** Every relay-listener and relay-sender page says how to authenticate (their flags do not). */
+function addRelayAuthHelp(program: Command): void {
+  for (const cmd of program.commands) {
+    if (cmd.name() === "relay-listener" || cmd.name() === "relay-sender") {
+      cmd.addHelpText("after", RELAY_AUTH_HELP);
+      for (const sub of cmd.commands) sub.addHelpText("after", RELAY_AUTH_HELP);
+    }
+  }
 }
 
 /**
@@ -87,24 +105,12 @@ export async function runCli(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
-      // Any other: a usage error, or a parent command without a subcommand ("commander.help");
-      // commander printed the message or the help already.
+      // `aztunnel help [command]` asked for help (exit code 0); a parent command without its
+      // subcommand gets help as an error. Either way commander printed it.
+      if (err.code === "commander.help") return err.exitCode === 0 ? 0 : 2;
+      // Any other: a usage error; commander printed the message.
       return 2;
     }
-    if (err instanceof UsageError) {
-      printError(err.message);
-      return 2;
-    }
-    printError(errorMessage(err));
-    return 1;
-  }
-}
-
-function printError(message: string): void {
-  const line = new TextEncoder().encode(`aztunnel: error: ${redact(message)}\n`);
-  try {
-    Deno.stderr.writeSync(line);
-  } catch {
-    // stderr closed: nothing left to tell
+    return reportFailure(err);
   }
 }

@@ -59,11 +59,12 @@ export function binaryName(t: Target): string {
 /**
  * The permissions baked into the binary, with why each is needed. Nothing here is scoped to
  * paths or hosts because the user names them at run time (relay, targets, cert and config files).
- * No write (the program writes no files) and no ffi; `--unstable-net` is not needed (lib/ws uses
+ * No ffi; `--unstable-net` is not needed (lib/ws uses
  * only stable Deno.connect/connectTls/listen). tests/packaging/packaging_test.ts checks these claims
  * against the source.
  */
-export function permissionFlags(t: Target): string[] {
+// The same on every target today; the target stays in the signature for the day one differs.
+export function permissionFlags(_target: Target): string[] {
   return [
     // Relay endpoints, tunnel targets, local binds, Entra/IMDS/ARM endpoints, HTTPS proxies.
     "--allow-net",
@@ -79,8 +80,13 @@ export function permissionFlags(t: Target): string[] {
     "--allow-sys",
     // DefaultAzureCredential's developer credentials run `az`, `azd` and `pwsh` (`az login` is
     // the documented way to use a laptop). On Windows, az.cmd/azd.cmd run through
-    // %SystemRoot%\System32\cmd.exe, which a name list cannot express reliably.
-    t.os === "windows" ? "--allow-run" : "--allow-run=az,azd,pwsh",
+    // %SystemRoot%\System32\cmd.exe, which a name list cannot express reliably. And
+    // `relay-sender connect --persist` starts the agent from this very binary, whose path is
+    // only known at run time.
+    "--allow-run",
+    // The agent's socket directory (0700) and socket under $XDG_RUNTIME_DIR or $TMPDIR, known only
+    // at run time; nothing else is written.
+    "--allow-write",
   ];
 }
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the real programs the end-to-end tests drive: OpenSSH client and server, curl, promtool.
+# Installs the real programs the end-to-end tests drive: OpenSSH client and server, curl, git,
+# promtool.
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 need=()
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v git >/dev/null 2>&1 || need+=(git)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then

@@ -53,6 +53,8 @@ export interface HandlerContext {
   opening?: AbortSignal;
   /** Called when the data phase starts; the returned function when it has ended. */
   enterBridge?: () => () => void;
+  /** The envelope, when it has been read already (a warm leg, lib/listener/warm_hold.ts). */
+  first?: WsMessage;
 }
 
 /** What the steps of one rendezvous share. */
@@ -73,7 +75,7 @@ export async function handleTunnel(
     ? AbortSignal.any([ctx.signal, ctx.opening])
     : ctx.signal ?? ctx.opening;
   const r: Rendezvous = { ws, cfg, log: ctx.logger };
-  const env = await receiveEnvelope(r, opening);
+  const env = await receiveEnvelope(r, opening, ctx.first);
   if (!env) return;
   if (env.bridge_id) r.log = r.log.with({ bridge_id: clipForLog(env.bridge_id) });
   const logged = clipForLog(env.target);
@@ -113,10 +115,11 @@ export async function handleTunnel(
 async function receiveEnvelope(
   r: Rendezvous,
   opening?: AbortSignal,
+  first?: WsMessage,
 ): Promise<ConnectEnvelope | null> {
   let text: string;
   try {
-    text = await readEnvelope(r.ws, r.cfg.connectTimeoutMs, opening);
+    text = first ? messageText(first) : await readEnvelope(r.ws, r.cfg.connectTimeoutMs, opening);
   } catch (err) {
     const closeCode = err instanceof EnvelopeReadError ? err.closeCode : undefined;
     r.log.warn("failed to read envelope", { error: errorMessage(err), close_code: closeCode });
@@ -203,7 +206,11 @@ async function respond(
   }
 }
 
-/** Counts the failure, answers `ok: false` and closes; always null (the tunnel is not opened). */
+/**
+ * Counts the failure, answers `ok: false` and closes; always null (the tunnel is not opened). Data
+ * the sender sent after its envelope without waiting for the answer (early data) is read and
+ * dropped, one message at a time, so that its Close can get through and nothing piles up.
+ */
 async function refuse(
   r: Rendezvous,
   reason: ConnectionErrorReason,
@@ -211,7 +218,13 @@ async function refuse(
 ): Promise<null> {
   failed(r, reason);
   await respond(r, { ok: false, ...res });
-  await r.ws.close(1000, "done").catch(() => r.ws.closeNow());
+  const closing = r.ws.close(1000, "done").catch(() => r.ws.closeNow());
+  try {
+    while (await r.ws.receive() !== null) continue;
+  } catch {
+    // Dropped at the close deadline, or broken: nothing left to discard.
+  }
+  await closing;
   return null;
 }
 
@@ -243,7 +256,7 @@ async function readEnvelope(
 ): Promise<string> {
   const read = ws.receive().then(
     (msg: WsMessage | null) => {
-      if (msg !== null) return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
+      if (msg !== null) return messageText(msg);
       const code = ws.closeInfo?.code;
       throw new EnvelopeReadError("closed", `websocket closed with code ${code ?? 1005}`, code);
     },
@@ -263,4 +276,9 @@ async function readEnvelope(
       cause: err,
     });
   });
+}
+
+/** A message as envelope text, whatever its type (the listener does not check it, like Go). */
+function messageText(msg: WsMessage): string {
+  return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);
 }

@@ -1,27 +1,42 @@
 /**
  * `relay-listener` as a service: keeps the control channel up and serves each accept (slot →
- * rendezvous → handler). On stop it closes the control channel, abandons accepts that have not
- * reached their data phase, lets bridged tunnels finish for `drainTimeoutMs` (or until `force`),
- * then cancels them.
+ * rendezvous → handler). Says `listener ready` once first connected; refused before that (bad
+ * key, no Listen, no such hybrid connection) it stops with a ListenerRefusedError. A warm leg (lib/tunnel/warm.ts) is held until its envelope and takes its
+ * connection slot only then. On stop it closes the control channel, abandons accepts that have not
+ * reached their data phase (held warm legs are closed with 1001), lets bridged tunnels finish for
+ * `drainTimeoutMs` (or until `force`), then cancels them.
  */
 import { errorMessage } from "../errors.ts";
 import { getLogger, type Logger } from "../observe/log.ts";
 import { acceptAddressPolicy } from "../relay/accept_address.ts";
-import { type AcceptMessage, runControlChannel } from "../relay/control_channel.ts";
+import {
+  type AcceptMessage,
+  ControlSessionError,
+  runControlChannel,
+} from "../relay/control_channel.ts";
 import type { RelayEndpoint } from "../relay/endpoint.ts";
 import { newId } from "../relay/ids.ts";
 import { acceptRendezvous, rejectRendezvous } from "../relay/rendezvous.ts";
 import type { TokenProvider } from "../relay/token.ts";
+import type { RelayAuthMode } from "../relay/token_from_env.ts";
 import type { Allowlist } from "../tunnel/allowlist.ts";
-import { MAX_ENVELOPE_SIZE } from "../tunnel/envelope.ts";
+import { FEATURES, MAX_ENVELOPE_SIZE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
-import { type HandlerConfig, handleTunnel } from "./handler.ts";
+import { FEATURE_WARM, isWarmLeg } from "../tunnel/warm.ts";
+import type { WebSocketConn } from "../ws/conn.ts";
+import { type HandlerConfig, type HandlerContext, handleTunnel } from "./handler.ts";
+import { Slots } from "./slots.ts";
+import { logReady } from "./ready_line.ts";
+import { isStartupRefusal, startupRefusal } from "./refusal.ts";
+import { holdWarmLeg } from "./warm_hold.ts";
 
 export interface ListenerOptions {
   endpoint: RelayEndpoint;
   entity: string;
   tokens: TokenProvider;
+  /** For the ready line (`auth=sas key_name=…`); without it the line names `tokens.kind` only. */
+  auth?: RelayAuthMode;
   caCerts?: string[];
   /** `--relay-suffix`: its hosts count as the relay's domain for accept addresses. */
   relaySuffix?: string;
@@ -31,6 +46,10 @@ export interface ListenerOptions {
   allowlist: Allowlist | null;
   /** Concurrent tunnels; 0 = unlimited. Accepts beyond it are refused with 503. */
   maxConnections?: number;
+  /** Warm legs held at once (default 16); 0: none held and `warm` not granted. */
+  maxWarmLegs?: number;
+  /** Hears the number of held warm legs on every change (the `aztunnel_warm_legs_held` gauge). */
+  onWarmLegsChange?(held: number): void;
   /** Envelope read and target dial deadline; default 30 s. */
   connectTimeoutMs?: number;
   keepAlive?: boolean;
@@ -49,18 +68,45 @@ export interface ListenerOptions {
   /** Test seams. */
   handler?: Pick<HandlerConfig, "dial" | "features" | "pingIntervalMs">;
   controlChannel?: { reconnectBaseMs?: number; pingIntervalMs?: number };
+  /** Test seam: a held warm leg's idle limit (default WARM_IDLE_MS). */
+  warmIdleMs?: number;
 }
 
 export const MAX_CONNECTIONS_STATUS = 503;
 export const MAX_CONNECTIONS_DESCRIPTION = "listener at max connections";
+export const WARM_LIMIT_STATUS = 503;
+export const WARM_LIMIT_DESCRIPTION = "warm leg limit reached";
+export const DEFAULT_MAX_WARM_LEGS = 16;
 const REJECT_TIMEOUT_MS = 10_000;
 
-/** Runs until `opts.signal` aborts and every tunnel has ended. */
+/** What serving one accept needs. */
+interface Serving {
+  readonly opts: ListenerOptions;
+  readonly cfg: HandlerConfig;
+  readonly tracker: TaskTracker;
+  /** `--max-connections`: bridged tunnels, and accepts on their way there. */
+  readonly slots: Slots;
+  /** `--max-warm-legs`; null when warm legs are off. */
+  readonly warm: Slots | null;
+  /** What a held warm leg's hello grants. */
+  readonly features: readonly string[];
+}
+
+/** What this listener grants: every feature this build has, `warm` only when legs are held. */
+function listenerFeatures(maxWarmLegs: number): readonly string[] {
+  return maxWarmLegs > 0 ? FEATURES : FEATURES.filter((f) => f !== FEATURE_WARM);
+}
+
+/**
+ * Runs until `opts.signal` aborts and every tunnel has ended; rejects with a ListenerRefusedError
+ * when the relay refuses it before it was ever connected.
+ */
 export async function runListener(opts: ListenerOptions): Promise<void> {
   const listenerId = opts.listenerId ?? newId();
   const log = (opts.logger ?? getLogger()).with({ listener_id: listenerId });
   if (!opts.allowlist) log.warn("no allowlist configured, all targets will be permitted");
-  const max = opts.maxConnections ?? 0;
+  const maxWarm = opts.maxWarmLegs ?? DEFAULT_MAX_WARM_LEGS;
+  const features = opts.handler?.features ?? listenerFeatures(maxWarm);
   const cfg: HandlerConfig = {
     listenerId,
     allowlist: opts.allowlist,
@@ -69,58 +115,29 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     halfCloseLingerMs: opts.halfCloseLingerMs,
     observer: opts.observer,
     ...opts.handler,
+    features,
   };
+  const s: Serving = {
+    opts,
+    cfg,
+    tracker: new TaskTracker(opts.signal),
+    slots: new Slots(opts.maxConnections ?? 0),
+    warm: maxWarm > 0 ? new Slots(maxWarm, opts.onWarmLegsChange) : null,
+    features,
+  };
+  if (s.warm) opts.onWarmLegsChange?.(0);
   const acceptPolicy = acceptAddressPolicy(opts.endpoint, {
     suffix: opts.relaySuffix,
     extraHosts: opts.acceptHosts,
   });
-  const tracker = new TaskTracker(opts.signal);
-  const opening = tracker.stopSignal;
-  let active = 0;
-
   // Tunnels outlive the control session that accepted them (unlike the Go tool): a rendezvous
   // socket does not depend on the control channel, and Azure recycles every control channel daily,
   // which would otherwise cut every open ssh session. Only the drain deadline cancels them.
   const onAccept = (accept: AcceptMessage, ctx: { logger: Logger }) => {
-    if (max > 0 && active >= max) {
-      ctx.logger.warn("accept_dropped", { reason: "semaphore_full" });
-      tracker.track(
-        rejectRendezvous(accept.address, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, {
-          caCerts: opts.caCerts,
-          timeoutMs: REJECT_TIMEOUT_MS,
-          signal: opening,
-        }).catch((err) => ctx.logger.debug("reject failed", { error: errorMessage(err) })),
-      );
-      return;
-    }
-    active++;
-    ctx.logger.debug("accept acquired");
-    tracker.track((async () => {
-      try {
-        const ws = await acceptRendezvous(accept.address, {
-          caCerts: opts.caCerts,
-          logger: ctx.logger,
-          // The drain aborts `opening` before `cancelSignal`, so this covers both.
-          signal: opening,
-          // Go's read limit, for the envelope and (lib/ws has one limit per socket) every message
-          // after it: Go and Deno senders never send larger ones.
-          maxMessageSize: MAX_ENVELOPE_SIZE,
-        });
-        await handleTunnel(ws, cfg, {
-          logger: ctx.logger,
-          signal: tracker.cancelSignal,
-          opening,
-          enterBridge: () => tracker.enterBridge(),
-        });
-      } catch {
-        // acceptRendezvous logged accept_dropped; the handler never rejects
-      } finally {
-        active--;
-        ctx.logger.debug("accept released");
-      }
-    })());
+    if (s.warm && isWarmLeg(accept.connectHeaders)) serveWarm(s, s.warm, accept, ctx.logger);
+    else serveCold(s, accept, ctx.logger);
   };
-
+  let refused: ControlSessionError | undefined;
   await runControlChannel({
     endpoint: opts.endpoint,
     entity: opts.entity,
@@ -130,9 +147,152 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     signal: opts.signal,
     acceptPolicy,
     onAccept,
-    onConnectedChange: opts.onConnectedChange,
+    onConnectedChange: announcingReady(opts, log, maxWarm),
+    fatalBeforeConnected: isStartupRefusal,
     reconnectBaseMs: opts.controlChannel?.reconnectBaseMs,
     pingIntervalMs: opts.controlChannel?.pingIntervalMs,
+  }).catch((err) => {
+    if (!(err instanceof ControlSessionError)) throw err;
+    refused = err;
   });
-  await tracker.drain(opts.drainTimeoutMs ?? 10_000, { logger: log, force: opts.force });
+  await s.tracker.drain(opts.drainTimeoutMs ?? 10_000, { logger: log, force: opts.force });
+  if (refused) throw startupRefusal(refused, opts.endpoint, opts.entity);
+}
+
+/** `opts.onConnectedChange`, plus `listener ready` the first time the channel is up. */
+function announcingReady(
+  opts: ListenerOptions,
+  log: Logger,
+  maxWarmLegs: number,
+): (up: boolean) => void {
+  let ready = false;
+  return (up) => {
+    if (up && !ready) {
+      ready = true;
+      logReady(log, {
+        endpoint: opts.endpoint,
+        hyco: opts.entity,
+        allowlist: opts.allowlist,
+        maxConnections: opts.maxConnections ?? 0,
+        maxWarmLegs,
+        auth: opts.auth,
+        tokensKind: opts.tokens.kind,
+      });
+    }
+    opts.onConnectedChange?.(up);
+  };
+}
+
+/** An ordinary accept: a connection slot now or a 503, then the handler. */
+function serveCold(s: Serving, accept: AcceptMessage, log: Logger): void {
+  if (!s.slots.tryAcquire()) {
+    log.warn("accept_dropped", { reason: "semaphore_full" });
+    reject(s, accept, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, log);
+    return;
+  }
+  log.debug("accept acquired");
+  s.tracker.track((async () => {
+    try {
+      const ws = await rendezvous(s, accept, log);
+      await handleTunnel(ws, s.cfg, handlerContext(s, log));
+    } catch {
+      // acceptRendezvous logged accept_dropped; the handler never rejects
+    } finally {
+      s.slots.release();
+      log.debug("accept released");
+    }
+  })());
+}
+
+/**
+ * A warm leg: a warm slot now or a 503, hello, hold; once its envelope arrives the warm slot is
+ * given back and a connection slot taken (waiting up to the connect timeout for one, as a cold
+ * sender would retry its 503s), then the handler, exactly as for a cold accept.
+ */
+function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger): void {
+  if (!warm.tryAcquire()) {
+    log.warn("accept_dropped", { reason: "warm_limit" });
+    reject(s, accept, WARM_LIMIT_STATUS, WARM_LIMIT_DESCRIPTION, log);
+    return;
+  }
+  const opening = s.tracker.stopSignal;
+  s.tracker.track((async () => {
+    let held = true;
+    const unhold = () => {
+      if (!held) return;
+      held = false;
+      warm.release();
+    };
+    try {
+      const ws = await rendezvous(s, accept, log);
+      const first = await holdWarmLeg(ws, {
+        listenerId: s.cfg.listenerId,
+        features: s.features,
+        idleMs: s.opts.warmIdleMs,
+        signal: opening,
+        logger: log,
+      });
+      unhold();
+      if (!first) return;
+      if (!s.slots.tryAcquire() && !await waitForSlot(s, log)) {
+        log.warn("accept_dropped", { reason: "semaphore_full" });
+        await ws.close(1013, MAX_CONNECTIONS_DESCRIPTION).catch(() => ws.closeNow());
+        return;
+      }
+      log.debug("accept acquired");
+      try {
+        await handleTunnel(ws, s.cfg, { ...handlerContext(s, log), first });
+      } finally {
+        s.slots.release();
+        log.debug("accept released");
+      }
+    } catch {
+      // acceptRendezvous logged accept_dropped; the hold and the handler never reject
+    } finally {
+      unhold();
+    }
+  })());
+}
+
+/** A used warm leg at max connections: wait up to the connect timeout for a slot. */
+function waitForSlot(s: Serving, log: Logger): Promise<boolean> {
+  log.debug("warm leg waits for a connection slot");
+  return s.slots.acquire(s.cfg.connectTimeoutMs, s.tracker.stopSignal);
+}
+
+function reject(
+  s: Serving,
+  accept: AcceptMessage,
+  status: number,
+  description: string,
+  log: Logger,
+): void {
+  s.tracker.track(
+    rejectRendezvous(accept.address, status, description, {
+      caCerts: s.opts.caCerts,
+      timeoutMs: REJECT_TIMEOUT_MS,
+      signal: s.tracker.stopSignal,
+    }).catch((err) => log.debug("reject failed", { error: errorMessage(err) })),
+  );
+}
+
+function rendezvous(s: Serving, accept: AcceptMessage, log: Logger): Promise<WebSocketConn> {
+  return acceptRendezvous(accept.address, {
+    caCerts: s.opts.caCerts,
+    logger: log,
+    // The drain aborts `opening` before `cancelSignal`, so this covers both.
+    signal: s.tracker.stopSignal,
+    // Go's read limit, for the envelope and (lib/ws has one limit per socket) every message
+    // after it: Go and Deno senders never send larger ones.
+    maxMessageSize: MAX_ENVELOPE_SIZE,
+  });
+}
+
+function handlerContext(s: Serving, log: Logger): HandlerContext {
+  return {
+    logger: log,
+    signal: s.tracker.cancelSignal,
+    opening: s.tracker.stopSignal,
+    enterBridge: () => s.tracker.enterBridge(),
+  };
 }

@@ -50,6 +50,18 @@ export interface ConnectionEnd {
   bytesFromRelay: number;
 }
 
+/** The sender's warm-leg pool hooks (lib/sender/warm_pool.ts); see `Metrics.pool()`. */
+export interface PoolMetrics {
+  /** Ready warm legs (said hello, not handed out) went up or down by `delta`. */
+  legs(delta: number): void;
+  /** A client got a warm leg. */
+  hit(): void;
+  /** A client found no warm leg ready and dialled cold. */
+  miss(): void;
+  /** Client bytes that went out ahead of the listener's answer on a tunnel it accepted. */
+  earlyData(bytes: number): void;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly maxTargets: number;
@@ -65,6 +77,8 @@ export class Metrics {
   readonly #dial: Histogram<"role">;
   readonly #tokenSeconds: Histogram<"provider" | "result">;
   readonly #tokenTotal: Counter<"provider" | "result">;
+  #pool: PoolMetrics | undefined;
+  #warmHeld: Gauge | undefined;
 
   /** Throws RangeError (`--metrics-max-targets must be >= 0, got N`) for a negative maxTargets. */
   constructor(opts: MetricsOptions = {}) {
@@ -196,8 +210,52 @@ export class Metrics {
     }
   }
 
+  /**
+   * The pool series, registered on first use: only a sender that pools exports them (and the
+   * listener's and relay-server's pages keep their families). Every pool in the process shares
+   * them, so the gauge is moved by deltas.
+   */
+  pool(): PoolMetrics {
+    if (this.#pool) return this.#pool;
+    const r = this.registry;
+    const legs = r.gauge({
+      name: "aztunnel_pool_legs",
+      help: "Warm relay legs ready for a client (said hello, not yet used).",
+    });
+    const hits = r.counter({
+      name: "aztunnel_pool_hits_total",
+      help: "Tunnels opened on a warm leg.",
+    });
+    const misses = r.counter({
+      name: "aztunnel_pool_misses_total",
+      help: "Tunnels that found no warm leg ready and dialled the relay.",
+    });
+    const early = r.counter({
+      name: "aztunnel_early_data_bytes_total",
+      help: "Client bytes sent ahead of the listener's answer on accepted tunnels.",
+    });
+    return this.#pool = {
+      legs: (delta) => legs.add(undefined, delta),
+      hit: () => hits.inc(),
+      miss: () => misses.inc(),
+      earlyData: (bytes) => early.inc(undefined, bytes),
+    };
+  }
+
   setControlConnected(up: boolean): void {
     this.#control.set(undefined, up ? 1 : 0);
+  }
+
+  /**
+   * The listener's held warm legs (lib/listener/warm_hold.ts). Registered on first use, so only a
+   * listener that holds warm legs exports it (it sets 0 at start).
+   */
+  setWarmLegsHeld(held: number): void {
+    this.#warmHeld ??= this.registry.gauge({
+      name: "aztunnel_warm_legs_held",
+      help: "Warm relay legs the listener holds, waiting for their envelope.",
+    });
+    this.#warmHeld.set(undefined, held);
   }
 
   render(): string {

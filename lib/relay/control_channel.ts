@@ -1,7 +1,8 @@
 /**
  * The listener control channel (aztunnel-reference.md §3.5): one WebSocket session at a time,
- * re-established with backoff forever. A session delivers `accept` commands, renews its token
- * before expiry and pings the relay so a dead channel is noticed within ping + pong time.
+ * re-established with backoff forever (or, until one has connected, until a failure the caller
+ * calls fatal). A session delivers `accept` commands, renews its token before expiry and pings the
+ * relay so a dead channel is noticed within ping + pong time.
  */
 import { delay } from "../async.ts";
 import { AztunnelError, errorMessage } from "../errors.ts";
@@ -31,6 +32,7 @@ import {
 } from "./dial_error.ts";
 import type { RelayEndpoint } from "./endpoint.ts";
 import { newId } from "./ids.ts";
+import { redact } from "./redact.ts";
 import { answerRequestRendezvous } from "./rendezvous.ts";
 import { renewLoop } from "./renew.ts";
 import type { Token, TokenProvider } from "./token.ts";
@@ -61,6 +63,11 @@ export interface ControlChannelOptions {
   /** Called synchronously per `accept` whose address passed `acceptPolicy`; dialling is up to the callee. */
   onAccept(accept: AcceptMessage, ctx: AcceptContext): void;
   onConnectedChange?(up: boolean): void;
+  /**
+   * Asked about each failure until a session has connected once; true stops the channel with that
+   * error (a refusal no retry can fix). Once connected, every failure is retried.
+   */
+  fatalBeforeConnected?(err: ControlSessionError): boolean;
   /** Default 30 s. */
   pingIntervalMs?: number;
   /** Default 10 s. */
@@ -98,17 +105,29 @@ export class ControlSessionError extends AztunnelError {
   declare readonly code: Exclude<ControlEndReason, "context_cancelled">;
   /** The message without its explanation (an Entra failure's credentials tried and fix). */
   readonly summary: string;
-  constructor(code: ControlSessionError["code"], message: string, summary?: string) {
+  /** The relay's HTTP answer when it refused the upgrade, and its reason phrase. */
+  readonly status?: number;
+  readonly statusText?: string;
+  constructor(
+    code: ControlSessionError["code"],
+    message: string,
+    opts: { summary?: string; status?: number; statusText?: string } = {},
+  ) {
     super(code, message);
     this.name = "ControlSessionError";
-    this.summary = summary ?? errorSummary(message);
+    this.summary = opts.summary ?? errorSummary(message);
+    this.status = opts.status;
+    this.statusText = opts.statusText;
   }
 }
 
 /** A shutdown ends a session without an error. */
 type SessionEnd = { readonly reason: "context_cancelled" } | ControlSessionError;
 
-/** Keeps the listener registered until `opts.signal` aborts. Never rejects. */
+/**
+ * Keeps the listener registered until `opts.signal` aborts. Rejects only with a failure
+ * `opts.fatalBeforeConnected` called fatal.
+ */
 export async function runControlChannel(opts: ControlChannelOptions): Promise<void> {
   const backoff = {
     baseMs: opts.reconnectBaseMs ?? 1000,
@@ -121,16 +140,22 @@ export async function runControlChannel(opts: ControlChannelOptions): Promise<vo
   // full explanation goes out once per distinct error, on the WARN line since that level is the
   // one operators filter on; every other line, and every repeat, carries the short form.
   let explained: string | undefined;
+  let connected = false;
   while (!opts.signal.aborted) {
     const { end, upMs } = await runSession(opts);
     if (opts.signal.aborted) return;
-    if (upMs >= resetMs) failures = 0;
+    connected ||= upMs !== null;
+    if (!connected && end instanceof ControlSessionError && opts.fatalBeforeConnected?.(end)) {
+      throw end;
+    }
+    if (upMs !== null && upMs >= resetMs) failures = 0;
     const waitMs = backoffDelay(failures++, backoff);
     const full = end instanceof ControlSessionError ? end.message : end.reason;
     // A session that got connected ends an incident: the next failure is explained afresh.
-    const repeated = full === explained && upMs === 0;
+    const repeated = full === explained && upMs === null;
     explained = full;
     opts.logger.warn("control channel disconnected, reconnecting", {
+      ...relayAttrs(opts),
       error: repeated && end instanceof ControlSessionError ? end.summary : full,
       delay: formatDuration(waitMs),
     });
@@ -142,16 +167,26 @@ export async function runControlChannel(opts: ControlChannelOptions): Promise<vo
   }
 }
 
-/** One control session: token, upgrade, then serve until something ends it. */
-async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEnd; upMs: number }> {
+/** Which relay and hybrid connection a failure line is about. */
+function relayAttrs(opts: ControlChannelOptions): { relay_url: string; hyco: string } {
+  return { relay_url: relayUrl(opts.endpoint), hyco: opts.entity };
+}
+
+/**
+ * One control session: token, upgrade, then serve until something ends it. `upMs` is how long it
+ * was connected, null when it never was.
+ */
+async function runSession(
+  opts: ControlChannelOptions,
+): Promise<{ end: SessionEnd; upMs: number | null }> {
   const log = opts.logger.with({ control_session_id: newId() });
   const started = performance.now();
-  const finish = (end: SessionEnd, upMs = 0) => {
+  const finish = (end: SessionEnd, upMs: number | null = null) => {
     const failed = end instanceof ControlSessionError;
     log.info("control_ended", {
       reason: failed ? end.code : end.reason,
       duration_seconds: Math.round(performance.now() - started) / 1000,
-      error: failed ? end.summary : undefined,
+      ...(failed ? { ...relayAttrs(opts), error: end.summary } : {}),
     });
     return { end, upMs };
   };
@@ -166,7 +201,7 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
       new ControlSessionError(
         "token_fetch_failed",
         `get token: ${errorMessage(err)}`,
-        `get token: ${errorSummary(err)}`,
+        { summary: `get token: ${errorSummary(err)}` },
       ),
     );
   }
@@ -181,18 +216,21 @@ async function runSession(opts: ControlChannelOptions): Promise<{ end: SessionEn
   } catch (err) {
     if (opts.signal.aborted) return finish(CANCELLED);
     // Azure refuses a 26th listener with 403 too; that is not a credentials problem.
-    const quota = err instanceof WsHandshakeError &&
-      /MaximumListenersPerEndpoint|quota/i.test(err.statusText);
-    if (err instanceof WsHandshakeError && isAuthStatus(err.status) && !quota) {
+    const answer = err instanceof WsHandshakeError
+      ? { status: err.status, statusText: redact(err.statusText) }
+      : {};
+    const quota = /MaximumListenersPerEndpoint|quota/i.test(answer.statusText ?? "");
+    if (answer.status !== undefined && isAuthStatus(answer.status) && !quota) {
       return finish(
         new ControlSessionError(
           "auth_failed",
-          authFailureMessage(err.status, opts.tokens.kind, "Listener"),
+          authFailureMessage(answer.status, opts.tokens.kind, "Listener"),
+          answer,
         ),
       );
     }
     return finish(
-      new ControlSessionError("dial_failed", `dial control: ${describeDialFailure(err)}`),
+      new ControlSessionError("dial_failed", `dial control: ${describeDialFailure(err)}`, answer),
     );
   }
 
@@ -236,7 +274,8 @@ async function serveSession(
 
   const helpers = [
     pingLoop(conn, session.signal, opts, end),
-    renewLoop(conn, token, session.signal, log, {
+    // Its failures are the channel's: they name the relay and hyco, as the reconnect WARN does.
+    renewLoop(conn, token, session.signal, log.with(relayAttrs(opts)), {
       tokens: opts.tokens,
       resourceUri: resUri,
       renewBeforeMs: opts.renewBeforeMs,
@@ -298,7 +337,7 @@ async function readLoop(session: Session, end: End): Promise<void> {
       }
       const parsed = parseControlMessage(msg.data);
       if (parsed.kind === "invalid") {
-        log.warn("invalid control message", { error: parsed.error });
+        log.warn("invalid control message", { ...relayAttrs(opts), error: parsed.error });
       } else if (parsed.kind === "request") {
         const answer = answerRequest(session, parsed.request, policy);
         if (answer) {

@@ -7,6 +7,7 @@ import { encodeBase64 } from "../crypto/base64.ts";
 import { hmacSha256 } from "../crypto/hmac.ts";
 import { AztunnelError } from "../errors.ts";
 import { queryEscape } from "./escape.ts";
+import { constantTimeEqual } from "../crypto/constant_time.ts";
 
 const PREFIX = "SharedAccessSignature ";
 const encoder = new TextEncoder();
@@ -65,10 +66,4 @@ export async function verifySasSignature(fields: SasFields, key: string): Promis
   if (key === "") return false;
   const expected = encodeBase64(await hmacSha256(key, `${fields.sr}\n${fields.se}`));
   return constantTimeEqual(encoder.encode(expected), encoder.encode(fields.sig));
-}
-
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
-  return diff === 0;
 }

@@ -21,8 +21,9 @@ import {
   negotiate,
 } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
+import { rejectHint } from "../tunnel/reject_hint.ts";
 import { describeClose } from "../ws/close.ts";
-import type { MessageSocket } from "../ws/types.ts";
+import type { MessageSocket, WsMessage } from "../ws/types.ts";
 
 /** Where and how to reach the relay; shared by every sender mode. */
 export interface SenderRelayConfig {
@@ -64,6 +65,8 @@ export interface OpenedTunnel {
   bridgeId: string;
   /** The caller's logger with `bridge_id`. */
   logger: Logger;
+  /** Client bytes sent ahead of the answer (early data): the bridge's own count leaves them out. */
+  earlyBytes?: number;
 }
 
 /** The listener answered `ok:false`. `code` is the listener's machine code or "". */
@@ -87,11 +90,38 @@ export class EnvelopeRejected extends AztunnelError {
  */
 export class EnvelopeExchangeError extends AztunnelError {
   readonly closeCode?: number;
-  constructor(message: string, closeCode?: number, options?: ErrorOptions & { code?: string }) {
+  /** The socket failed or closed before any answer: nothing was decided, a retry is safe. */
+  readonly lost: boolean;
+  constructor(
+    message: string,
+    closeCode?: number,
+    options?: ErrorOptions & { code?: string; lost?: boolean },
+  ) {
     super(options?.code ?? "envelope_failed", message, options);
     this.name = "EnvelopeExchangeError";
     this.closeCode = closeCode;
+    this.lost = options?.lost ?? false;
   }
+}
+
+/** One client's tunnel request: its id, its logger and the features it offers. */
+export interface TunnelRequest {
+  target: string;
+  bridgeId: string;
+  /** The caller's logger with `bridge_id`. */
+  log: Logger;
+  offered: readonly string[];
+}
+
+/** Mints the request's bridge id and logs `connection requested`. */
+export function requestTunnel(
+  target: string,
+  opts: Pick<EnvelopeTunnelOptions, "logger" | "features">,
+): TunnelRequest {
+  const bridgeId = newId();
+  const log = opts.logger.with({ bridge_id: bridgeId });
+  log.info("connection requested", { target });
+  return { target, bridgeId, log, offered: opts.features ?? FEATURES };
 }
 
 /**
@@ -99,18 +129,52 @@ export class EnvelopeExchangeError extends AztunnelError {
  * RelayDialError, EnvelopeRejected or EnvelopeExchangeError; the WebSocket is closed on every
  * failure.
  */
-export async function openEnvelopeTunnel(
+export function openEnvelopeTunnel(
   target: string,
   opts: EnvelopeTunnelOptions,
 ): Promise<OpenedTunnel> {
-  const bridgeId = newId();
-  const log = opts.logger.with({ bridge_id: bridgeId });
-  log.info("connection requested", { target });
-  const offered = opts.features ?? FEATURES;
+  return dialTunnel(requestTunnel(target, opts), opts);
+}
 
-  const socket = await dialObserved(opts, log);
+/** `openEnvelopeTunnel` for a request already made (a retry keeps its bridge id). */
+export async function dialTunnel(
+  req: TunnelRequest,
+  opts: EnvelopeTunnelOptions,
+): Promise<OpenedTunnel> {
+  const socket = await dialObserved(opts, req.log);
+  return exchangeEnvelope(socket, req, opts, { reply: () => socket.receive() });
+}
 
+/** Client bytes sent between the envelope and the answer (lib/sender/early_data.ts). */
+export interface EarlySender {
+  /** Called right after the envelope went out. */
+  start(socket: MessageSocket): void;
+  /** The answer arrived (`ok`) or the exchange failed: resolves once no send is in flight. */
+  settle(ok: boolean): Promise<void>;
+}
+
+/** How the answer is read on `socket`. */
+export interface ExchangeLeg {
+  /** The answer: the next message (a warm leg's pool has it pending since the hello). */
+  reply(): Promise<WsMessage | null>;
+  early?: EarlySender;
+  /** A lost socket (see EnvelopeExchangeError.lost) is retried by the caller: DEBUG, not WARN. */
+  quietLoss?: boolean;
+}
+
+/**
+ * Sends the envelope on `socket` and reads the answer. Throws EnvelopeRejected or
+ * EnvelopeExchangeError; the socket is dropped on every failure.
+ */
+export async function exchangeEnvelope(
+  socket: MessageSocket,
+  req: TunnelRequest,
+  opts: EnvelopeTunnelOptions,
+  leg: ExchangeLeg,
+): Promise<OpenedTunnel> {
+  const { target, bridgeId, log, offered } = req;
   let listenerId: string | undefined;
+  let settled = false;
   try {
     const envelope = encodeEnvelope({
       version: ENVELOPE_VERSION,
@@ -121,6 +185,7 @@ export async function openEnvelopeTunnel(
     const text = await exchange(
       socket,
       envelope,
+      leg,
       opts.relay.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
       opts.signal,
     );
@@ -138,9 +203,12 @@ export async function openEnvelopeTunnel(
         error: rejected.message,
         listener_id: listenerId,
         code: res.code,
+        hint: rejectHint(res.code),
       });
       throw rejected;
     }
+    settled = true;
+    await leg.early?.settle(true);
     log.info("listener accepted connection", { target, listener_id: listenerId });
     return {
       socket,
@@ -152,7 +220,8 @@ export async function openEnvelopeTunnel(
     };
   } catch (err) {
     if (err instanceof EnvelopeExchangeError && !opts.signal?.aborted) {
-      log.warn("envelope exchange failed", {
+      const level = err.lost && leg.quietLoss ? "debug" : "warn";
+      log[level]("envelope exchange failed", {
         target,
         error: err.message,
         listener_id: listenerId,
@@ -161,6 +230,7 @@ export async function openEnvelopeTunnel(
     }
     // An abrupt hang-up, like the Go sender's CloseNow.
     socket.closeNow();
+    if (!settled) await leg.early?.settle(false);
     await socket.closed;
     throw err;
   }
@@ -198,10 +268,11 @@ async function dialObserved(opts: EnvelopeTunnelOptions, log: Logger): Promise<M
 function exchange(
   ws: MessageSocket,
   envelope: string,
+  leg: ExchangeLeg,
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<string> {
-  const reply = sendAndReceive(ws, envelope);
+  const reply = sendAndReceive(ws, envelope, leg);
   // Given up on, it settles once the caller has closed the socket.
   reply.catch(() => {});
   return deadline(reply, timeoutMs, {
@@ -220,28 +291,31 @@ function exchange(
   });
 }
 
-async function sendAndReceive(ws: MessageSocket, envelope: string): Promise<string> {
+async function sendAndReceive(ws: MessageSocket, envelope: string, leg: ExchangeLeg) {
   try {
     await ws.send(envelope);
   } catch (err) {
     throw new EnvelopeExchangeError(`write envelope: ${errorMessage(err)}`, undefined, {
       cause: err,
+      lost: true,
     });
   }
+  leg.early?.start(ws);
   let msg;
   try {
-    msg = await ws.receive();
+    msg = await leg.reply();
   } catch (err) {
     throw new EnvelopeExchangeError(
       `read response: ${errorMessage(err)}`,
       ws.closeInfo?.code ?? 1006,
-      { cause: err },
+      { cause: err, lost: true },
     );
   }
   if (msg === null) {
     throw new EnvelopeExchangeError(
       `read response: websocket closed with code ${describeClose(ws.closeInfo)}`,
       ws.closeInfo?.code ?? 1005,
+      { lost: true },
     );
   }
   return msg.type === "text" ? msg.data : new TextDecoder().decode(msg.data);

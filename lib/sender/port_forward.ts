@@ -1,4 +1,8 @@
-/** `relay-sender port-forward`: every local TCP connection gets its own tunnel to one target. */
+/**
+ * `relay-sender port-forward`: every local TCP connection gets its own tunnel to one target. On a
+ * warm leg that grants it, the client's first bytes go with the envelope (early data).
+ */
+import { ClientInput } from "./early_data.ts";
 import { type ConnectionScope, serveTunnels, type TunnelServiceOptions } from "./tunnel_service.ts";
 
 export interface PortForwardOptions extends TunnelServiceOptions {
@@ -16,12 +20,14 @@ export function runPortForward(opts: PortForwardOptions): Promise<void> {
 }
 
 async function forward(conn: Deno.TcpConn, scope: ConnectionScope, target: string) {
+  const input = new ClientInput(conn);
   let tunnel;
   try {
-    tunnel = await scope.open(target);
+    tunnel = await scope.open(target, input);
   } catch {
+    // Deno cannot reset a TCP socket; a refusal still delivers nothing (early bytes are dropped).
     conn.close();
     return;
   }
-  await scope.bridge(conn, tunnel);
+  await scope.bridge(input, tunnel);
 }

@@ -2,6 +2,7 @@
 import { closeQuietly, deadline } from "../async.ts";
 import { errorMessage } from "../errors.ts";
 import { writeAll } from "../net/write_all.ts";
+import { lingerClose } from "../net/linger_close.ts";
 import {
   encodeReply,
   readSocks5Request,
@@ -22,24 +23,6 @@ export function runSocks5Proxy(opts: Socks5ProxyOptions): Promise<void> {
     failure: "socks5 failed",
     handle: (conn, scope) => serveClient(conn, scope, opts),
   });
-}
-
-const LINGER_MS = 1000;
-
-/**
- * Closes after a failure reply without losing it: closing a socket with unread input makes the
- * kernel send RST, which can destroy the reply before the client reads it. So half-close, discard
- * what the client still sends (bounded), then close.
- */
-async function lingerClose(conn: Deno.Conn): Promise<void> {
-  const discard = async () => {
-    await conn.closeWrite();
-    const buf = new Uint8Array(4096);
-    while (await conn.read(buf) !== null) { /* discard */ }
-  };
-  // Reset by the client, or out of time: the close below ends the read.
-  await deadline(discard(), LINGER_MS).catch(() => {});
-  closeQuietly(conn);
 }
 
 async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Socks5ProxyOptions) {

@@ -10,11 +10,14 @@ import { type HostPort, joinHostPort } from "../net/host_port.ts";
 import { listenTcp, tuneTcp } from "../net/listen.ts";
 import type { Logger } from "../observe/log.ts";
 import { RelayDialError } from "../relay/dial_error.ts";
-import { observedBridge } from "../tunnel/bridge.ts";
+import type { PoolMetrics } from "../observe/metrics.ts";
+import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
-import { type OpenedTunnel, openEnvelopeTunnel, type SenderRelayConfig } from "./open_tunnel.ts";
+import type { ClientInput } from "./early_data.ts";
+import type { OpenedTunnel, SenderRelayConfig } from "./open_tunnel.ts";
+import { TunnelSource, type TunnelSourceOptions } from "./tunnel_source.ts";
 
 export interface TunnelServiceOptions {
   relay: SenderRelayConfig;
@@ -32,6 +35,9 @@ export interface TunnelServiceOptions {
   features?: readonly string[];
   /** See BridgeOptions.halfCloseLingerMs. */
   halfCloseLingerMs?: number;
+  /** Warm legs (`--pool-min`, `--pool-max`); absent or max 0: none, today's behaviour. */
+  pool?: TunnelSourceOptions["pool"];
+  poolMetrics?: PoolMetrics;
 }
 
 /** One sender mode as `serveTunnels` runs it. */
@@ -50,13 +56,14 @@ export interface ConnectionScope {
   /** Aborts as soon as the stop begins: for a handshake before the tunnel opens. */
   opening: AbortSignal;
   /**
-   * Opens the tunnel to `target` (the relay dial and envelope exchange), given up when the stop
-   * begins. Throws as `openEnvelopeTunnel`; a relay dial failure (a stop is none) is logged as the
-   * mode's failure, the others were logged by `openEnvelopeTunnel`.
+   * Opens the tunnel to `target` (a warm leg or the relay dial, and the envelope exchange), given
+   * up when the stop begins; `earlyData` as in TunnelSource.open. Throws as `openEnvelopeTunnel`;
+   * a relay dial failure (a stop is none) is logged as the mode's failure, the others were logged
+   * by the exchange.
    */
-  open(target: string): Promise<OpenedTunnel>;
-  /** Bridges `conn` and `tunnel` as a drain waits for; a failed bridge is logged as the failure. */
-  bridge(conn: Deno.TcpConn, tunnel: OpenedTunnel): Promise<void>;
+  open(target: string, earlyData?: ClientInput): Promise<OpenedTunnel>;
+  /** Bridges `local` and `tunnel` as a drain waits for; a failed bridge is logged as the failure. */
+  bridge(local: ByteStream, tunnel: OpenedTunnel): Promise<void>;
 }
 
 /**
@@ -70,11 +77,12 @@ export async function serveTunnels(opts: TunnelServiceOptions, mode: TunnelMode)
   opts.onListening?.(listener.addr);
 
   const tracker = new TaskTracker(opts.signal);
+  const source = new TunnelSource({ ...opts, metrics: opts.poolMetrics });
   const scope: ConnectionScope = {
     opening: tracker.stopSignal,
-    async open(target) {
+    async open(target, earlyData) {
       try {
-        return await openEnvelopeTunnel(target, { ...opts, signal: tracker.stopSignal });
+        return await source.open(target, { signal: tracker.stopSignal, earlyData });
       } catch (err) {
         if (err instanceof RelayDialError && err.code !== "aborted") {
           opts.logger.warn(mode.failure, { error: errorMessage(err) });
@@ -82,15 +90,15 @@ export async function serveTunnels(opts: TunnelServiceOptions, mode: TunnelMode)
         throw err;
       }
     },
-    async bridge(conn, tunnel) {
+    async bridge(local, tunnel) {
       const leave = tracker.enterBridge();
       try {
-        const result = await observedBridge("sender", tunnel.target, conn, tunnel.socket, {
+        const result = await observedBridge("sender", tunnel.target, local, tunnel.socket, {
           halfClose: tunnel.features.includes(FEATURE_HALF_CLOSE),
           signal: tracker.cancelSignal,
           halfCloseLingerMs: opts.halfCloseLingerMs,
           logger: tunnel.logger,
-          observer: opts.observer,
+          observer: withEarlyBytes(opts.observer, tunnel.earlyBytes),
         });
         if (result.error) tunnel.logger.warn(mode.failure, { error: errorMessage(result.error) });
       } finally {
@@ -107,6 +115,23 @@ export async function serveTunnels(opts: TunnelServiceOptions, mode: TunnelMode)
       onError: (err) => opts.logger.warn("accept failed", { error: errorMessage(err) }),
     });
   } finally {
+    // Idle warm legs carry nothing: they go when the stop begins, not after the drain.
+    const pooled = source.close();
     await tracker.drain(opts.drainTimeoutMs, { logger: opts.logger, force: opts.force });
+    await pooled;
   }
+}
+
+/** The observer, with the early bytes (sent before the bridge began) in the bridge's to-relay count. */
+function withEarlyBytes(
+  observer: TunnelObserver | undefined,
+  earlyBytes: number | undefined,
+): TunnelObserver | undefined {
+  if (!observer?.connectionEnded || !earlyBytes) return observer;
+  const ended = observer.connectionEnded.bind(observer);
+  return {
+    ...observer,
+    connectionEnded: (role, target, result, ms) =>
+      ended(role, target, { ...result, tcpToWs: result.tcpToWs + earlyBytes }, ms),
+  };
 }

@@ -9,13 +9,16 @@ import type { Logger } from "../observe/log.ts";
 import { readFlagFile } from "./flag_file.ts";
 import { checkInteger, type RelayServerOptions } from "./options.ts";
 import { parseSasPolicyFile, resolvePolicies, type SasPolicy } from "./policy.ts";
-import { readTls } from "./tls.ts";
+import { parseHostPort } from "../net/host_port.ts";
+import { selfSignedTls } from "./self_signed.ts";
+import { caAsServerWarning, readTls, servesCaCertificate } from "./tls.ts";
 
 /** The flag values as commander gives them (strings; repeatable flags as lists). */
 export interface RelayServerFlags {
   bind: string;
   tlsCert?: string;
   tlsKey?: string;
+  tlsSelfSigned?: string;
   publicUrl?: string;
   hyco?: string[];
   sasPolicy?: string[];
@@ -38,6 +41,8 @@ export interface RelayServerConfig {
   readonly options: RelayServerOptions;
   /** A key made up because none was configured: its export lines go to stdout. */
   readonly generated?: SasPolicy;
+  /** With --tls-self-signed: the CA clients trust with --relay-ca-cert (printed on stdout). */
+  readonly caFile?: string;
 }
 
 /** Resolves the flags; warns on `log` about secrets given on the command line. */
@@ -53,7 +58,7 @@ export async function relayServerConfig(
     list: env.get("AZTUNNEL_RELAY_SAS_POLICIES"),
   }, env);
   const entraJwtKey = await resolveJwtKey(flags, sourceOf);
-  const tls = await readTls(flags.tlsCert, flags.tlsKey);
+  const { tls, caFile } = await resolveTls(flags, log);
   const options: RelayServerOptions = {
     bind: flags.bind,
     tls,
@@ -81,7 +86,45 @@ export async function relayServerConfig(
       "--entra-jwt-key-file or AZTUNNEL_RELAY_ENTRA_JWT_KEY",
     );
   }
-  return { options, generated };
+  return { options, generated, caFile };
+}
+
+/** --tls-cert/--tls-key, or the files --tls-self-signed keeps (the two exclude each other). */
+async function resolveTls(
+  flags: Pick<RelayServerFlags, "bind" | "tlsCert" | "tlsKey" | "tlsSelfSigned" | "publicUrl">,
+  log: Logger,
+): Promise<{ tls?: RelayServerOptions["tls"]; caFile?: string }> {
+  if (flags.tlsSelfSigned) {
+    if (flags.tlsCert || flags.tlsKey) {
+      throw new UsageError("--tls-self-signed and --tls-cert/--tls-key exclude each other");
+    }
+    const made = await selfSignedTls(flags.tlsSelfSigned, certificateHosts(flags));
+    log.info("serving wss:// with a self-signed certificate: clients need --relay-ca-cert", {
+      ca_cert: made.caFile,
+      issued: made.issued,
+    });
+    return { tls: made.tls, caFile: made.caFile };
+  }
+  const tls = await readTls(flags.tlsCert, flags.tlsKey);
+  if (tls?.certFile && servesCaCertificate(tls.cert)) log.warn(caAsServerWarning(tls.certFile));
+  return { tls };
+}
+
+/** The names a self-signed server certificate needs besides localhost: bind and public URL hosts. */
+function certificateHosts(flags: Pick<RelayServerFlags, "bind" | "publicUrl">): string[] {
+  const hosts: string[] = [];
+  const bind = parseHostPort(flags.bind)?.hostname ?? "";
+  // A wildcard bind is reached by this machine's name.
+  if (bind === "" || bind === "0.0.0.0" || bind === "::") hosts.push(Deno.hostname());
+  else hosts.push(bind);
+  if (flags.publicUrl) {
+    try {
+      hosts.push(new URL(flags.publicUrl).hostname.replace(/^\[(.*)\]$/, "$1"));
+    } catch {
+      // settings.ts refuses a malformed --public-url with its own message
+    }
+  }
+  return hosts;
 }
 
 function warnSecretOnArgv(log: Logger, flag: string, prefer: string): void {

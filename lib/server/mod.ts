@@ -86,8 +86,15 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     logger: log,
   });
   const { headerTimeoutMs } = settings;
+  const onTlsHandshake = secure ? undefined : tlsOnPlainReporter(log);
   const servers = [
-    serveHttp({ listener: watch.wrap(main), handler: relay.handle, secure, headerTimeoutMs }),
+    serveHttp({
+      listener: watch.wrap(main),
+      handler: relay.handle,
+      secure,
+      headerTimeoutMs,
+      onTlsHandshake,
+    }),
   ];
   if (rendezvous) {
     servers.push(serveHttp({
@@ -95,6 +102,7 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
       handler: relay.handleRendezvous,
       secure,
       headerTimeoutMs,
+      onTlsHandshake,
     }));
   }
   const rendezvousUrl = rendezvousBase && `${rendezvousBase.scheme}://${rendezvousBase.host}`;
@@ -114,6 +122,23 @@ export async function startRelayServer(opts: RelayServerOptions = {}): Promise<R
     stats: () => relay.stats(),
     connectionStats: () => ({ pendingHeads: watch.pendingHeads, refused: watch.refused }),
     recycleListeners: () => relay.recycleListeners(),
+  };
+}
+
+/**
+ * A WARN for a TLS ClientHello on the plain relay (a client was given wss://): the first one and
+ * then every 100th, so a scanner cannot flood the log.
+ */
+function tlsOnPlainReporter(log: Logger): (remote: Deno.NetAddr) => void {
+  let seen = 0;
+  return (remote) => {
+    seen++;
+    if (seen !== 1 && seen % 100 !== 0) return;
+    log.warn(
+      "TLS handshake on a plain ws:// relay: the client was given wss://; give it ws://, or serve " +
+        "wss:// with --tls-cert/--tls-key or --tls-self-signed",
+      { remote: joinHostPort(remote.hostname, remote.port), count: seen },
+    );
   };
 }
 

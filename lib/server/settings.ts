@@ -4,6 +4,7 @@
  */
 import { formatDuration, MAX_DURATION_MS } from "../duration.ts";
 import { UsageError } from "../errors.ts";
+import { hycoNameProblem } from "../relay/relay_flags.ts";
 import type { HostPort } from "../net/host_port.ts";
 import { isLoopback } from "../net/loopback.ts";
 import type { PublicBase } from "./accept_message.ts";
@@ -78,6 +79,10 @@ export function resolveSettings(opts: RelayServerOptions): ServerSettings {
   const times = resolveTimes(opts);
   const hycos = [...new Set((opts.hycos ?? []).map((h) => h.replace(/^\/+|\/+$/g, "")))];
   if (hycos.some((h) => h === "")) throw new UsageError("--hyco must not be empty");
+  for (const h of hycos) {
+    const why = hycoNameProblem(h);
+    if (why) throw new UsageError(`invalid --hyco ${JSON.stringify(h)}: ${why}`);
+  }
 
   if (opts.tls) checkTls(opts.tls);
   const secure = opts.tls !== undefined;

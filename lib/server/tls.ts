@@ -2,6 +2,7 @@
  * The relay's TLS certificate chain and key: read from `--tls-cert`/`--tls-key`, and checked the way
  * Deno will use them before anything listens, so a bad file is reported as such.
  */
+import { X509Certificate } from "node:crypto";
 import { errorMessage, UsageError } from "../errors.ts";
 import { readFlagFile } from "./flag_file.ts";
 import type { RelayTls } from "./options.ts";
@@ -27,6 +28,29 @@ export async function readTls(
     throw new UsageError(`--tls-key ${keyFile}: no PEM private key in file`);
   }
   return { cert, key, certFile, keyFile };
+}
+
+/**
+ * True when the chain's first certificate, the server's own, is a CA (basicConstraints CA:TRUE, as
+ * `openssl req -x509` makes by default): every TLS client refuses it ("CaUsedAsEndEntity").
+ */
+export function servesCaCertificate(certPem: string): boolean {
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(certPem);
+  if (!first) return false;
+  try {
+    return new X509Certificate(first[0]).ca;
+  } catch {
+    // Unparsable: checkTls's probe listen reports it.
+    return false;
+  }
+}
+
+/** The WARN text for `servesCaCertificate`. */
+export function caAsServerWarning(certFile: string): string {
+  return `--tls-cert ${certFile} is a CA certificate (basicConstraints CA:TRUE, what ` +
+    "`openssl req -x509` makes by default): TLS clients refuse a CA as the server's own " +
+    "certificate (CaUsedAsEndEntity); serve a certificate signed by that CA, or let " +
+    "--tls-self-signed DIR make both";
 }
 
 /**

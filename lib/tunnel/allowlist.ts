@@ -1,16 +1,23 @@
 /**
  * The listener's `--allow` list, matched like the Go tool (reference §4.1): `host:port`, `CIDR:port`,
  * `CIDR:*`, `*`; hosts compared literally (no DNS), ports compared as strings. Deliberate
- * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match, and malformed entries
- * (including `*:*`, an empty host or one with whitespace, and a port that is not written the way
- * a target writes it, like `080`) are a startup error instead of being skipped or matched
- * literally.
+ * differences: bracketed IPv6 entries (`[::1]:22`, `[fd00::/8]:*`) match; wildcards `*:PORT` (any
+ * host) and `*.suffix:PORT` / `*.suffix:*` (names ending in `.suffix`, any case, not `suffix`
+ * itself) match, where Go compares them as the literal host `*`; and malformed entries (`*:*`, any
+ * other `*`, an empty host or one with whitespace, a port not written the way a target writes it,
+ * like `080`) are a startup error instead of being skipped or matched literally.
  */
 import { UsageError } from "../errors.ts";
 import { splitHostPort } from "../net/host_port.ts";
 import { type Cidr, cidrContains, parseCidr, parseIP } from "./ip.ts";
 
-type HostRule = { kind: "name"; name: string } | { kind: "cidr"; net: Cidr };
+type HostRule =
+  | { kind: "name"; name: string }
+  | { kind: "cidr"; net: Cidr }
+  /** `*` as the host: any host. */
+  | { kind: "anyHost" }
+  /** `*.suffix`: `dotSuffix` is `.suffix` in lower case. */
+  | { kind: "suffix"; dotSuffix: string };
 
 interface Rule {
   readonly any: boolean;
@@ -36,11 +43,24 @@ export class Allowlist {
     for (const r of this.#rules) {
       if (r.any) return true;
       if (r.port !== "*" && r.port !== hp.port) continue;
-      const h = r.host!;
-      if (h.kind === "name" && h.name === hp.host) return true;
-      if (h.kind === "cidr" && ip && cidrContains(h.net, ip)) return true;
+      if (hostMatches(r.host!, hp.host, ip)) return true;
     }
     return false;
+  }
+}
+
+function hostMatches(rule: HostRule, host: string, ip: Uint8Array | null): boolean {
+  switch (rule.kind) {
+    case "anyHost":
+      return true;
+    case "name":
+      return rule.name === host;
+    case "cidr":
+      return ip !== null && cidrContains(rule.net, ip);
+    case "suffix":
+      // An IP literal is never a name under a suffix, even one like `*.0.0.1`.
+      return ip === null && host.length > rule.dotSuffix.length &&
+        host.toLowerCase().endsWith(rule.dotSuffix);
   }
 }
 
@@ -82,7 +102,9 @@ function parseRule(entry: string): Rule {
     if (hostText === "") throw bad("missing host");
     // A target never holds whitespace, so such an entry could only ever match nothing.
     if (/\s/.test(hostText)) throw bad("the host must not contain whitespace");
-    if (hostText.includes("/")) {
+    if (hostText.includes("*")) {
+      host = wildcardRule(hostText, bad);
+    } else if (hostText.includes("/")) {
       const net = parseCidr(hostText);
       if (!net) throw bad(`invalid CIDR "${hostText}"`);
       host = { kind: "cidr", net };
@@ -93,6 +115,18 @@ function parseRule(entry: string): Rule {
   const why = port === "*" ? undefined : portProblem(port);
   if (why) throw bad(why);
   return { any: false, host, port };
+}
+
+const WILDCARD_USE = 'a wildcard host is "*" (any host) or "*.suffix" (names ending in .suffix)';
+
+/** `*` or `*.suffix` as an entry's host; any other `*` (`a*b`, `*foo`, `a.*`, `*.*.x`) is refused. */
+function wildcardRule(hostText: string, bad: (why: string) => UsageError): HostRule {
+  if (hostText === "*") return { kind: "anyHost" };
+  const suffix = hostText.startsWith("*.") ? hostText.slice(2) : "";
+  if (suffix === "" || suffix.includes("*") || suffix.startsWith(".") || suffix.endsWith(".")) {
+    throw bad(`"${hostText}": ${WILDCARD_USE}`);
+  }
+  return { kind: "suffix", dotSuffix: `.${suffix.toLowerCase()}` };
 }
 
 /**

@@ -35,11 +35,12 @@ export async function dialTarget(target: string, opts: DialTargetOptions): Promi
     throw new TargetDialError("", `dial tcp ${target}: invalid address`);
   }
   let conn: Deno.TcpConn;
+  const started = performance.now();
   try {
     conn = await connectWithin(hp.host, port, opts);
   } catch (err) {
     const timedOut = err instanceof DeadlineError;
-    const code = timedOut ? "timeout" : classifyDialError(err);
+    const code = timedOut ? "timeout" : classifyDialError(err, performance.now() - started);
     const why = timedOut ? "i/o timeout" : errorMessage(err);
     throw new TargetDialError(code, `dial tcp ${target}: ${why}`, { cause: err });
   }
@@ -79,15 +80,31 @@ const HOST_UNREACH = new Set(["EHOSTUNREACH", "WSAEHOSTUNREACH"]);
 const NET_UNREACH = new Set(["ENETUNREACH", "WSAENETUNREACH"]);
 const TIMEDOUT = new Set(["ETIMEDOUT", "WSAETIMEDOUT"]);
 
-/** Maps a Deno connect error to a code; "" when it fits none. */
-export function classifyDialError(err: unknown): DialCode | "" {
+/**
+ * A lookup that failed "temporarily" (EAI_AGAIN) faster than this got an answer, not silence: a
+ * resolver that gives up waits seconds (glibc: 5 s per try), while SERVFAIL or no reachable
+ * resolver come back in milliseconds.
+ */
+export const DNS_TIMEOUT_MIN_MS = 1000;
+
+/**
+ * Maps a Deno connect error to a code; "" when it fits none. `elapsedMs`, the time the dial took,
+ * tells a resolver that timed out from one that answered with a failure (both are EAI_AGAIN).
+ */
+export function classifyDialError(err: unknown, elapsedMs?: number): DialCode | "" {
   if (err instanceof DOMException && err.name === "TimeoutError") return "timeout";
   const msg = errorMessage(err);
   // getaddrinfo failures carry no errno code, only this prefix.
   if (/failed to lookup address|dns error|name resolution/i.test(msg)) {
-    // glibc reports a resolver that never answered as EAI_AGAIN ("Temporary failure");
-    // Go's own resolver would call that a timeout.
-    return /temporary failure|timed out|timeout/i.test(msg) ? "dns_timeout" : "dns_not_found";
+    if (/timed out|timeout/i.test(msg)) return "dns_timeout";
+    // glibc reports a resolver that never answered as EAI_AGAIN ("Temporary failure"), and
+    // SERVFAIL the same way; Go calls the first a timeout and the second not found.
+    if (/temporary failure/i.test(msg)) {
+      return elapsedMs !== undefined && elapsedMs < DNS_TIMEOUT_MIN_MS
+        ? "dns_not_found"
+        : "dns_timeout";
+    }
+    return "dns_not_found";
   }
   const code = err && typeof err === "object" && "code" in err ? String(err.code) : "";
   if (

@@ -70,6 +70,11 @@ export interface ServeHttpOptions {
   headerTimeoutMs?: number;
   /** The listener is a Deno.listenTls one: urls are https:, `secure` is true. */
   secure?: boolean;
+  /**
+   * A plain listener got a TLS ClientHello (a wss:// or https:// client): it is answered at once
+   * with a plain-text 400, which fails the client's TLS handshake now rather than at its timeout.
+   */
+  onTlsHandshake?: (remoteAddr: Deno.NetAddr) => void;
 }
 
 const MAX_REQUEST_HEAD = 16 * 1024;
@@ -102,6 +107,13 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
       const timer = setTimeout(() => closeQuietly(conn), headerTimeoutMs);
       let head: RequestHead | null;
       try {
+        if (!secure && await startsWithTlsRecord(io)) {
+          clearTimeout(timer);
+          opts.onTlsHandshake?.(conn.remoteAddr as Deno.NetAddr);
+          await writeResponse(io, 400, { body: TLS_ON_PLAIN_BODY }).catch(() => {});
+          await linger(io);
+          return;
+        }
         const bytes = await io.readHead(MAX_REQUEST_HEAD);
         head = bytes === null ? null : parseRequestHead(bytes);
       } catch (err) {
@@ -166,6 +178,21 @@ export function serveHttp(opts: ServeHttpOptions): HttpServer {
       await finished;
     },
   };
+}
+
+const TLS_ON_PLAIN_BODY =
+  "this server speaks plain HTTP and ws://, not TLS: use ws:// or http:// (or serve TLS)\n";
+
+/**
+ * Whether the first bytes are a TLS handshake record (content type 0x16, version 3.x): no HTTP
+ * method starts so. Reads only until those two bytes are in (or EOF); they stay buffered.
+ */
+async function startsWithTlsRecord(io: BufferedConn): Promise<boolean> {
+  while (io.buffered < 2) {
+    if (io.buffered === 1 && io.buf[io.start] !== 0x16) return false;
+    if (!(await io.fill())) return false;
+  }
+  return io.buf[io.start] === 0x16 && io.buf[io.start + 1] === 0x03;
 }
 
 /** One request on its connection: answered once, by `respond()` or `upgrade()`. */

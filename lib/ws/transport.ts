@@ -1,6 +1,7 @@
 /** The byte stream under a client WebSocket: TCP to the host or its proxy, CONNECT, then TLS. */
 
 import { errorMessage } from "../errors.ts";
+import { connectCached, type DnsCache, sharedDnsCache } from "../net/dns_cache.ts";
 import { WsError } from "./errors.ts";
 import { connectThroughProxy, proxyForUrl } from "./proxy.ts";
 import { redactUrl } from "./url.ts";
@@ -16,6 +17,8 @@ export interface TransportOptions {
   /** Extra trusted PEM CAs for wss:// (added to the system roots). */
   caCerts?: string[];
   proxy?: "env" | "none";
+  /** Where host names connected recently (lib/net/dns_cache); null looks every name up. */
+  dnsCache?: DnsCache | null;
 }
 
 export interface Transport {
@@ -37,7 +40,7 @@ export async function openTransport(
   const proxy = opts.proxy === "none" ? null : proxyForUrl(target);
   let tcp: Deno.TcpConn;
   try {
-    tcp = await Deno.connect({
+    tcp = await connectCached(opts.dnsCache === undefined ? sharedDnsCache : opts.dnsCache, {
       hostname: proxy?.hostname ?? host,
       port: proxy?.port ?? port,
       signal: deadline.signal,
@@ -59,8 +62,27 @@ export async function openTransport(
     await tls.handshake();
     return { conn: tls, remoteAddr: tcp.remoteAddr };
   } catch (err) {
-    throw new WsError("connect_failed", `TLS to ${where} failed: ${errorMessage(err)}`, {
+    throw new WsError("connect_failed", `TLS to ${where} failed: ${tlsFailure(err)}`, {
       cause: err,
     });
   }
+}
+
+/**
+ * The TLS error, or what it means for the two mistakes rustls words least clearly: a server that
+ * answered the ClientHello in plain text (a plain relay-server's 400, any HTTP server: "received
+ * corrupt message of type InvalidContentType"), and a CA certificate served as the server's own.
+ */
+export function tlsFailure(err: unknown): string {
+  const message = errorMessage(err);
+  if (/InvalidContentType/i.test(message)) {
+    return "the relay does not speak TLS (it answered in plain text): use ws:// instead of " +
+      "wss://, or serve TLS (relay-server --tls-cert/--tls-key or --tls-self-signed)";
+  }
+  if (/CaUsedAsEndEntity/i.test(message)) {
+    return "the relay serves a CA certificate as its own, which TLS clients refuse " +
+      "(CaUsedAsEndEntity): it needs a certificate signed by that CA (relay-server " +
+      "--tls-self-signed DIR makes both)";
+  }
+  return message;
 }

@@ -148,7 +148,7 @@ Deno.test("compile: permission flags match what the program uses", async () => {
       assert.ok(flags.includes(f), `${t.triple}: ${f}`);
     }
   }
-  assert.equal(permissionFlags(findTarget("windows-amd64")).at(-1), "--allow-run");
+  assert.ok(permissionFlags(findTarget("windows-amd64")).includes("--allow-run"));
 });
 
 Deno.test({

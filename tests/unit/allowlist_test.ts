@@ -42,9 +42,10 @@ Deno.test("allowlist: reference §4.1 table", () => {
     [["host:22"], "host:022", false],
     [["host:65535"], "host:65535", true],
     [["host:1"], "host:1", true],
-    // A literal host `*` with a port is still a name, as in Go (only `*:*` is refused).
-    [["*:5"], "a:5", false],
+    // `*:PORT` is any host on that port (Go compared `*` as a literal host and matched nothing).
+    [["*:5"], "a:5", true],
     [["*:5"], "*:5", true],
+    [["*:5"], "a:6", false],
     // Mixed lists.
     [["internal.corp:22", "10.0.0.0/8:*"], "internal.corp:22", true],
     [["internal.corp:22", "10.0.0.0/8:*"], "10.9.9.9:80", true],
@@ -71,6 +72,68 @@ Deno.test("allowlist: reference §4.1 table", () => {
   ];
   for (const [entries, target, want] of cases) {
     assert.equal(allows(entries, target), want, `${JSON.stringify(entries)} vs ${target}`);
+  }
+});
+
+Deno.test("allowlist: wildcard hosts `*:PORT`, `*.suffix:PORT` and `*.suffix:*`", () => {
+  const cases: [string[], string, boolean][] = [
+    [["*:22022"], "anything.example:22022", true],
+    [["*:22022"], "10.1.2.3:22022", true],
+    [["*:22022"], "[fd00::1]:22022", true],
+    [["*:22022"], "10.1.2.3:22", false],
+    [["*:22022"], "no-port", false],
+    [["*.example.com:443"], "www.example.com:443", true],
+    [["*.example.com:443"], "a.b.example.com:443", true],
+    [["*.example.com:443"], "WWW.Example.COM:443", true],
+    [["*.EXAMPLE.com:443"], "www.example.com:443", true],
+    [["*.example.com:443"], "www.example.com:80", false],
+    // The suffix itself is not under it, and names are compared literally, not by their DNS labels.
+    [["*.example.com:443"], "example.com:443", false],
+    [["*.example.com:443"], "badexample.com:443", false],
+    [["*.example.com:443"], "www.example.com.evil:443", false],
+    [["*.example.com:443"], ".example.com:443", false],
+    [["*.corp:*"], "db.corp:5432", true],
+    [["*.corp:*"], "db.corp.:5432", false],
+    // IP literals are never names under a suffix, and names never match CIDRs (no DNS).
+    [["*.0.0.1:*"], "127.0.0.1:22", false],
+    [["*.0.0.1:*"], "x.0.0.1:22", true],
+    [["*.corp:*", "10.0.0.0/8:22"], "10.0.0.1:22", true],
+  ];
+  for (const [entries, target, want] of cases) {
+    assert.equal(allows(entries, target), want, `${JSON.stringify(entries)} vs ${target}`);
+  }
+});
+
+Deno.test("allowlist: any other `*` is a startup error naming the entry", () => {
+  const use = 'a wildcard host is "*" (any host) or "*.suffix" (names ending in .suffix)';
+  const cases: [string, string][] = [
+    ["a*b:22", `invalid --allow entry "a*b:22": "a*b": ${use}`],
+    ["*example.com:443", `invalid --allow entry "*example.com:443": "*example.com": ${use}`],
+    ["www.*.com:443", `invalid --allow entry "www.*.com:443": "www.*.com": ${use}`],
+    ["*.*.com:443", `invalid --allow entry "*.*.com:443": "*.*.com": ${use}`],
+    ["*.:443", `invalid --allow entry "*.:443": "*.": ${use}`],
+    ["*..com:443", `invalid --allow entry "*..com:443": "*..com": ${use}`],
+    ["*.com.:443", `invalid --allow entry "*.com.:443": "*.com.": ${use}`],
+    ["**:22", `invalid --allow entry "**:22": "**": ${use}`],
+    ["10.*.0.0/8:*", `invalid --allow entry "10.*.0.0/8:*": "10.*.0.0/8": ${use}`],
+    [
+      "*.example.com",
+      'invalid --allow entry "*.example.com": missing port (use host:port, ' +
+      "CIDR:port, CIDR:* or *)",
+    ],
+    [
+      "*:08",
+      `invalid --allow entry "*:08": port "08" has a leading zero: write it as 8 (ports ` +
+      'are compared as text, so "08" would never match)',
+    ],
+    ["*.x:70000", 'invalid --allow entry "*.x:70000": port 70000 is above 65535'],
+  ];
+  for (const [entry, message] of cases) {
+    assert.throws(() => parseAllowlist([entry]), (err: unknown) => {
+      assert.ok(err instanceof UsageError);
+      assert.equal(err.message, message);
+      return true;
+    }, entry);
   }
 });
 

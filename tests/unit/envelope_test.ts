@@ -28,7 +28,8 @@ Deno.test("encodeEnvelope: Go's field order, empty optionals omitted", () => {
       metadata: featuresMetadata(FEATURES),
       bridge_id: "AAAAAAAAAAAAAAAA",
     }),
-    '{"version":1,"target":"db:5432","metadata":{"x-aztunnel-features":"half-close"},' +
+    '{"version":1,"target":"db:5432",' +
+      '"metadata":{"x-aztunnel-features":"half-close,warm,early-data"},' +
       '"bridge_id":"AAAAAAAAAAAAAAAA"}',
   );
 });
@@ -116,7 +117,7 @@ Deno.test("decodeResponse: fields, defaults and type errors", () => {
 });
 
 Deno.test("feature negotiation: comma list offered, intersection used", () => {
-  assert.deepEqual(FEATURES, ["half-close"]);
+  assert.deepEqual(FEATURES, ["half-close", "warm", "early-data"]);
   assert.deepEqual(featuresMetadata([]), {});
   assert.deepEqual(offeredFeatures({ version: 1, target: "a:1" }), []);
   assert.deepEqual(

@@ -375,3 +375,33 @@ Deno.test("metrics: relay-server series are read at every scrape", () => {
     ].join("\n"),
   );
 });
+
+Deno.test("metrics: pool series appear only once a pool uses them", () => {
+  const m = bare();
+  assert.doesNotMatch(m.render(), /aztunnel_pool|aztunnel_early_data/);
+  const pool = m.pool();
+  assert.equal(m.pool(), pool, "one set per process");
+  assert.deepEqual(
+    [...m.render().matchAll(/^# TYPE (aztunnel_(?:pool|early)\S*) (\S+)$/gm)].map((x) =>
+      `${x[1]} ${x[2]}`
+    ),
+    [
+      "aztunnel_early_data_bytes_total counter",
+      "aztunnel_pool_hits_total counter",
+      "aztunnel_pool_legs gauge",
+      "aztunnel_pool_misses_total counter",
+    ],
+  );
+  pool.legs(3);
+  pool.legs(-1);
+  pool.hit();
+  pool.hit();
+  pool.miss();
+  pool.earlyData(100);
+  pool.earlyData(28);
+  const text = m.render();
+  assert.match(text, /^aztunnel_pool_legs 2$/m);
+  assert.match(text, /^aztunnel_pool_hits_total 2$/m);
+  assert.match(text, /^aztunnel_pool_misses_total 1$/m);
+  assert.match(text, /^aztunnel_early_data_bytes_total 128$/m);
+});

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { SAS_TOKEN_LIFETIME_MS, SasTokenProvider } from "../../lib/relay/token.ts";
-import { tokenProviderFromEnv } from "../../lib/relay/token_from_env.ts";
+import {
+  authLogAttrs,
+  relayAuthMode,
+  tokenProviderFromEnv,
+} from "../../lib/relay/token_from_env.ts";
 import { createSasToken, parseSasToken, verifySasSignature } from "../../lib/relay/sas.ts";
-import { AztunnelError } from "../../lib/errors.ts";
+import { AztunnelError, UsageError } from "../../lib/errors.ts";
 
 const URI = "https://ns.servicebus.windows.net/hc";
 
@@ -40,13 +44,35 @@ Deno.test("tokenProviderFromEnv picks SAS only when both variables are set", asy
   assert.ok(sas instanceof SasTokenProvider);
 });
 
+Deno.test("tokenProviderFromEnv: one AZTUNNEL_KEY* variable without the other is a usage error", async () => {
+  for (
+    const env of [
+      new Map([["AZTUNNEL_KEY_NAME", "n"]]),
+      new Map([["AZTUNNEL_KEY", "k"]]),
+      new Map([["AZTUNNEL_KEY_NAME", ""], ["AZTUNNEL_KEY", "k"]]),
+    ]
+  ) {
+    await assert.rejects(tokenProviderFromEnv(env), (err: unknown) =>
+      err instanceof UsageError &&
+      err.message === "AZTUNNEL_KEY_NAME and AZTUNNEL_KEY must be set together");
+    assert.throws(() => relayAuthMode(env), UsageError);
+  }
+});
+
+Deno.test("relayAuthMode and authLogAttrs name the key, never the secret", () => {
+  const sas = relayAuthMode(new Map([["AZTUNNEL_KEY_NAME", "n"], ["AZTUNNEL_KEY", "secret"]]));
+  assert.deepEqual(sas, { kind: "sas", keyName: "n" });
+  assert.deepEqual(authLogAttrs(sas), { auth: "sas", key_name: "n" });
+  const entra = relayAuthMode(new Map([["AZTUNNEL_KEY_NAME", ""], ["AZTUNNEL_KEY", ""]]));
+  assert.deepEqual(entra, { kind: "entra" });
+  assert.deepEqual(authLogAttrs(entra), { auth: "entra" });
+});
+
 Deno.test("tokenProviderFromEnv falls through to Entra otherwise", async () => {
   for (
     const env of [
       new Map<string, string>(),
-      new Map([["AZTUNNEL_KEY_NAME", "n"]]),
-      new Map([["AZTUNNEL_KEY", "k"]]),
-      new Map([["AZTUNNEL_KEY_NAME", ""], ["AZTUNNEL_KEY", "k"]]),
+      new Map([["AZTUNNEL_KEY_NAME", ""], ["AZTUNNEL_KEY", ""]]),
     ]
   ) {
     let provider;

@@ -91,12 +91,15 @@ Deno.test("commands register with the documented flags and defaults", () => {
   assert.deepEqual(sender.commands.map((c) => c.name()), [
     "port-forward",
     "socks5-proxy",
+    "http-proxy",
     "connect",
+    "agent",
   ]);
   const bindDefault = (name: string) =>
     sender.commands.find((c) => c.name() === name)!.options.find((o) => o.long === "--bind")
       ?.defaultValue;
   assert.equal(bindDefault("port-forward"), "127.0.0.1:0");
   assert.equal(bindDefault("socks5-proxy"), "127.0.0.1:1080");
+  assert.equal(bindDefault("http-proxy"), "127.0.0.1:3128");
   assert.equal(bindDefault("connect"), undefined);
 });

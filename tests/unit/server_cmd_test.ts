@@ -53,6 +53,8 @@ Deno.test("relay-server: bad flag values are usage errors", async () => {
     [["--max-message-size", "big"], /--max-message-size/],
     [["--sas-policy", "nokey"], /--sas-policy/],
     [["--hyco", "/"], /--hyco/],
+    [["--hyco", "a b"], /^invalid --hyco "a b": must not contain spaces or control characters$/],
+    [["--hyco", "x/../y"], /^invalid --hyco "x\/\.\.\/y": must not contain "\.\."$/],
     [["--latency", "600h"], /^invalid --latency "600h": must be at most 596h31m23\.647s$/],
     [
       ["--rendezvous-timeout", "2147483648ms"],

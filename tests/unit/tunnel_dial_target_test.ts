@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { classifyDialError, dialTarget, TargetDialError } from "../../lib/tunnel/dial_target.ts";
+import {
+  classifyDialError,
+  dialTarget,
+  DNS_TIMEOUT_MIN_MS,
+  TargetDialError,
+} from "../../lib/tunnel/dial_target.ts";
+import { rejectHint } from "../../lib/tunnel/reject_hint.ts";
 
 function closedPort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -83,4 +89,38 @@ Deno.test("classifyDialError: injected errors", () => {
     ["a string", ""],
   ];
   for (const [err, want] of cases) assert.equal(classifyDialError(err), want, String(err));
+});
+
+Deno.test("classifyDialError: a quick EAI_AGAIN is dns_not_found, a slow one dns_timeout", () => {
+  const again = new Error(
+    "failed to lookup address information: Temporary failure in name resolution",
+  );
+  assert.equal(classifyDialError(again, 15), "dns_not_found");
+  assert.equal(classifyDialError(again, DNS_TIMEOUT_MIN_MS - 1), "dns_not_found");
+  assert.equal(classifyDialError(again, DNS_TIMEOUT_MIN_MS), "dns_timeout");
+  assert.equal(classifyDialError(again, 10_000), "dns_timeout");
+  // A resolver that says it timed out did, however fast the error came.
+  assert.equal(classifyDialError(new Error("dns error: request timed out"), 5), "dns_timeout");
+  const unknown = new Error("failed to lookup address information: Name or service not known");
+  assert.equal(classifyDialError(unknown, 10_000), "dns_not_found");
+});
+
+Deno.test("rejectHint: every listener code says what happened; host names are literal", () => {
+  const codes = [
+    "connection_refused",
+    "host_unreachable",
+    "network_unreachable",
+    "timeout",
+    "dns_not_found",
+    "dns_timeout",
+    "not_allowed",
+  ];
+  for (const code of codes) assert.match(rejectHint(code) ?? "", /^the /, code);
+  assert.match(rejectHint("connection_refused")!, /nothing listens on that port/);
+  assert.match(rejectHint("dns_not_found")!, /could not resolve/);
+  assert.match(rejectHint("timeout")!, /timed out/);
+  assert.match(rejectHint("not_allowed")!, /--allow list; host names are matched literally/);
+  for (const none of [undefined, "", "something_new", "constructor", "toString"]) {
+    assert.equal(rejectHint(none), undefined, String(none));
+  }
 });

@@ -1,0 +1,120 @@
+/**
+ * `up`'s supervisor with the real entry launchers (cmd/up_launch.ts) against the in-process relay:
+ * logs carry the entry's name, a reload restarts a changed tunnel on its new bind, stops a removed
+ * one and swaps a listener's allowlist without touching its control channel or the open tunnels.
+ */
+import assert from "node:assert/strict";
+import { launcher } from "../../cmd/up_launch.ts";
+import type { Ops } from "../../cmd/ops.ts";
+import { resolveEntries } from "../../lib/config/precedence.ts";
+import { Supervisor } from "../../lib/config/supervisor.ts";
+import type { Entry } from "../../lib/config/types.ts";
+import { validateConfig } from "../../lib/config/validate.ts";
+import { getLogger } from "../../lib/observe/log.ts";
+import type { TokenProvider } from "../../lib/relay/token.ts";
+import { captureLogs } from "../helpers/logs.ts";
+import { freePort } from "../helpers/proc.ts";
+import { echoOnce, roundTrip, socks5Connect, startEchoServer } from "../helpers/servers.ts";
+import { startLocalRelay } from "../helpers/tunnel_stack.ts";
+
+function config(relayUrl: string, text: string): Entry[] {
+  return resolveEntries(validateConfig(`relay: ${relayUrl}\nhyco: up\n${text}`, "up.yaml"), {});
+}
+
+async function startSupervisor(relayUrl: string, tokens: TokenProvider, text: string) {
+  const stop = new AbortController();
+  const ops: Ops = {
+    signal: stop.signal,
+    force: new AbortController().signal,
+    tokens: (t) => t,
+  };
+  const sup = new Supervisor({
+    launch: launcher({ ops, tokens, logger: getLogger(), caCerts: () => undefined }),
+    keepGoing: false,
+    logger: getLogger(),
+    signal: stop.signal,
+  });
+  await sup.start(config(relayUrl, text));
+  const running = sup.run();
+  return {
+    sup,
+    reload: (next: string) => sup.reload(config(relayUrl, next)),
+    [Symbol.asyncDispose]: async () => {
+      stop.abort();
+      await running;
+    },
+  };
+}
+
+function file(allow: number, tunnels: [string, string][]): string {
+  return `listeners:\n  - name: edge\n    allow: ["127.0.0.1:${allow}"]\n    drain-timeout: 1s\ntunnels:\n` +
+    tunnels.map(([name, rest]) => `  - name: ${name}\n    drain-timeout: 1s\n${rest}`).join("");
+}
+
+Deno.test("up: entries log their name; a reload restarts, stops and swaps without cutting", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  await using echo2 = startEchoServer();
+  const { server, relay } = await startLocalRelay();
+  try {
+    const [keep, moved, moved2, gone] = [freePort(), freePort(), freePort(), freePort()];
+    const pf = (port: number, target = echo.port) =>
+      `    port-forward: 127.0.0.1:${target}\n    bind: 127.0.0.1:${port}\n`;
+    await using up = await startSupervisor(
+      server.url,
+      relay.tokens,
+      file(echo.port, [["keep", pf(keep)], ["moved", pf(moved)], [
+        "gone",
+        `    socks5-proxy: 127.0.0.1:${gone}\n`,
+      ]]),
+    );
+    await logs.waitFor([/msg=control_started/, / entry=edge /]);
+    assert.equal(up.sup.readiness().ready, true);
+    const open = await Deno.connect({ hostname: "127.0.0.1", port: keep });
+    await roundTrip(open, "first");
+    await logs.waitFor([/msg="connection requested"/, / entry=keep /]);
+    await logs.waitFor([/msg="connection requested"/, / entry=edge /]);
+
+    await up.reload(file(echo2.port, [["keep", pf(keep)], ["moved", pf(moved2, echo2.port)]]));
+    await logs.waitFor(
+      /msg="config reloaded" started="" stopped=gone restarted=moved updated=edge/,
+    );
+    assert.equal(logs.count(/msg=control_started/), 1, "the listener kept its control channel");
+    await roundTrip(open, "the open tunnel of an unchanged entry survives");
+    assert.equal(await echoOnce(moved2, "moved"), "moved");
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: gone }));
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: moved }));
+    // The old target is outside the new allowlist: a new tunnel to it is refused.
+    const refused = await Deno.connect({ hostname: "127.0.0.1", port: keep });
+    const buf = new Uint8Array(1);
+    await refused.write(new TextEncoder().encode("x")).catch(() => 0);
+    assert.equal(await refused.read(buf).catch(() => null), null);
+    refused.close();
+    await logs.waitFor([/msg="target not allowed"/, / entry=edge /]);
+    open.close();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("up: a listener with no allowlist warns with its name; socks5 through it", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  const { server, relay } = await startLocalRelay();
+  try {
+    const socks = freePort();
+    await using _up = await startSupervisor(
+      server.url,
+      relay.tokens,
+      `listeners:\n  - {}\ntunnels:\n  - name: s\n    socks5-proxy: 127.0.0.1:${socks}\n`,
+    );
+    await logs.waitFor([/msg="no allowlist configured/, / entry=listener-1/]);
+    await logs.waitFor(/msg=control_started/);
+    const r = await socks5Connect(socks, "127.0.0.1", echo.port);
+    assert.equal(r.reply, 0);
+    await roundTrip(r.conn!, "socks");
+    r.conn!.close();
+  } finally {
+    await server.close();
+  }
+});
