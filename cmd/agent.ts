@@ -76,7 +76,8 @@ export function addAgentCommand(sender: Command): void {
         try {
           await runAgent({
             paths,
-            opener: { open: (target, signal) => source.open(target, { signal }) },
+            // Early data: a client's first bytes leave with the envelope on a warm leg.
+            opener: source,
             signal: ops.signal,
             force: ops.force,
             drainTimeoutMs,

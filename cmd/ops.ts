@@ -44,22 +44,23 @@ export interface MetricsConfig {
 
 /**
  * The metrics settings, or undefined when `--metrics-addr` (or AZTUNNEL_METRICS_ADDR) is empty.
- * A malformed address is a usage error; a negative `--metrics-max-targets` is one only when metrics
- * are on, as in Go.
+ * A malformed address is a usage error, and so is a negative `--metrics-max-targets`, metrics on or
+ * off (issue 11: values that cannot work are errors).
  */
 export function parseMetricsFlags(flags: MetricsFlags): MetricsConfig | undefined {
   const text = (flags.metricsMaxTargets ?? String(DEFAULT_MAX_TARGETS)).trim();
   if (!/^[+-]?\d+$/.test(text)) {
     throw new UsageError(`invalid --metrics-max-targets "${text}": expected an integer`);
   }
+  // A value that cannot work is an error even while metrics are off (Go ignores it then).
+  const maxTargets = Number(text);
+  if (maxTargets < 0) throw new UsageError(`--metrics-max-targets must be >= 0, got ${maxTargets}`);
   const addr = flags.metricsAddr?.trim() ?? "";
   if (addr === "") return undefined;
   // Checked here, not at listen time: a typo is a usage error (exit 2), a busy port a failure (1).
   if (!parseListenAddr(addr)) {
     throw new UsageError(`invalid --metrics-addr "${flags.metricsAddr}": expected host:port`);
   }
-  const maxTargets = Number(text);
-  if (maxTargets < 0) throw new UsageError(`--metrics-max-targets must be >= 0, got ${maxTargets}`);
   return { addr, maxTargets };
 }
 

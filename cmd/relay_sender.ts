@@ -1,6 +1,7 @@
 /** `relay-sender port-forward | socks5-proxy | connect`: local sockets (or stdio) into tunnels. */
 import type { Command } from "@commander-js/extra-typings";
 import { getLogger } from "../lib/observe/log.ts";
+import { relayAuthMode } from "../lib/relay/token_from_env.ts";
 import { runConnect } from "../lib/sender/connect.ts";
 import { runPortForward } from "../lib/sender/port_forward.ts";
 import { runSocks5Proxy } from "../lib/sender/socks5_proxy.ts";
@@ -68,6 +69,7 @@ async function runService(
   await runSenderWithOps(cmd, (ops, ready) =>
     run({
       relay: { ...relay, tokens: ops.tokens(relay.tokens) },
+      relayAuth: relayAuthMode(Deno.env),
       bind,
       keepAlive,
       drainTimeoutMs,
@@ -145,6 +147,7 @@ export function register(program: Command): void {
         ready.bound();
         return runConnect({
           relay: { ...relay, tokens: ops.tokens(relay.tokens) },
+          relayAuth: relayAuthMode(Deno.env),
           target,
           halfCloseLingerMs,
           signal: ops.signal,

@@ -4,7 +4,7 @@ import { writeAll } from "../lib/net/write_all.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { registerRelayServerMetrics } from "../lib/observe/metrics.ts";
 import type { Readiness } from "../lib/observe/ops_server.ts";
-import { relayServerConfig } from "../lib/server/flags.ts";
+import { relayServerConfig, type RelayServerFlags } from "../lib/server/flags.ts";
 import { type RelayServer, startRelayServer } from "../lib/server/mod.ts";
 import { DEFAULT_BIND, DEFAULT_MAX_LISTENERS } from "../lib/server/options.ts";
 import { relayServerCounts, runWithOps } from "./ops.ts";
@@ -12,12 +12,11 @@ import { relayServerCounts, runWithOps } from "./ops.ts";
 // No commander default: it would print "(default: [])" in the help.
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
-export function register(program: Command): void {
-  program
-    .command("relay-server")
-    .description(
-      "run a local relay compatible with Azure Relay Hybrid Connections (ws:// or wss://)",
-    )
+/** Where relay-server listens and what it serves. */
+function addListenOptions<Args extends unknown[], Opts extends Record<string, unknown>>(
+  cmd: Command<Args, Opts>,
+) {
+  return cmd
     .addOption(
       new Option("--bind <addr>", "listen address host:port").env("AZTUNNEL_RELAY_BIND").default(
         DEFAULT_BIND,
@@ -49,7 +48,14 @@ export function register(program: Command): void {
     .addOption(
       new Option("--hyco <name>", "hybrid connection to serve (repeatable; none = any name)")
         .argParser(collect),
-    )
+    );
+}
+
+/** Who may connect, and how the relay treats connections. */
+function addPolicyOptions<Args extends unknown[], Opts extends Record<string, unknown>>(
+  cmd: Command<Args, Opts>,
+) {
+  return cmd
     .addOption(
       new Option("--sas-policy <policy>", "SAS rule NAME=KEY[:Listen,Send,Manage] (repeatable)")
         .argParser(collect),
@@ -101,7 +107,16 @@ export function register(program: Command): void {
       new Option("--max-message-size <bytes>", "largest WebSocket message (e.g. 16MiB)").default(
         "16MiB",
       ),
-    )
+    );
+}
+
+export function register(program: Command): void {
+  const command = program
+    .command("relay-server")
+    .description(
+      "run a local relay compatible with Azure Relay Hybrid Connections (ws:// or wss://)",
+    );
+  addPolicyOptions(addListenOptions(command))
     .addHelpText(
       "after",
       `
@@ -120,43 +135,47 @@ wss:// with a private CA kept in a directory (made on the first start, reused af
   aztunnel relay-server --bind 127.0.0.1:8443 --hyco demo --tls-self-signed ./relay-tls
   aztunnel relay-listener --relay wss://127.0.0.1:8443 --relay-ca-cert ./relay-tls/ca.crt ...`,
     )
-    .action(async (flags, cmd) => {
-      const { options, generated, caFile } = await relayServerConfig(
-        flags,
-        (key) => cmd.getOptionValueSource(key),
-        Deno.env,
-        getLogger(),
+    .action((flags, cmd) => runRelayServer(flags, cmd));
+}
+
+async function runRelayServer(flags: RelayServerFlags, cmd: Command): Promise<void> {
+  const { options, generated, caFile } = await relayServerConfig(
+    flags,
+    (key) => cmd.getOptionValueSource(key),
+    Deno.env,
+    getLogger(),
+  );
+  let server: RelayServer | undefined;
+  const readiness = (): Readiness =>
+    server ? { ready: true } : { ready: false, reason: "relay server not listening" };
+  await runWithOps(cmd, { readiness }, async (ops) => {
+    server = await startRelayServer({ ...options, signal: ops.signal });
+    const running = server;
+    if (ops.metrics) {
+      registerRelayServerMetrics(
+        ops.metrics.registry,
+        () => relayServerCounts(running.stats()),
       );
-      let server: RelayServer | undefined;
-      const readiness = (): Readiness =>
-        server ? { ready: true } : { ready: false, reason: "relay server not listening" };
-      await runWithOps(cmd, { readiness }, async (ops) => {
-        server = await startRelayServer({ ...options, signal: ops.signal });
-        const running = server;
-        if (ops.metrics) {
-          registerRelayServerMetrics(
-            ops.metrics.registry,
-            () => relayServerCounts(running.stats()),
-          );
-        }
-        if (generated) {
-          await writeAll(
-            Deno.stdout,
-            new TextEncoder().encode(
-              `export AZTUNNEL_KEY_NAME=${generated.name}\n` +
-                `export AZTUNNEL_KEY=${generated.key}\n` +
-                `export AZTUNNEL_RELAY_NAME=${server.url}\n`,
-            ),
-          );
-        }
-        if (caFile) {
-          // The same setting as --relay-ca-cert, in the form the lines above use.
-          await writeAll(
-            Deno.stdout,
-            new TextEncoder().encode(`export AZTUNNEL_RELAY_CA_CERT=${caFile}\n`),
-          );
-        }
-        await server.finished;
-      });
-    });
+    }
+    if (generated) {
+      await writeAll(
+        Deno.stdout,
+        new TextEncoder().encode(
+          `export AZTUNNEL_KEY_NAME=${generated.name}\n` +
+            `export AZTUNNEL_KEY=${generated.key}\n` +
+            `export AZTUNNEL_RELAY_NAME=${server.url}\n` +
+            // One served name is the one every client wants; with none or several, they choose.
+            (options.hycos?.length === 1 ? `export AZTUNNEL_HYCO_NAME=${options.hycos[0]}\n` : ""),
+        ),
+      );
+    }
+    if (caFile) {
+      // The same setting as --relay-ca-cert, in the form the lines above use.
+      await writeAll(
+        Deno.stdout,
+        new TextEncoder().encode(`export AZTUNNEL_RELAY_CA_CERT=${caFile}\n`),
+      );
+    }
+    await server.finished;
+  });
 }

@@ -127,6 +127,7 @@ async function runUp(flags: UpFlags, cmd: UpCommand): Promise<void> {
     "relay-suffix": flags.relaySuffix,
     "relay-ca-cert": flags.relayCaCert,
   };
+  const keepGoing = keepGoingFlag(flags, cmd);
   const config = await load(path, over).catch(reportInvalid);
   if (flags.check) {
     const out = config.entries.map(summaryLine).join("\n") + "\n";
@@ -147,7 +148,7 @@ async function runUp(flags: UpFlags, cmd: UpCommand): Promise<void> {
         logger,
         caCerts: (file) => file ? caCerts.get(file) : undefined,
       }),
-      keepGoing: flags.keepGoing === true,
+      keepGoing,
       logger,
       signal: ops.signal,
     });
@@ -174,6 +175,18 @@ async function runUp(flags: UpFlags, cmd: UpCommand): Promise<void> {
       stopHangup();
     }
   });
+}
+
+/**
+ * `--keep-going`, or AZTUNNEL_KEEP_GOING as a boolean (commander would take any value, even 0, as
+ * set).
+ */
+function keepGoingFlag(flags: UpFlags, cmd: UpCommand): boolean {
+  if (cmd.getOptionValueSourceWithGlobals("keepGoing") !== "env") return flags.keepGoing === true;
+  const text = (Deno.env.get("AZTUNNEL_KEEP_GOING") ?? "").trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(text)) return true;
+  if (["", "0", "false", "no", "off"].includes(text)) return false;
+  throw new UsageError(`invalid AZTUNNEL_KEEP_GOING "${text}": expected true or false`);
 }
 
 /**

@@ -5,7 +5,7 @@
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import type { ByteStream } from "../tunnel/bridge.ts";
-import { dialAgent, requestTunnel } from "./client.ts";
+import { askAgent, dialAgent } from "./client.ts";
 import type { AgentPaths } from "./paths.ts";
 import { spliceToAgent } from "./splice.ts";
 import { type StartedAgent, waitForAgent } from "./spawn.ts";
@@ -19,7 +19,7 @@ export interface HandOffOptions {
   uid: number;
   logger: Logger;
   signal?: AbortSignal;
-  /** The local end, made only once the agent accepted; default stdin/stdout. */
+  /** The local end, made only once the agent took the request; default stdin/stdout. */
   local(): ByteStream;
   /** Starts an agent when none answers (`--persist`). */
   start?(): StartedAgent;
@@ -65,9 +65,10 @@ export async function handOff(opts: HandOffOptions): Promise<boolean> {
     }
   }
   if (!conn) return direct("no agent");
-  const head = await requestTunnel(conn, opts.target, opts.signal);
-  if (head === null) return direct("agent hung up");
+  const redial = () => dialAgent(opts.paths, opts.uid).catch(() => null);
+  const tunnel = await askAgent(conn, opts.target, redial, opts.signal);
+  if (!tunnel) return direct("agent hung up");
   opts.logger.debug("connecting through agent", attrs);
-  await spliceToAgent(opts.local(), conn, head, opts.signal);
+  await spliceToAgent(opts.local(), tunnel.conn, tunnel.answer, opts.signal);
   return true;
 }

@@ -8,11 +8,16 @@ import {
   openEnvelopeTunnel,
   type SenderRelayConfig,
 } from "../sender/open_tunnel.ts";
+import type { OpenOptions } from "../sender/tunnel_source.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 
+/** `TunnelSource` is one (warm legs, early data); `coldOpener` is the plain one. */
 export interface TunnelOpener {
-  /** Throws as `openEnvelopeTunnel` (RelayDialError, EnvelopeRejected, EnvelopeExchangeError). */
-  open(target: string, signal: AbortSignal): Promise<OpenedTunnel>;
+  /**
+   * Throws as `openEnvelopeTunnel` (RelayDialError, EnvelopeRejected, EnvelopeExchangeError).
+   * `earlyData`, when the opener uses it, may have read from the client: bridge it, not the socket.
+   */
+  open(target: string, opts: OpenOptions): Promise<OpenedTunnel>;
 }
 
 export interface ColdOpenerOptions {
@@ -23,7 +28,10 @@ export interface ColdOpenerOptions {
   features?: readonly string[];
 }
 
-/** A rendezvous per tunnel; the relay's token provider (one cache) is shared by all of them. */
+/**
+ * A rendezvous per tunnel, no early data; the relay's token provider (one cache) is shared by all
+ * of them.
+ */
 export function coldOpener(opts: ColdOpenerOptions): TunnelOpener {
-  return { open: (target, signal) => openEnvelopeTunnel(target, { ...opts, signal }) };
+  return { open: (target, { signal }) => openEnvelopeTunnel(target, { ...opts, signal }) };
 }

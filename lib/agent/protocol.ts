@@ -2,6 +2,12 @@
  * The agent socket's handshake: the client sends `CONNECT host:port\n`, the agent answers `OK\n` or
  * `ERR <code> <message>\n`, then raw bytes flow both ways (with half-close). Lines are ASCII and
  * bounded, so a confused or hostile peer cannot make either side buffer without end.
+ *
+ * Early data: `CONNECT host:port early\n` asks to send data before the answer. The agent says
+ * `EARLY\n` at once (it has taken the request and will answer it), the client's bytes follow
+ * while the tunnel opens, then `OK`/`ERR` as above (on ERR the agent discards what it got). An
+ * agent from an older build refuses that line (ERR bad_request, REQUEST_SYNTAX) before any data
+ * was sent, so the client asks again without `early` on a new connection: nothing is lost.
  */
 import { AztunnelError, firstLine } from "../errors.ts";
 import type { ByteStream } from "../tunnel/bridge.ts";
@@ -30,15 +36,36 @@ export class AgentRefused extends AztunnelError {
 
 export type AgentReply = { ok: true } | { ok: false; code: string; message: string };
 
-export function encodeRequest(target: string): Uint8Array {
-  return encoder.encode(`CONNECT ${target}\n`);
+export interface AgentRequest {
+  target: string;
+  /** The client sends data before the answer (`EARLY` first). */
+  early: boolean;
 }
 
-/** The target of a request line (without its newline); throws AgentProtocolError. */
-export function parseRequest(line: string): string {
-  const m = /^CONNECT ([\x21-\x7e]+)$/.exec(line);
-  if (!m) throw new AgentProtocolError("expected CONNECT host:port");
-  return m[1];
+/** What every build says of a request line it cannot parse (older ones: of an `early` line). */
+export const REQUEST_SYNTAX = "expected CONNECT host:port";
+
+/** The agent's first line to an early request: send the data now, the answer follows. */
+export const EARLY_ACK = "EARLY";
+
+export function encodeRequest(target: string, early = false): Uint8Array {
+  return encoder.encode(`CONNECT ${target}${early ? " early" : ""}\n`);
+}
+
+/** A request line (without its newline); throws AgentProtocolError. */
+export function parseRequest(line: string): AgentRequest {
+  const m = /^CONNECT ([\x21-\x7e]+?)( early)?$/.exec(line);
+  if (!m) throw new AgentProtocolError(REQUEST_SYNTAX);
+  return { target: m[1], early: m[2] !== undefined };
+}
+
+export function encodeEarlyAck(): Uint8Array {
+  return encoder.encode(`${EARLY_ACK}\n`);
+}
+
+/** An older agent's refusal of an `early` request line: ask again without it. */
+export function refusesEarly(reply: AgentReply): boolean {
+  return !reply.ok && reply.code === "bad_request" && reply.message === REQUEST_SYNTAX;
 }
 
 export function encodeReply(reply: AgentReply): Uint8Array {

@@ -1,12 +1,16 @@
 /**
  * One connection on the agent socket: the request line, the tunnel, the answer, then the bridge
  * (the socket is the tunnel's local end, as a TCP client is for port-forward). Nothing is bridged
- * unless the listener accepted; otherwise the client gets its reason and code.
+ * unless the listener accepted; otherwise the client gets its reason and code. The socket is read
+ * through a `ClientInput` from the request line on, so a client that sends before the answer
+ * (early data) has those bytes go out with the envelope on a warm leg that grants it, or held in
+ * the socket until the bridge otherwise; on a refusal they are dropped with the connection.
  */
 import { closeQuietly, deadline } from "../async.ts";
 import { errorCode, errorMessage } from "../errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { Logger } from "../observe/log.ts";
+import { ClientInput } from "../sender/early_data.ts";
 import type { OpenedTunnel } from "../sender/open_tunnel.ts";
 import { normalizeTarget } from "../sender/target.ts";
 import { observedBridge } from "../tunnel/bridge.ts";
@@ -15,6 +19,8 @@ import type { TunnelObserver } from "../tunnel/observer.ts";
 import type { TunnelOpener } from "./opener.ts";
 import {
   type AgentReply,
+  type AgentRequest,
+  encodeEarlyAck,
   encodeReply,
   type Line,
   parseRequest,
@@ -44,9 +50,12 @@ export async function serveSession(conn: Deno.Conn, opts: SessionOptions): Promi
   try {
     const request = await readRequest(conn, opts);
     if (!request) return;
-    const tunnel = await openOrRefuse(conn, request.target, opts);
+    // Taken: from here on the client is always answered (unless it goes).
+    if (request.early && !(await send(conn, encodeEarlyAck()))) return;
+    const input = new ClientInput(withPrefix(conn, request.rest));
+    const tunnel = await openOrRefuse(conn, request.target, input, opts);
     if (!tunnel) return;
-    await bridge(conn, request.rest, tunnel, opts);
+    await bridge(input, tunnel, opts);
   } finally {
     closeQuietly(conn);
   }
@@ -55,14 +64,15 @@ export async function serveSession(conn: Deno.Conn, opts: SessionOptions): Promi
 async function readRequest(
   conn: Deno.Conn,
   opts: SessionOptions,
-): Promise<{ target: string; rest: Uint8Array } | null> {
+): Promise<(AgentRequest & { rest: Uint8Array }) | null> {
   let line: Line | null;
   try {
     line = await deadline(readLine(conn), opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS, {
       signal: opts.opening,
     });
     if (!line) return null;
-    return { target: normalizeTarget(parseRequest(line.line)), rest: line.rest };
+    const request = parseRequest(line.line);
+    return { ...request, target: normalizeTarget(request.target), rest: line.rest };
   } catch (err) {
     if (opts.opening.aborted) return null;
     opts.logger.debug("agent request refused", { error: errorMessage(err) });
@@ -74,11 +84,12 @@ async function readRequest(
 async function openOrRefuse(
   conn: Deno.Conn,
   target: string,
+  input: ClientInput,
   opts: SessionOptions,
 ): Promise<OpenedTunnel | null> {
   let tunnel: OpenedTunnel;
   try {
-    tunnel = await opts.opener.open(target, opts.opening);
+    tunnel = await opts.opener.open(target, { signal: opts.opening, earlyData: input });
   } catch (err) {
     // openEnvelopeTunnel has logged it; the client gets the listener's code when there is one.
     await answer(conn, {
@@ -97,8 +108,7 @@ async function openOrRefuse(
 }
 
 async function bridge(
-  conn: Deno.Conn,
-  rest: Uint8Array,
+  input: ClientInput,
   tunnel: OpenedTunnel,
   opts: SessionOptions,
 ): Promise<void> {
@@ -107,7 +117,7 @@ async function bridge(
     const result = await observedBridge(
       "sender",
       tunnel.target,
-      withPrefix(conn, rest),
+      input,
       tunnel.socket,
       {
         halfClose: tunnel.features.includes(FEATURE_HALF_CLOSE),
@@ -126,9 +136,13 @@ async function bridge(
 }
 
 /** Writes the reply; false when the client has gone. */
-async function answer(conn: Deno.Conn, reply: AgentReply): Promise<boolean> {
+function answer(conn: Deno.Conn, reply: AgentReply): Promise<boolean> {
+  return send(conn, encodeReply(reply));
+}
+
+async function send(conn: Deno.Conn, line: Uint8Array): Promise<boolean> {
   try {
-    await writeAll(conn, encodeReply(reply));
+    await writeAll(conn, line);
     return true;
   } catch {
     return false;

@@ -12,12 +12,16 @@ const BUFFER = 64 * 1024;
 
 /**
  * Runs until the agent's data ends (then resolves) or fails (then throws code `agent_failed`), or
- * `signal` aborts (resolves). `head` is data that came with the agent's `OK`. Both ends are closed.
+ * `signal` aborts (resolves). Both ends are closed. `answer` is the data that came with the
+ * agent's `OK`, or its wait: local data goes up from the start (early data), the agent's only once
+ * it has resolved. Its rejection (ERR) is thrown as it is, with the agent end closed and the local
+ * end left to the caller, as when a refusal came before it was made (a pending read of it ends
+ * with it, or with the process).
  */
 export async function spliceToAgent(
   local: ByteStream,
   agent: Deno.Conn,
-  head: Uint8Array,
+  answer: Uint8Array | Promise<Uint8Array>,
   signal?: AbortSignal,
 ): Promise<void> {
   const stop = () => {
@@ -25,7 +29,16 @@ export async function spliceToAgent(
     closeQuietly(agent);
   };
   signal?.addEventListener("abort", stop, { once: true });
+  // Stdin's EOF before the answer is passed on too: the agent sends it after the answer.
   const up = pump(local, agent).then(() => agent.closeWrite()).catch(() => {});
+  let head: Uint8Array;
+  try {
+    head = await answer;
+  } catch (err) {
+    signal?.removeEventListener("abort", stop);
+    closeQuietly(agent);
+    throw err;
+  }
   try {
     if (head.length > 0) await writeAll(local, head);
     await pump(agent, local);

@@ -16,9 +16,9 @@ export type RelayOverrides = Partial<Record<RelayKey, string>>;
 export type ValueSource = string | undefined;
 
 /** A global flag's value: the flag's own when given (flag or environment), else the file's. */
-export function ranked<T extends string>(
+export function ranked(
   source: ValueSource,
-  flagValue: T | undefined,
+  flagValue: string | undefined,
   fileValue: string | undefined,
 ): string | undefined {
   if (source === "cli" || source === "env") return flagValue;

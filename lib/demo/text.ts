@@ -38,12 +38,14 @@ export function describe(l: DemoLayout): string {
   ].join("\n");
 }
 
-/** How to run this CLI again from a shell: the compiled binary, or `deno run -A main.ts`. */
+/**
+ * How to run this CLI again from a shell: the compiled binary, or from source the checkout's
+ * bin/aztunnel (the same permissions as the binary, and it reads like the README's commands).
+ */
 function selfCommand(): string {
   const exe = Deno.execPath();
   if (!/(^|\/)deno(\.exe)?$/.test(exe)) return exe;
-  const main = decodeURIComponent(new URL("../../main.ts", import.meta.url).pathname);
-  return `deno run -A ${main}`;
+  return decodeURIComponent(new URL("../../bin/aztunnel", import.meta.url).pathname);
 }
 
 /** The commands a user can paste into another terminal while the demo runs. */

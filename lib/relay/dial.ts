@@ -41,6 +41,8 @@ export interface DialRelayOptions {
   retryBaseMs?: number;
   /** Cap of the retry delay; default 5 s (so 1, 2, 4, 5, 5… s). */
   retryMaxMs?: number;
+  /** Before each retry's delay: the attempts failed so far and the last failure (for feedback). */
+  onRetry?(failed: number, error: unknown): void;
 }
 
 export const DEFAULT_DIAL_BUDGET_MS = 30_000;
@@ -118,6 +120,7 @@ export async function dialRelay(opts: DialRelayOptions): Promise<WebSocketConn> 
           delay: formatDuration(waitMs),
           error: describeDialFailure(err),
         });
+        opts.onRetry?.(retry + 1, err);
         try {
           await delay(waitMs, { signal });
         } catch {

@@ -5,14 +5,19 @@
  */
 import { AztunnelError, errorMessage } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
+import { RelayDialError } from "../relay/dial_error.ts";
+import type { RelayAuthMode } from "../relay/token_from_env.ts";
 import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
+import { CredentialWatch, senderAuthAttrs } from "./credentials.ts";
 import { openEnvelopeTunnel, type SenderRelayConfig } from "./open_tunnel.ts";
 import { stdioStream } from "./stdio.ts";
 
 export interface SenderConnectOptions {
   relay: SenderRelayConfig;
+  /** How the relay credentials authenticate, for the start line; default the tokens' kind. */
+  relayAuth?: RelayAuthMode;
   target: string;
   signal: AbortSignal;
   logger: Logger;
@@ -30,11 +35,16 @@ export interface SenderConnectOptions {
  */
 export async function runConnect(opts: SenderConnectOptions): Promise<void> {
   const local = opts.local ?? stdioStream();
+  opts.logger.info("connect starting", {
+    target: opts.target,
+    ...senderAuthAttrs(opts.relay, opts.relayAuth),
+  });
   let tunnel;
   try {
     tunnel = await openEnvelopeTunnel(opts.target, opts);
   } catch (err) {
     local.close();
+    if (err instanceof RelayDialError) new CredentialWatch(opts.relay, opts.logger).failed(err);
     // Nothing was bridged, so ssh must not take this for a session that ended normally.
     if (opts.signal.aborted) {
       throw new AztunnelError("interrupted", "interrupted before the tunnel opened", {

@@ -31,7 +31,7 @@ export interface HttpProxyOptions extends TunnelServiceOptions {
 export function runHttpProxy(opts: HttpProxyOptions): Promise<void> {
   return serveTunnels(opts, {
     listening: "http-proxy listening",
-    attrs: opts.auth ? { auth: "basic" } : undefined,
+    attrs: opts.auth ? { proxy_auth: "basic" } : undefined,
     failure: "http-proxy failed",
     handle: (conn, scope) => serveClient(conn, scope, opts),
   });

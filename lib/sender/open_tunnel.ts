@@ -24,6 +24,12 @@ import type { TunnelObserver } from "../tunnel/observer.ts";
 import { rejectHint } from "../tunnel/reject_hint.ts";
 import { describeClose } from "../ws/close.ts";
 import type { MessageSocket, WsMessage } from "../ws/types.ts";
+import {
+  listenerWaitMessage,
+  noticeIfSlow,
+  relayWaitMessage,
+  WAIT_NOTICE_MS,
+} from "./wait_notice.ts";
 
 /** Where and how to reach the relay; shared by every sender mode. */
 export interface SenderRelayConfig {
@@ -37,6 +43,8 @@ export interface SenderRelayConfig {
   retryBaseMs?: number;
   /** How long the listener may take to answer the envelope (default 60 s). */
   replyTimeoutMs?: number;
+  /** A relay dial or a listener's answer pending this long gets one WARN (default 5 s). */
+  waitNoticeMs?: number;
 }
 
 /**
@@ -141,7 +149,7 @@ export async function dialTunnel(
   req: TunnelRequest,
   opts: EnvelopeTunnelOptions,
 ): Promise<OpenedTunnel> {
-  const socket = await dialObserved(opts, req.log);
+  const socket = await dialObserved(opts, req);
   return exchangeEnvelope(socket, req, opts, { reply: () => socket.receive() });
 }
 
@@ -182,12 +190,16 @@ export async function exchangeEnvelope(
       metadata: featuresMetadata(offered),
       bridge_id: bridgeId,
     });
-    const text = await exchange(
-      socket,
-      envelope,
-      leg,
-      opts.relay.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
-      opts.signal,
+    const text = await noticeIfSlow(
+      exchange(
+        socket,
+        envelope,
+        leg,
+        opts.relay.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
+        opts.signal,
+      ),
+      opts.relay.waitNoticeMs ?? WAIT_NOTICE_MS,
+      () => log.warn(listenerWaitMessage(target), { target }),
     );
     let res: ConnectResponse;
     try {
@@ -236,11 +248,20 @@ export async function exchangeEnvelope(
   }
 }
 
-/** The relay dial, with the observer's dial metrics (a stop is not a failure). */
-async function dialObserved(opts: EnvelopeTunnelOptions, log: Logger): Promise<MessageSocket> {
+/**
+ * The relay dial, with the observer's dial metrics (a stop is not a failure) and one WARN when it
+ * is still retrying after `waitNoticeMs`.
+ */
+async function dialObserved(
+  opts: EnvelopeTunnelOptions,
+  req: TunnelRequest,
+): Promise<MessageSocket> {
+  const { log, target } = req;
   const started = performance.now();
+  let failed = 0;
+  let last: unknown;
   try {
-    const socket = await dialRelay({
+    const dial = dialRelay({
       endpoint: opts.relay.endpoint,
       entity: opts.relay.entity,
       tokens: opts.relay.tokens,
@@ -249,7 +270,16 @@ async function dialObserved(opts: EnvelopeTunnelOptions, log: Logger): Promise<M
       logger: log,
       budgetMs: opts.relay.dialBudgetMs,
       retryBaseMs: opts.relay.retryBaseMs,
+      onRetry: (n, err) => {
+        failed = n;
+        last = err;
+      },
     });
+    const socket = await noticeIfSlow(
+      dial,
+      opts.relay.waitNoticeMs ?? WAIT_NOTICE_MS,
+      () => log.warn(relayWaitMessage(failed, last), { target }),
+    );
     opts.observer?.relayDialEnded?.();
     return socket;
   } catch (err) {

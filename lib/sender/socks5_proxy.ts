@@ -1,5 +1,4 @@
 /** `relay-sender socks5-proxy`: a local SOCKS5 server; each CONNECT opens its own tunnel. */
-import { closeQuietly, deadline } from "../async.ts";
 import { errorMessage } from "../errors.ts";
 import { writeAll } from "../net/write_all.ts";
 import { lingerClose } from "../net/linger_close.ts";

@@ -10,17 +10,21 @@ import { type HostPort, joinHostPort } from "../net/host_port.ts";
 import { listenTcp, tuneTcp } from "../net/listen.ts";
 import type { Logger } from "../observe/log.ts";
 import { RelayDialError } from "../relay/dial_error.ts";
+import type { RelayAuthMode } from "../relay/token_from_env.ts";
 import type { PoolMetrics } from "../observe/metrics.ts";
 import { type ByteStream, observedBridge } from "../tunnel/bridge.ts";
 import { FEATURE_HALF_CLOSE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
+import { checkStartupToken, CredentialWatch, senderAuthAttrs } from "./credentials.ts";
 import type { ClientInput } from "./early_data.ts";
 import type { OpenedTunnel, SenderRelayConfig } from "./open_tunnel.ts";
 import { TunnelSource, type TunnelSourceOptions } from "./tunnel_source.ts";
 
 export interface TunnelServiceOptions {
   relay: SenderRelayConfig;
+  /** How the relay credentials authenticate, for the listening line; default the tokens' kind. */
+  relayAuth?: RelayAuthMode;
   bind: HostPort;
   keepAlive: boolean;
   drainTimeoutMs: number;
@@ -67,24 +71,42 @@ export interface ConnectionScope {
 }
 
 /**
- * Listens on `opts.bind`, logs `mode.listening` with the bound address, and hands every connection
- * to `mode.handle` until `signal` aborts, then drains. Throws when the bind fails.
+ * Gets an Entra token (see checkStartupToken), listens on `opts.bind`, logs `mode.listening` with
+ * the bound address and the auth, and hands every connection to `mode.handle` until `signal`
+ * aborts, then drains. Throws when the token or the bind fails; a stop before listening returns.
  */
 export async function serveTunnels(opts: TunnelServiceOptions, mode: TunnelMode): Promise<void> {
+  try {
+    await checkStartupToken(opts.relay, opts.signal);
+  } catch (err) {
+    if (opts.signal.aborted) return;
+    throw err;
+  }
   const listener = listenTcp(opts.bind);
   const bind = joinHostPort(listener.addr.hostname, listener.addr.port);
-  opts.logger.info(mode.listening, { bind, ...mode.attrs });
+  opts.logger.info(mode.listening, {
+    bind,
+    ...mode.attrs,
+    ...senderAuthAttrs(opts.relay, opts.relayAuth),
+  });
   opts.onListening?.(listener.addr);
 
   const tracker = new TaskTracker(opts.signal);
   const source = new TunnelSource({ ...opts, metrics: opts.poolMetrics });
+  const credentials = new CredentialWatch(opts.relay, opts.logger);
   const scope: ConnectionScope = {
     opening: tracker.stopSignal,
     async open(target, earlyData) {
       try {
-        return await source.open(target, { signal: tracker.stopSignal, earlyData });
+        const tunnel = await source.open(target, { signal: tracker.stopSignal, earlyData });
+        credentials.accepted();
+        return tunnel;
       } catch (err) {
-        if (err instanceof RelayDialError && err.code !== "aborted") {
+        if (!(err instanceof RelayDialError)) {
+          // The relay took the credentials; the listener or the exchange failed.
+          credentials.accepted();
+        } else if (err.code !== "aborted") {
+          credentials.failed(err);
           opts.logger.warn(mode.failure, { error: errorMessage(err) });
         }
         throw err;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { pattern, sha256 } from "../helpers/bytes.ts";
 import {
   connectArgs,
+  type Proc,
   type RelayServer,
   runCli,
   spawnCli,
@@ -14,6 +15,8 @@ import {
   startRelayServer,
 } from "../helpers/proc.ts";
 import { startEchoServer, startRequestReplyServer } from "../helpers/servers.ts";
+
+const DEBUG = ["--log-level", "debug"];
 
 const FAST = /^aztunnel: fast path: through agent$/m;
 
@@ -42,18 +45,26 @@ function connect(
 
 /** A relay, a listener and `relay-sender agent` for hyco e2e under `runtime`. */
 async function withAgent(
-  fn: (relay: RelayServer, runtime: string) => Promise<void>,
+  fn: (relay: RelayServer, runtime: string, agent: Proc) => Promise<void>,
+  o: { allow?: string[]; agentGlobals?: string[] } = {},
 ): Promise<void> {
   await using relay = await startRelayServer();
-  await using _listener = await startListener(relay);
+  await using _listener = await startListener(relay, { allow: o.allow });
   await withRuntimeDir(async (runtime) => {
     await using agent = spawnCli(
-      ["relay-sender", "agent", "--relay", relay.url, "--hyco", "e2e"],
+      [...(o.agentGlobals ?? []), "relay-sender", "agent", "--relay", relay.url, "--hyco", "e2e"],
       { env: { ...relay.env, XDG_RUNTIME_DIR: runtime }, name: "agent" },
     );
     await agent.waitForLine(/agent listening/);
-    await fn(relay, runtime);
+    await fn(relay, runtime, agent);
   });
+}
+
+/** Agent logs at debug: the first connect is cold, then a warm leg is ready (early data). */
+async function warmUp(relay: RelayServer, runtime: string, agent: Proc, target: string) {
+  const cold = await connect(relay, runtime, target, new Uint8Array());
+  assert.equal(cold.code, 0, cold.stderr);
+  await agent.waitForLine(/warm leg ready/);
 }
 
 Deno.test("fast connect: through a running agent, byte-exact both ways", async () => {
@@ -104,6 +115,57 @@ Deno.test("fast connect: a refused target ends with the CLI's error line and exi
     assert.equal(fast.stderr, `aztunnel: fast path: through agent\n${error}\n`);
     assert.equal(cli.stderr.trimEnd().split("\n").at(-1), error);
   });
+});
+
+Deno.test("fast connect: stdin sent before the agent's answer goes out as early data, exact", async () => {
+  await using echo = startEchoServer();
+  await withAgent(async (relay, runtime, agent) => {
+    await warmUp(relay, runtime, agent, echo.addr);
+    const data = pattern(1 << 20, 10);
+    const res = await connect(relay, runtime, echo.addr, data);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, FAST);
+    assert.equal(sha256(res.stdout), sha256(data));
+    // The tunnel took the early-data path. Whether the first bytes beat the listener's answer is a
+    // race ("early data sent" logs only when they did), so that line is not waited for here;
+    // tests/integration/agent_test.ts counts early bytes where the order is controlled.
+    await agent.waitForLine(/msg="warm leg used".* early_data=true/);
+  }, { agentGlobals: DEBUG });
+});
+
+Deno.test("fast connect: refused after early bytes: the CLI's error, exit 1, the canary untouched", async () => {
+  await using echo = startEchoServer();
+  const canary = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let canaryAccepts = 0;
+  const watching = (async () => {
+    for await (const c of canary) {
+      canaryAccepts++;
+      c.close();
+    }
+  })();
+  try {
+    await withAgent(async (relay, runtime, agent) => {
+      await warmUp(relay, runtime, agent, echo.addr);
+      const res = await connect(
+        relay,
+        runtime,
+        `127.0.0.1:${canary.addr.port}`,
+        new TextEncoder().encode("secret early bytes"),
+      );
+      assert.equal(res.code, 1, res.stderr);
+      assert.equal(
+        res.stderr,
+        "aztunnel: fast path: through agent\n" +
+          "aztunnel: error: connection rejected (not_allowed): target not allowed\n",
+      );
+      assert.equal(res.stdout.length, 0);
+      await agent.waitForLine(/msg="warm leg used".* early_data=true/);
+    }, { allow: [echo.addr], agentGlobals: DEBUG });
+    assert.equal(canaryAccepts, 0);
+  } finally {
+    canary.close();
+    await watching;
+  }
 });
 
 Deno.test("fast connect: no agent, debug logging or an unknown flag leave it to the CLI", async () => {

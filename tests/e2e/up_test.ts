@@ -113,6 +113,10 @@ Deno.test("up --check: the example is valid; errors name file:line:column and ex
     "socks5-proxy browse: 127.0.0.1:1080 via my-namespace hyco my-hyco",
     "http-proxy web: 127.0.0.1:3128 via my-namespace hyco my-hyco",
   ]);
+  const env = { AZTUNNEL_KEEP_GOING: "maybe" };
+  const badEnv = await runCli(["up", "--check", "-c", EXAMPLE], { env });
+  assert.equal(badEnv.code, 2);
+  assert.match(badEnv.stderr, /invalid AZTUNNEL_KEEP_GOING "maybe": expected true or false/);
   const path = await configFile(
     "relay: ns\nhyco: h\nsas-key: abc\ntunnels:\n  - name: db\n    port-forward: nope\n    bind: 127.0.0.1:1\n",
   );

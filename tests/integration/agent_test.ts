@@ -4,6 +4,7 @@
  * `--persist` starting one that serves the next connect, SIGTERM removing the socket).
  */
 import assert from "node:assert/strict";
+import { dialAgent, requestTunnel } from "../../lib/agent/client.ts";
 import { handOff } from "../../lib/agent/handoff.ts";
 import { coldOpener } from "../../lib/agent/opener.ts";
 import { type AgentPaths, agentPaths } from "../../lib/agent/paths.ts";
@@ -12,9 +13,12 @@ import { type AgentOptions, runAgent } from "../../lib/agent/server.ts";
 import { getLogger } from "../../lib/observe/log.ts";
 import { parseRelayEndpoint } from "../../lib/relay/endpoint.ts";
 import type { SenderRelayConfig } from "../../lib/sender/open_tunnel.ts";
+import { TunnelSource } from "../../lib/sender/tunnel_source.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import type { ByteStream } from "../../lib/tunnel/bridge.ts";
+import { spliceToAgent } from "../../lib/agent/splice.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
+import { PoolRecorder } from "../helpers/pool_recorder.ts";
 import {
   connectArgs,
   logAttr,
@@ -140,6 +144,124 @@ Deno.test("agent: a refusal reaches connect with the listener's code", async () 
       return true;
     });
     local.close();
+    user.close();
+  });
+});
+
+/** An agent on the stack's relay with warm legs (as cmd/agent.ts runs it), one leg ready. */
+async function startWarmAgent(stack: Stack, runtime: string, warmUpTarget: string) {
+  const pool = new PoolRecorder();
+  const source = new TunnelSource({
+    relay: stack.relay,
+    logger: getLogger({ side: "agent" }),
+    pool: { min: 1, max: 2 },
+    metrics: pool,
+  });
+  const agent = await startAgent(stack, runtime, { opener: source });
+  // The first tunnel is cold: it shows the listener grants warm legs and early data.
+  const [user, local] = await tcpPair();
+  const handed = connectVia(agent.paths, warmUpTarget, local);
+  await user.closeWrite();
+  await readAll(user);
+  await handed;
+  user.close();
+  await pool.until((r) => r.ready >= 1, "a warm leg");
+  return {
+    paths: agent.paths,
+    pool,
+    [Symbol.asyncDispose]: async () => {
+      await agent[Symbol.asyncDispose]();
+      await source.close();
+    },
+  };
+}
+
+Deno.test("agent: early data on a warm leg: 1 MiB sent before OK, byte-exact both ways", async () => {
+  await using target = startEchoServer();
+  await using stack = await startStack({});
+  await withRuntimeDir(async (runtime) => {
+    await using agent = await startWarmAgent(stack, runtime, target.addr);
+    const [user, local] = await tcpPair();
+    const data = pattern(1 << 20, 6);
+    // Written, EOF included, before connect has its answer.
+    const sending = writeAll(user, data).then(() => user.closeWrite());
+    const handed = connectVia(agent.paths, target.addr, local);
+    const back = await readAll(user);
+    await sending;
+    assert.equal(sha256(back), sha256(data));
+    assert.equal(await handed, true);
+    assert.equal(agent.pool.hits, 1);
+    assert.ok(agent.pool.earlyBytes > 0, "bytes went out with the envelope");
+    assert.match(stack.logs.lines.join(""), /msg="warm leg used".* early_data=true/);
+    user.close();
+  });
+});
+
+Deno.test("agent: stdin's EOF before the answer reaches the target after it (warm leg)", async () => {
+  await using target = startTarget(upperEcho);
+  await using stack = await startStack({});
+  await withRuntimeDir(async (runtime) => {
+    await using agent = await startWarmAgent(stack, runtime, target.addr);
+    const [user, local] = await tcpPair();
+    await writeAll(user, enc.encode("ssh-ish request"));
+    await user.closeWrite();
+    const handed = connectVia(agent.paths, target.addr, local);
+    assert.equal(dec.decode(await readAll(user)), "SSH-ISH REQUEST<end>");
+    assert.equal(await handed, true);
+    assert.equal(agent.pool.earlyBytes, "ssh-ish request".length);
+    user.close();
+  });
+});
+
+Deno.test("agent: ERR after early bytes: connect throws, the canary target gets nothing", async () => {
+  await using allowed = startEchoServer();
+  const canary = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let canaryAccepts = 0;
+  const watching = (async () => {
+    for await (const c of canary) {
+      canaryAccepts++;
+      c.close();
+    }
+  })();
+  try {
+    await using stack = await startStack({ allowlist: parseAllowlist([allowed.addr]) });
+    await withRuntimeDir(async (runtime) => {
+      await using agent = await startWarmAgent(stack, runtime, allowed.addr);
+      const [user, local] = await tcpPair();
+      await writeAll(user, enc.encode("secret early bytes"));
+      await assert.rejects(
+        connectVia(agent.paths, `127.0.0.1:${canary.addr.port}`, local),
+        (err: Error) => err instanceof AgentRefused && err.code === "not_allowed",
+      );
+      assert.match(stack.logs.lines.join(""), /msg="warm leg used".* early_data=true/);
+      local.close();
+      assert.equal((await readAll(user)).length, 0, "stdout got nothing");
+      assert.equal(agent.pool.earlyBytes, 0, "nothing counted as delivered");
+      user.close();
+    });
+    assert.equal(canaryAccepts, 0);
+  } finally {
+    canary.close();
+    await watching;
+  }
+});
+
+Deno.test("agent: a client of the older protocol (OK before any data) is served as before", async () => {
+  await using target = startEchoServer();
+  await using stack = await startStack({});
+  await withRuntimeDir(async (runtime) => {
+    await using agent = await startWarmAgent(stack, runtime, target.addr);
+    const conn = await dialAgent(agent.paths, uid);
+    assert.ok(conn);
+    const head = await requestTunnel(conn, target.addr);
+    assert.ok(head);
+    const [user, local] = await tcpPair();
+    const spliced = spliceToAgent(local, conn, head);
+    const data = pattern(256 * 1024, 8);
+    const sending = writeAll(user, data).then(() => user.closeWrite());
+    assert.equal(sha256(await readAll(user)), sha256(data));
+    await sending;
+    await spliced;
     user.close();
   });
 });

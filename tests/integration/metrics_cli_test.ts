@@ -41,13 +41,12 @@ Deno.test("metrics flags: a negative --metrics-max-targets is a usage error on e
   );
 });
 
-Deno.test("metrics flags: --metrics-max-targets is not checked while metrics are off", async () => {
+Deno.test("metrics flags: a negative --metrics-max-targets is a usage error while metrics are off too", async () => {
   const res = await runCli([...COMMANDS.connect, "--metrics-max-targets", "-1"], {
     env: { ...sasEnv(), AZTUNNEL_METRICS_ADDR: "" },
   });
-  assert.equal(res.code, 1, res.stderr);
-  assert.doesNotMatch(res.stderr, /metrics/);
-  assert.match(res.stderr, /^aztunnel: error: .*relay/m);
+  assert.equal(res.code, 2, res.stderr);
+  assert.match(res.stderr, /^aztunnel: error: --metrics-max-targets must be >= 0, got -1$/m);
 });
 
 Deno.test("metrics flags: a malformed --metrics-max-targets is always a usage error", async () => {

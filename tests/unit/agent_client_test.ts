@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { requestTunnel } from "../../lib/agent/client.ts";
-import { AgentRefused, readLine } from "../../lib/agent/protocol.ts";
+import { askAgent, requestTunnel } from "../../lib/agent/client.ts";
+import { AgentRefused, readLine, REQUEST_SYNTAX } from "../../lib/agent/protocol.ts";
 import { spliceToAgent } from "../../lib/agent/splice.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
 import { readAll, tcpPair, writeAll } from "../helpers/servers.ts";
@@ -110,5 +110,121 @@ Deno.test("spliceToAgent: a stop ends it and closes both ends", async () => {
   assert.equal((await readAll(user)).length, 0);
   assert.equal((await readAll(agent)).length, 0);
   user.close();
+  agent.close();
+});
+
+const noRedial = () => Promise.reject(new Error("no redial expected"));
+
+Deno.test("askAgent + spliceToAgent: 1 MiB and stdin's EOF sent before OK, byte-exact both ways", async () => {
+  const [user, local] = await tcpPair();
+  const [client, agent] = await unixPair();
+  const up = pattern(1 << 20, 3);
+  const down = pattern(1 << 20, 4);
+  const agentSide = (async () => {
+    const line = await readLine(agent);
+    assert.equal(line?.line, "CONNECT db:22 early");
+    await writeAll(agent, enc.encode("EARLY\n"));
+    // All of it, EOF included, before the answer: the client did not wait for OK.
+    const got = await readAll(agent);
+    await writeAll(agent, enc.encode("OK\nhead:"));
+    await writeAll(agent, down);
+    await agent.closeWrite();
+    return [...line!.rest, ...got];
+  })();
+  const tunnel = await askAgent(client, "db:22", noRedial);
+  assert.ok(tunnel);
+  const spliced = spliceToAgent(local, tunnel.conn, tunnel.answer);
+  const sending = writeAll(user, up).then(() => user.closeWrite());
+  const received = await readAll(user);
+  await sending;
+  assert.equal(sha256(new Uint8Array(await agentSide)), sha256(up));
+  assert.equal(dec.decode(received.subarray(0, 5)), "head:");
+  assert.equal(sha256(received.subarray(5)), sha256(down));
+  await spliced;
+  user.close();
+  agent.close();
+});
+
+Deno.test("askAgent + spliceToAgent: ERR after early bytes is thrown; stdout gets nothing", async () => {
+  const [user, local] = await tcpPair();
+  const [client, agent] = await unixPair();
+  const agentSide = (async () => {
+    await readLine(agent);
+    await writeAll(agent, enc.encode("EARLY\n"));
+    const got = await readAll(agent);
+    await writeAll(agent, enc.encode("ERR not_allowed target not allowed\n"));
+    agent.close();
+    return dec.decode(got);
+  })();
+  const tunnel = await askAgent(client, "10.0.0.5:22", noRedial);
+  assert.ok(tunnel);
+  const spliced = spliceToAgent(local, tunnel.conn, tunnel.answer);
+  await writeAll(user, enc.encode("SSH-2.0-client"));
+  await user.closeWrite();
+  await assert.rejects(spliced, (err: Error) => {
+    assert.ok(err instanceof AgentRefused);
+    assert.equal(err.code, "not_allowed");
+    assert.equal(err.message, "target not allowed");
+    return true;
+  });
+  assert.equal(await agentSide, "SSH-2.0-client");
+  // The local end is the caller's to close, as when ERR came before it was made.
+  local.close();
+  assert.equal((await readAll(user)).length, 0);
+  user.close();
+});
+
+Deno.test("askAgent: an older agent refuses the early line; asked again the old way, nothing sent", async () => {
+  const [client, oldAgent] = await unixPair();
+  const [client2, oldAgent2] = await unixPair();
+  const serving = (async () => {
+    assert.equal((await readLine(oldAgent))?.line, "CONNECT db:22 early");
+    await writeAll(oldAgent, enc.encode(`ERR bad_request ${REQUEST_SYNTAX}\n`));
+    // The client sent the line only, then went.
+    assert.equal((await readAll(oldAgent)).length, 0);
+    oldAgent.close();
+    assert.equal((await readLine(oldAgent2))?.line, "CONNECT db:22");
+    await writeAll(oldAgent2, enc.encode("OK\nbanner"));
+  })();
+  let redials = 0;
+  const tunnel = await askAgent(client, "db:22", () => {
+    redials++;
+    return Promise.resolve(client2);
+  });
+  assert.equal(redials, 1);
+  assert.equal(tunnel?.conn, client2);
+  assert.equal(dec.decode(await tunnel.answer), "banner");
+  await serving;
+  client2.close();
+  oldAgent2.close();
+});
+
+Deno.test("askAgent: a hang-up before EARLY is no answer, after it a failure; other refusals thrown", async () => {
+  let [client, agent] = await unixPair();
+  let serving = (async () => {
+    await readLine(agent);
+    agent.close();
+  })();
+  assert.equal(await askAgent(client, "a:1", noRedial), null);
+  await serving;
+
+  [client, agent] = await unixPair();
+  serving = (async () => {
+    await readLine(agent);
+    await writeAll(agent, enc.encode("EARLY\n"));
+    agent.close();
+  })();
+  const tunnel = await askAgent(client, "a:1", noRedial);
+  // The failed answer closed the connection.
+  await assert.rejects(tunnel!.answer, { code: "agent_failed" });
+  await serving;
+
+  [client, agent] = await unixPair();
+  serving = (async () => {
+    await readLine(agent);
+    await writeAll(agent, enc.encode("ERR bad_request missing port\n"));
+  })();
+  await assert.rejects(askAgent(client, "a", noRedial), { code: "bad_request" });
+  await serving;
   agent.close();
 });

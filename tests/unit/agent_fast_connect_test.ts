@@ -11,7 +11,7 @@ import {
 } from "../../lib/agent/fast_connect.ts";
 import { agentPaths } from "../../lib/agent/paths.ts";
 import { ensurePrivateDir } from "../../lib/agent/private_dir.ts";
-import { AgentRefused, readLine } from "../../lib/agent/protocol.ts";
+import { AgentRefused, parseRequest, readLine } from "../../lib/agent/protocol.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../../lib/observe/log.ts";
 import { parseRelayEndpoint } from "../../lib/relay/endpoint.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
@@ -160,7 +160,8 @@ async function withFakeAgent(
     const served = (async () => {
       const conn = await listener.accept();
       try {
-        await serve(conn, (await readLine(conn))?.line.replace(/^CONNECT /, "") ?? "");
+        const line = await readLine(conn);
+        await serve(conn, line ? parseRequest(line.line).target : "");
       } finally {
         conn.close();
       }

@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import {
   AgentProtocolError,
+  EARLY_ACK,
+  encodeEarlyAck,
   encodeReply,
   encodeRequest,
   MAX_LINE,
   parseReply,
   parseRequest,
   readLine,
+  refusesEarly,
+  REQUEST_SYNTAX,
   withPrefix,
 } from "../../lib/agent/protocol.ts";
 
@@ -30,7 +34,7 @@ function reader(...chunks: string[]) {
 
 Deno.test("agent protocol: request and replies round-trip", () => {
   assert.equal(dec.decode(encodeRequest("db:5432")), "CONNECT db:5432\n");
-  assert.equal(parseRequest("CONNECT [::1]:22"), "[::1]:22");
+  assert.deepEqual(parseRequest("CONNECT [::1]:22"), { target: "[::1]:22", early: false });
   assert.equal(dec.decode(encodeReply({ ok: true })), "OK\n");
   assert.deepEqual(parseReply("OK"), { ok: true });
   const err = dec.decode(
@@ -42,6 +46,21 @@ Deno.test("agent protocol: request and replies round-trip", () => {
     code: "not_allowed",
     message: "target not allowed",
   });
+});
+
+Deno.test("agent protocol: the early request, its ack, and an older agent's refusal of it", () => {
+  assert.equal(dec.decode(encodeRequest("db:5432", true)), "CONNECT db:5432 early\n");
+  assert.deepEqual(parseRequest("CONNECT db:5432 early"), { target: "db:5432", early: true });
+  assert.deepEqual(parseRequest("CONNECT early"), { target: "early", early: false });
+  assert.equal(dec.decode(encodeEarlyAck()), `${EARLY_ACK}\n`);
+  // What an older agent answers to the early line (its parser had no `early`).
+  const old = encodeReply({ ok: false, code: "bad_request", message: REQUEST_SYNTAX });
+  assert.equal(dec.decode(old), "ERR bad_request expected CONNECT host:port\n");
+  assert.equal(refusesEarly(parseReply(dec.decode(old).trimEnd())), true);
+  assert.equal(refusesEarly({ ok: false, code: "bad_request", message: "missing port" }), false);
+  assert.equal(refusesEarly({ ok: false, code: "not_allowed", message: REQUEST_SYNTAX }), false);
+  assert.equal(refusesEarly({ ok: true }), false);
+  assert.throws(() => parseReply(EARLY_ACK), AgentProtocolError);
 });
 
 Deno.test("agent protocol: an ERR line stays one printable line with a safe code", () => {
@@ -58,7 +77,19 @@ Deno.test("agent protocol: an ERR line stays one printable line with a safe code
 });
 
 Deno.test("agent protocol: malformed lines are refused", () => {
-  for (const bad of ["", "CONNECT", "CONNECT ", "connect a:1", "CONNECT a:1 b", "GET / HTTP/1.1"]) {
+  for (
+    const bad of [
+      "",
+      "CONNECT",
+      "CONNECT ",
+      "connect a:1",
+      "CONNECT a:1 b",
+      "GET / HTTP/1.1",
+      "CONNECT a:1 early early",
+      "CONNECT a:1  early",
+      "CONNECT a:1 EARLY",
+    ]
+  ) {
     assert.throws(() => parseRequest(bad), AgentProtocolError, bad);
   }
   for (const bad of ["", "ok", "ERR", "ERR b@d x", "OK extra"]) {

@@ -81,6 +81,9 @@ Deno.test("describe and tryIt: every port, and the key only when generated", () 
   assert.match(tryIt(LAYOUT), /AZTUNNEL_KEY='secret'/);
   assert.match(tryIt(LAYOUT), /curl --socks5-hostname 127\.0\.0\.1:4 http:\/\/localhost:2\//);
   assert.doesNotMatch(tryIt({ ...LAYOUT, generatedKey: false }), /secret/);
+  // From source the commands name the checkout's bin/aztunnel, never `deno run -A …`.
+  assert.match(tryIt(LAYOUT), /\/bin\/aztunnel relay-sender connect/);
+  assert.doesNotMatch(tryIt(LAYOUT), /deno run/);
 });
 
 Deno.test("runDemo --once: both self-checks pass in-process, and it stops cleanly", async () => {

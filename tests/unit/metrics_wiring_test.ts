@@ -98,7 +98,12 @@ Deno.test("timedTokenProvider: every call is timed under the inner kind, errors 
 
 Deno.test("parseMetricsFlags: off without an address; max targets checked only when on", () => {
   assert.equal(parseMetricsFlags({}), undefined);
-  assert.equal(parseMetricsFlags({ metricsAddr: "  ", metricsMaxTargets: "-1" }), undefined);
+  assert.equal(parseMetricsFlags({ metricsAddr: "  ", metricsMaxTargets: "0" }), undefined);
+  assert.throws(
+    () => parseMetricsFlags({ metricsAddr: "  ", metricsMaxTargets: "-1" }),
+    (e: Error) =>
+      e instanceof UsageError && e.message === "--metrics-max-targets must be >= 0, got -1",
+  );
   assert.deepEqual(parseMetricsFlags({ metricsAddr: ":9090", metricsMaxTargets: "500" }), {
     addr: ":9090",
     maxTargets: 500,

@@ -53,3 +53,13 @@ Deno.test("demand: memory is bounded by slots, not by opens", () => {
   }
   assert.equal(d.peak(), 1);
 });
+
+Deno.test("demand: opens in progress plus the floor raise the target at once", () => {
+  const c = clock();
+  const d = new DemandWindow(c.now);
+  const end = d.begin();
+  assert.equal(d.target(4, 16), 5, "1 open + floor 4, above ceil(1.5 × 1)");
+  assert.equal(d.target(4, 3), 4, "never below the floor, even over the cap");
+  end();
+  assert.equal(d.target(4, 16), 4, "ended: the peak rule (2) and the floor");
+});
