@@ -74,8 +74,16 @@ export interface Ops {
   readonly metrics?: Metrics;
   /** The ops server's bound `host:port` (port resolved); undefined when metrics are off. */
   readonly opsAddr?: string;
-  /** The metrics hooks plus the command's own (readiness); pass it to the tunnel code. */
+  /**
+   * The metrics hooks plus the command's own (readiness); pass it to the tunnel code. With
+   * `entryNames` it has no metrics hooks: those come from `entryObserver`.
+   */
   readonly observer?: TunnelObserver;
+  /**
+   * `up`: the metrics hooks for one entry, its series labelled `name` (with `entryNames`), plus
+   * the command's own. Absent in tests that build an Ops by hand.
+   */
+  entryObserver?(name: string): TunnelObserver | undefined;
   /** `tokens` with every call recorded in `aztunnel_token_fetch_*` when metrics are on. */
   tokens(tokens: TokenProvider): TokenProvider;
 }
@@ -85,6 +93,8 @@ export interface OpsSetup {
   readiness?: () => Readiness;
   /** Hooks the command needs besides the metrics (readiness bookkeeping). */
   observer?: TunnelObserver;
+  /** `up`: per-tunnel series and listener gauges carry the entry's `name` (Metrics.entryNames). */
+  entryNames?: boolean;
 }
 
 /** Something commander's `optsWithGlobals()` can be read from. */
@@ -103,8 +113,9 @@ export async function runWithOps(
   body: (ops: Ops) => Promise<void>,
 ): Promise<void> {
   const config = parseMetricsFlags(cmd.optsWithGlobals() as MetricsFlags);
+  const named = setup.entryNames === true;
   const metrics = config
-    ? new Metrics({ maxTargets: config.maxTargets, version: VERSION })
+    ? new Metrics({ maxTargets: config.maxTargets, version: VERSION, entryNames: named })
     : undefined;
   const server = config && metrics ? listen(config.addr, metrics, setup.readiness) : undefined;
   const stop = shutdownSignal();
@@ -117,7 +128,13 @@ export async function runWithOps(
       force: stop.force,
       metrics,
       opsAddr: server?.addr,
-      observer: combineObservers(metrics && metricsObserver(metrics), setup.observer),
+      // Unnamed hooks would break the `name` label set of the families under `up`.
+      observer: combineObservers(
+        metrics && !named ? metricsObserver(metrics) : undefined,
+        setup.observer,
+      ),
+      entryObserver: (name) =>
+        combineObservers(metrics && metricsObserver(metrics, name), setup.observer),
       tokens: (tokens) => (metrics ? timedTokenProvider(tokens, metrics) : tokens),
     });
   } finally {

@@ -139,7 +139,7 @@ async function runUp(flags: UpFlags, cmd: UpCommand): Promise<void> {
   const logger = getLogger();
   let sup: Supervisor | undefined;
   const readiness = () => sup?.readiness() ?? { ready: false, reason: "starting" };
-  await runWithOps(globals, { readiness }, async (ops) => {
+  await runWithOps(globals, { readiness, entryNames: true }, async (ops) => {
     let caCerts = config.caCerts;
     const s = sup = new Supervisor({
       launch: launcher({

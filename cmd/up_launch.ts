@@ -1,13 +1,15 @@
 /**
  * How `up` starts each kind of entry: the entry's values go through the same flag helpers and the
  * same lib entry points as `relay-listener` and `relay-sender port-forward | socks5-proxy`, with a
- * logger that carries `entry=<name>` and readiness of the entry's own.
+ * logger that carries `entry=<name>`, metrics labelled `name=<name>`, and readiness of the entry's
+ * own.
  */
 import type { Logger } from "../lib/observe/log.ts";
 import { LiveAllowlist } from "../lib/config/live_allowlist.ts";
 import type { Launch, RunningEntry } from "../lib/config/supervisor.ts";
 import type { Entry } from "../lib/config/types.ts";
 import { DEFAULT_MAX_WARM_LEGS, runListener } from "../lib/listener/service.ts";
+import { Slots } from "../lib/listener/slots.ts";
 import { parseRelayEndpoint } from "../lib/relay/endpoint.ts";
 import type { TokenProvider } from "../lib/relay/token.ts";
 import type { SenderRelayConfig } from "../lib/sender/open_tunnel.ts";
@@ -19,7 +21,7 @@ import { normalizeTarget } from "../lib/sender/target.ts";
 import type { TunnelServiceOptions } from "../lib/sender/tunnel_service.ts";
 import { DEFAULT_POOL_MAX, DEFAULT_POOL_MIN } from "../lib/sender/warm_pool.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
-import { combineObservers } from "../lib/tunnel/observer.ts";
+import { combineObservers, type TunnelObserver } from "../lib/tunnel/observer.ts";
 import {
   drainFlag,
   drainOption,
@@ -85,6 +87,15 @@ function allowlistOf(entry: Entry) {
   return parseAllowlist(list(entry, "allow"));
 }
 
+function maxConnectionsOf(entry: Entry): number {
+  return Number(text(entry, "max-connections", "0"));
+}
+
+/** The entry's metrics hooks (series labelled with its name). */
+function observerOf(ctx: LaunchContext, entry: Entry): TunnelObserver | undefined {
+  return ctx.ops.entryObserver ? ctx.ops.entryObserver(entry.name) : ctx.ops.observer;
+}
+
 function launchListener(ctx: LaunchContext, entry: Entry, signal: AbortSignal): RunningEntry {
   const log = ctx.logger.with({ entry: entry.name });
   const allowlist = new LiveAllowlist(allowlistOf(entry));
@@ -92,14 +103,18 @@ function launchListener(ctx: LaunchContext, entry: Entry, signal: AbortSignal): 
   if (!allowlist.current) log.warn("no allowlist configured, all targets will be permitted");
   const ready = new ListenerReadiness();
   const relay = relayConfig(ctx, entry);
+  // Ours, so a SIGHUP can change the limit without a restart (open tunnels keep their slots).
+  const connections = new Slots(maxConnectionsOf(entry));
+  const metrics = ctx.ops.metrics;
   const done = runListener({
     ...relay,
     relaySuffix: entry.relay.relaySuffix,
     acceptHosts: list(entry, "relay-accept-host").flatMap((h) => h.split(","))
       .map((h) => h.trim()).filter((h) => h !== ""),
     allowlist,
-    maxConnections: Number(text(entry, "max-connections", "0")),
+    connections,
     maxWarmLegs: Number(text(entry, "max-warm-legs", String(DEFAULT_MAX_WARM_LEGS))),
+    onWarmLegsChange: (held) => metrics?.setWarmLegsHeld(held, entry.name),
     connectTimeoutMs: durationOrDefault(
       text(entry, "connect-timeout", "30s"),
       "--connect-timeout",
@@ -109,8 +124,11 @@ function launchListener(ctx: LaunchContext, entry: Entry, signal: AbortSignal): 
     signal,
     force: ctx.ops.force,
     logger: log,
-    observer: ctx.ops.observer,
-    onConnectedChange: (up) => ready.set(up),
+    observer: observerOf(ctx, entry),
+    onConnectedChange: (up) => {
+      ready.set(up);
+      metrics?.setControlConnected(up, entry.name);
+    },
   });
   return {
     done,
@@ -119,6 +137,11 @@ function launchListener(ctx: LaunchContext, entry: Entry, signal: AbortSignal): 
       allowlist.set(allowlistOf(next));
       log.info("allowlist updated", { allow: list(next, "allow").join(",") || "*" });
       if (!allowlist.current) log.warn("no allowlist configured, all targets will be permitted");
+      const max = maxConnectionsOf(next);
+      if (max !== connections.limit) {
+        connections.setLimit(max);
+        log.info("max connections updated", { max_connections: max === 0 ? "unlimited" : max });
+      }
       return true;
     },
   };
@@ -145,7 +168,7 @@ async function launchTunnel(
     signal,
     force: ctx.ops.force,
     logger: ctx.logger.with({ entry: entry.name }),
-    observer: combineObservers(ctx.ops.observer, ready.observer),
+    observer: combineObservers(observerOf(ctx, entry), ready.observer),
     pool,
     poolMetrics: pool.max > 0 ? ctx.ops.metrics?.pool() : undefined,
     onListening: () => {

@@ -1,6 +1,6 @@
 /**
- * What a SIGHUP changes: entries are matched by name; a listener whose only change is `allow` is
- * updated in place, any other change restarts the entry, and entries that are not running (removed
+ * What a SIGHUP changes: entries are matched by name; a listener whose only changes are `allow`
+ * and `max-connections` is updated in place (both are read per accept), any other change restarts the entry, and entries that are not running (removed
  * from the file, or failed) are stopped or started. Unchanged entries are left alone.
  */
 import type { Entry } from "./types.ts";
@@ -12,9 +12,12 @@ export interface ReloadPlan {
   start: Entry[];
   /** Changed entries: stopped, then started from the new file. */
   restart: Entry[];
-  /** Listeners whose allowlist alone changed. */
+  /** Listeners whose changes are all LIVE_LISTENER_KEYS. */
   update: Entry[];
 }
+
+/** Listener keys a running listener takes in place (RunningEntry.update). */
+export const LIVE_LISTENER_KEYS: readonly string[] = ["allow", "max-connections"];
 
 export function planReload(
   running: ReadonlyMap<string, Entry>,
@@ -31,7 +34,7 @@ export function planReload(
     const old = running.get(e.name);
     if (!old) plan.start.push(e);
     else if (fingerprint(old) === fingerprint(e)) continue;
-    else if (e.kind === "listener" && old.kind === e.kind && sameBesidesAllow(old, e)) {
+    else if (e.kind === "listener" && old.kind === e.kind && sameBesidesLive(old, e)) {
       plan.update.push(e);
     } else plan.restart.push(e);
   }
@@ -39,8 +42,8 @@ export function planReload(
 }
 
 /** What makes an entry what it is: kind, settled relay keys and values; not where it is written. */
-function fingerprint(e: Entry, omit?: string): string {
-  const values = Object.entries(e.values).filter(([k]) => k !== omit)
+function fingerprint(e: Entry, omit: readonly string[] = []): string {
+  const values = Object.entries(e.values).filter(([k]) => !omit.includes(k))
     .sort(([a], [b]) => a < b ? -1 : 1);
   return JSON.stringify([
     e.kind,
@@ -52,6 +55,6 @@ function fingerprint(e: Entry, omit?: string): string {
   ]);
 }
 
-function sameBesidesAllow(a: Entry, b: Entry): boolean {
-  return fingerprint(a, "allow") === fingerprint(b, "allow");
+function sameBesidesLive(a: Entry, b: Entry): boolean {
+  return fingerprint(a, LIVE_LISTENER_KEYS) === fingerprint(b, LIVE_LISTENER_KEYS);
 }

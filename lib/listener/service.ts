@@ -46,6 +46,11 @@ export interface ListenerOptions {
   allowlist: Allowlist | null;
   /** Concurrent tunnels; 0 = unlimited. Accepts beyond it are refused with 503. */
   maxConnections?: number;
+  /**
+   * The `maxConnections` slots, when the caller changes the limit while the listener runs
+   * (`up`'s SIGHUP: `connections.setLimit(n)`); their limit replaces `maxConnections`.
+   */
+  connections?: Slots;
   /** Warm legs held at once (default 16); 0: none held and `warm` not granted. */
   maxWarmLegs?: number;
   /** Hears the number of held warm legs on every change (the `aztunnel_warm_legs_held` gauge). */
@@ -121,7 +126,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     opts,
     cfg,
     tracker: new TaskTracker(opts.signal),
-    slots: new Slots(opts.maxConnections ?? 0),
+    slots: opts.connections ?? new Slots(opts.maxConnections ?? 0),
     warm: maxWarm > 0 ? new Slots(maxWarm, opts.onWarmLegsChange) : null,
     features,
   };
@@ -147,7 +152,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     signal: opts.signal,
     acceptPolicy,
     onAccept,
-    onConnectedChange: announcingReady(opts, log, maxWarm),
+    onConnectedChange: announcingReady(opts, log, s.slots, maxWarm),
     fatalBeforeConnected: isStartupRefusal,
     reconnectBaseMs: opts.controlChannel?.reconnectBaseMs,
     pingIntervalMs: opts.controlChannel?.pingIntervalMs,
@@ -163,6 +168,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
 function announcingReady(
   opts: ListenerOptions,
   log: Logger,
+  slots: Slots,
   maxWarmLegs: number,
 ): (up: boolean) => void {
   let ready = false;
@@ -173,7 +179,7 @@ function announcingReady(
         endpoint: opts.endpoint,
         hyco: opts.entity,
         allowlist: opts.allowlist,
-        maxConnections: opts.maxConnections ?? 0,
+        maxConnections: slots.limit,
         maxWarmLegs,
         auth: opts.auth,
         tokensKind: opts.tokens.kind,

@@ -1,10 +1,11 @@
 /**
  * A counted limit with FIFO waiters: the listener's `--max-connections` (0 = unlimited) and its
  * `--max-warm-legs`. A cold accept takes a slot or is refused at once; a warm leg whose envelope has
- * arrived was accepted long ago, so it may wait a while for one instead.
+ * arrived was accepted long ago, so it may wait a while for one instead. The limit can change while
+ * slots are held (`up`'s SIGHUP): holders keep theirs, and only takers see the new limit.
  */
 export class Slots {
-  readonly #limit: number;
+  #limit: number;
   readonly #onChange?: (inUse: number) => void;
   #inUse = 0;
   readonly #waiters: (() => void)[] = [];
@@ -19,9 +20,26 @@ export class Slots {
     return this.#inUse;
   }
 
+  /** 0: unlimited. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /**
+   * Changes the limit in place. Below `inUse`, nothing is taken back: new takers wait or are
+   * refused until enough slots are released. Raised, the waiters get the slots it frees.
+   */
+  setLimit(limit: number): void {
+    if (!Number.isInteger(limit) || limit < 0) {
+      throw new RangeError(`slot limit must be an integer >= 0, got ${limit}`);
+    }
+    this.#limit = limit;
+    while (this.#waiters.length > 0 && this.#free()) this.#waiters[0]();
+  }
+
   /** Takes a slot when one is free (and nobody waits ahead); false when the limit is reached. */
   tryAcquire(): boolean {
-    if (this.#limit > 0 && (this.#inUse >= this.#limit || this.#waiters.length > 0)) return false;
+    if (!this.#free() || this.#waiters.length > 0) return false;
     this.#take();
     return true;
   }
@@ -49,11 +67,16 @@ export class Slots {
     });
   }
 
-  /** Gives back a slot that acquire or tryAcquire took; the first waiter gets it. */
+  /** Gives back a slot that acquire or tryAcquire took; the first waiter gets it if it is free. */
   release(): void {
     this.#inUse--;
     this.#onChange?.(this.#inUse);
-    this.#waiters[0]?.();
+    // After a lowered limit, a release may still leave every slot taken.
+    if (this.#free()) this.#waiters[0]?.();
+  }
+
+  #free(): boolean {
+    return this.#limit === 0 || this.#inUse < this.#limit;
   }
 
   #take(): void {

@@ -40,7 +40,18 @@ export interface MetricsOptions {
   version?: string;
   /** Monotonic milliseconds, for connection durations; tests inject a fake clock. */
   now?: () => number;
+  /**
+   * `up`: the per-tunnel series and the listener gauges get a `name` label (the entry's), on every
+   * series of those families. Off by default, so the single-tunnel commands' output is unchanged.
+   */
+  entryNames?: boolean;
 }
+
+/**
+ * Label values of the families that may carry `name`. Their label set is chosen at construction
+ * (with or without `name`), so it is typed loosely; the registry checks the keys at every call.
+ */
+type Labels = Readonly<Record<string, string>>;
 
 export interface ConnectionEnd {
   status: ConnectionStatus;
@@ -67,18 +78,19 @@ export class Metrics {
   readonly maxTargets: number;
   readonly #now: () => number;
   readonly #targets = new Set<string>();
+  readonly #entryNames: boolean;
 
-  readonly #connections: Counter<"role" | "target" | "status">;
-  readonly #errors: Counter<"role" | "reason">;
-  readonly #bytes: Counter<"role" | "target" | "direction">;
-  readonly #active: Gauge<"role" | "target">;
-  readonly #control: Gauge;
-  readonly #duration: Histogram<"role" | "target">;
-  readonly #dial: Histogram<"role">;
+  readonly #connections: Counter<string>;
+  readonly #errors: Counter<string>;
+  readonly #bytes: Counter<string>;
+  readonly #active: Gauge<string>;
+  readonly #control: Gauge<string>;
+  readonly #duration: Histogram<string>;
+  readonly #dial: Histogram<string>;
   readonly #tokenSeconds: Histogram<"provider" | "result">;
   readonly #tokenTotal: Counter<"provider" | "result">;
   #pool: PoolMetrics | undefined;
-  #warmHeld: Gauge | undefined;
+  #warmHeld: Gauge<string> | undefined;
 
   /** Throws RangeError (`--metrics-max-targets must be >= 0, got N`) for a negative maxTargets. */
   constructor(opts: MetricsOptions = {}) {
@@ -88,43 +100,46 @@ export class Metrics {
     }
     this.maxTargets = max;
     this.#now = opts.now ?? (() => performance.now());
+    this.#entryNames = opts.entryNames ?? false;
+    const named = (names: readonly string[]) => this.#entryNames ? [...names, "name"] : names;
     const r = this.registry;
     this.#connections = r.counter({
       name: "aztunnel_connections_total",
       help: "Bridged connections, counted when they end, by outcome.",
-      labelNames: ["role", "target", "status"],
+      labelNames: named(["role", "target", "status"]),
     });
     this.#errors = r.counter({
       name: "aztunnel_connection_errors_total",
       help: "Connection attempts that failed before bridging, by reason.",
-      labelNames: ["role", "reason"],
+      labelNames: named(["role", "reason"]),
     });
     this.#bytes = r.counter({
       name: "aztunnel_bytes_total",
       help:
         "Bytes carried by finished bridges (to_relay: local to relay; from_relay: relay to local).",
-      labelNames: ["role", "target", "direction"],
+      labelNames: named(["role", "target", "direction"]),
     });
     this.#active = r.gauge({
       name: "aztunnel_active_connections",
       help: "Bridged connections currently open.",
-      labelNames: ["role", "target"],
+      labelNames: named(["role", "target"]),
     });
     this.#control = r.gauge({
       name: "aztunnel_control_channel_connected",
       help: "1 while the listener control channel is connected, else 0.",
+      labelNames: named([]),
     });
     this.#duration = r.histogram({
       name: "aztunnel_connection_duration_seconds",
       help: "Lifetime of finished bridged connections in seconds.",
-      labelNames: ["role", "target"],
+      labelNames: named(["role", "target"]),
       buckets: CONNECTION_DURATION_BUCKETS,
     });
     this.#dial = r.histogram({
       name: "aztunnel_dial_duration_seconds",
       help:
         "Outbound dial time in seconds (listener: target; sender: relay including retries; arc: arc relay).",
-      labelNames: ["role"],
+      labelNames: named(["role"]),
       buckets: DIAL_DURATION_BUCKETS,
     });
     this.#tokenSeconds = r.histogram({
@@ -163,9 +178,9 @@ export class Metrics {
    * Call when a bridge starts (the TunnelObserver adapter does, timing the bridge itself); pair
    * each call with one `bridgeEnded`. Returns the target label used (the target or `__other__`).
    */
-  bridgeStarted(role: Role, target: string): string {
+  bridgeStarted(role: Role, target: string, entry?: string): string {
     const label = this.targetLabel(target);
-    this.#active.add({ role, target: label }, 1);
+    this.#active.add(this.#named({ role, target: label }, entry), 1);
     return label;
   }
 
@@ -173,8 +188,14 @@ export class Metrics {
    * Records a bridge that `bridgeStarted` counted. The guard maps a target to the same label every
    * time (known targets keep theirs, overflowed ones are never added), so no state is carried over.
    */
-  bridgeEnded(role: Role, target: string, res: ConnectionEnd, seconds: number): void {
-    const labels = { role, target: this.targetLabel(target) };
+  bridgeEnded(
+    role: Role,
+    target: string,
+    res: ConnectionEnd,
+    seconds: number,
+    entry?: string,
+  ): void {
+    const labels = this.#named({ role, target: this.targetLabel(target) }, entry);
     this.#active.add(labels, -1);
     this.#connections.inc({ ...labels, status: res.status });
     this.#duration.observe(labels, Math.max(0, seconds));
@@ -182,12 +203,20 @@ export class Metrics {
     this.#bytes.inc({ ...labels, direction: "from_relay" }, res.bytesFromRelay);
   }
 
-  connectionError(role: Role, reason: ErrorReason): void {
-    this.#errors.inc({ role, reason });
+  connectionError(role: Role, reason: ErrorReason, entry?: string): void {
+    this.#errors.inc(this.#named({ role, reason }, entry));
   }
 
-  dialDuration(role: Role, seconds: number): void {
-    this.#dial.observe({ role }, seconds);
+  dialDuration(role: Role, seconds: number, entry?: string): void {
+    this.#dial.observe(this.#named({ role }, entry), seconds);
+  }
+
+  /**
+   * `labels` plus `name` when the families carry it (`entryNames`). A missing entry becomes "",
+   * which Prometheus reads as no label: a recording hook never throws in the middle of a tunnel.
+   */
+  #named(labels: Labels, entry: string | undefined): Labels {
+    return this.#entryNames ? { ...labels, name: entry ?? "" } : labels;
   }
 
   /** Records one token-provider call (histogram and counter together, so their counts match). */
@@ -242,20 +271,22 @@ export class Metrics {
     };
   }
 
-  setControlConnected(up: boolean): void {
-    this.#control.set(undefined, up ? 1 : 0);
+  /** `entry`: the `up` listener's name (with `entryNames`). */
+  setControlConnected(up: boolean, entry?: string): void {
+    this.#control.set(this.#named({}, entry), up ? 1 : 0);
   }
 
   /**
    * The listener's held warm legs (lib/listener/warm_hold.ts). Registered on first use, so only a
    * listener that holds warm legs exports it (it sets 0 at start).
    */
-  setWarmLegsHeld(held: number): void {
+  setWarmLegsHeld(held: number, entry?: string): void {
     this.#warmHeld ??= this.registry.gauge({
       name: "aztunnel_warm_legs_held",
       help: "Warm relay legs the listener holds, waiting for their envelope.",
+      labelNames: this.#entryNames ? ["name"] : [],
     });
-    this.#warmHeld.set(undefined, held);
+    this.#warmHeld.set(this.#named({}, entry), held);
   }
 
   render(): string {

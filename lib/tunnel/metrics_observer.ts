@@ -7,16 +7,26 @@
 import type { Metrics } from "../observe/metrics.ts";
 import type { TunnelObserver } from "./observer.ts";
 
-export function metricsObserver(metrics: Metrics): TunnelObserver {
+/**
+ * `entry`: the `up` entry this observer serves, its `name` label (the Metrics must have been made
+ * with `entryNames`); the hooks carry no entry of their own, so each entry gets its own observer.
+ */
+export function metricsObserver(metrics: Metrics, entry?: string): TunnelObserver {
   return {
-    connectionStarted: (role, target) => void metrics.bridgeStarted(role, target),
+    connectionStarted: (role, target) => void metrics.bridgeStarted(role, target, entry),
     connectionEnded: (role, target, result, durationMs) =>
-      metrics.bridgeEnded(role, target, {
-        status: result.error ? "error" : "success",
-        bytesToRelay: result.tcpToWs,
-        bytesFromRelay: result.wsToTcp,
-      }, durationMs / 1000),
-    connectionError: (role, reason) => metrics.connectionError(role, reason),
-    dialDuration: (role, ms) => metrics.dialDuration(role, ms / 1000),
+      metrics.bridgeEnded(
+        role,
+        target,
+        {
+          status: result.error ? "error" : "success",
+          bytesToRelay: result.tcpToWs,
+          bytesFromRelay: result.wsToTcp,
+        },
+        durationMs / 1000,
+        entry,
+      ),
+    connectionError: (role, reason) => metrics.connectionError(role, reason, entry),
+    dialDuration: (role, ms) => metrics.dialDuration(role, ms / 1000, entry),
   };
 }

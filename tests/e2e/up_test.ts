@@ -176,6 +176,17 @@ Deno.test("up --keep-going: the others run and /readyz names the failed entry", 
   const metrics = await scrape(ops, "/metrics");
   assert.equal(sample(metrics.body, 'aztunnel_entry_ready{kind="port-forward",name="db"}'), 0);
   assert.equal(sample(metrics.body, 'aztunnel_entry_ready{kind="port-forward",name="other"}'), 1);
+  // Per-entry series: the tunnel's and the listener's own, by name (1 while echoOnce's tunnel has
+  // not yet ended on the sender's side).
+  assert.equal(sample(metrics.body, 'aztunnel_control_channel_connected{name="listener-1"}'), 1);
+  assert.match(
+    metrics.body,
+    new RegExp(
+      `^aztunnel_active_connections\\{name="other",role="sender",target="127\\.0\\.0\\.1:${echo.port}"\\} [01]$`,
+      "m",
+    ),
+  );
+  assert.match(metrics.body, /^aztunnel_active_connections\{name="listener-1",role="listener",/m);
   assert.equal((await up.kill("SIGTERM")).code, 0);
   await Deno.remove(path);
 });

@@ -1,7 +1,8 @@
 /**
  * `up`'s supervisor with the real entry launchers (cmd/up_launch.ts) against the in-process relay:
  * logs carry the entry's name, a reload restarts a changed tunnel on its new bind, stops a removed
- * one and swaps a listener's allowlist without touching its control channel or the open tunnels.
+ * one and swaps a listener's allowlist without touching its control channel or the open tunnels;
+ * metrics carry each entry's name, and a listener's max-connections changes in place.
  */
 import assert from "node:assert/strict";
 import { launcher } from "../../cmd/up_launch.ts";
@@ -11,22 +12,38 @@ import { Supervisor } from "../../lib/config/supervisor.ts";
 import type { Entry } from "../../lib/config/types.ts";
 import { validateConfig } from "../../lib/config/validate.ts";
 import { getLogger } from "../../lib/observe/log.ts";
+import { Metrics } from "../../lib/observe/metrics.ts";
 import type { TokenProvider } from "../../lib/relay/token.ts";
+import { metricsObserver } from "../../lib/tunnel/metrics_observer.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { freePort } from "../helpers/proc.ts";
-import { echoOnce, roundTrip, socks5Connect, startEchoServer } from "../helpers/servers.ts";
+import {
+  echoOnce,
+  readExactly,
+  roundTrip,
+  socks5Connect,
+  startEchoServer,
+} from "../helpers/servers.ts";
 import { startLocalRelay } from "../helpers/tunnel_stack.ts";
 
 function config(relayUrl: string, text: string): Entry[] {
   return resolveEntries(validateConfig(`relay: ${relayUrl}\nhyco: up\n${text}`, "up.yaml"), {});
 }
 
-async function startSupervisor(relayUrl: string, tokens: TokenProvider, text: string) {
+async function startSupervisor(
+  relayUrl: string,
+  tokens: TokenProvider,
+  text: string,
+  metrics?: Metrics,
+) {
   const stop = new AbortController();
+  // As runWithOps builds it for `up` (entryNames): the metrics hooks come per entry.
   const ops: Ops = {
     signal: stop.signal,
     force: new AbortController().signal,
     tokens: (t) => t,
+    metrics,
+    entryObserver: (name) => metrics && metricsObserver(metrics, name),
   };
   const sup = new Supervisor({
     launch: launcher({ ops, tokens, logger: getLogger(), caCerts: () => undefined }),
@@ -114,6 +131,78 @@ Deno.test("up: a listener with no allowlist warns with its name; socks5 through 
     assert.equal(r.reply, 0);
     await roundTrip(r.conn!, "socks");
     r.conn!.close();
+  } finally {
+    await server.close();
+  }
+});
+
+/** A sample's value in a /metrics text, or undefined when the series is absent. */
+function sample(text: string, series: string): number | undefined {
+  const hit = text.split("\n").find((l) => l.startsWith(series + " "));
+  return hit === undefined ? undefined : Number(hit.slice(series.length + 1));
+}
+
+/** Listener `edge` (at most `max` tunnels) and cold port-forwards `db` and `web` to `echo`. */
+function limited(max: number, echo: number, db: number, web: number): string {
+  const pf = (name: string, port: number) =>
+    `  - name: ${name}\n    port-forward: 127.0.0.1:${echo}\n    bind: 127.0.0.1:${port}\n` +
+    "    pool-min: 0\n    pool-max: 0\n    drain-timeout: 1s\n";
+  return `listeners:\n  - name: edge\n    allow: ["127.0.0.1:${echo}"]\n    max-connections: ${max}\n` +
+    `    drain-timeout: 1s\ntunnels:\n${pf("db", db)}${pf("web", web)}`;
+}
+
+Deno.test("up: metrics carry entry names; max-connections changes in place on reload", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  const { server, relay } = await startLocalRelay();
+  const metrics = new Metrics({ processMetrics: false, entryNames: true });
+  try {
+    const [db, web] = [freePort(), freePort()];
+    await using up = await startSupervisor(
+      server.url,
+      relay.tokens,
+      limited(1, echo.port, db, web),
+      metrics,
+    );
+    await logs.waitFor([/msg=control_started/, / entry=edge /]);
+    const first = await Deno.connect({ hostname: "127.0.0.1", port: db });
+    await roundTrip(first, "takes the only slot");
+
+    // At the limit: web's tunnel is refused (503) and its sender keeps retrying.
+    const second = await Deno.connect({ hostname: "127.0.0.1", port: web });
+    const written = second.write(new TextEncoder().encode("x"));
+    await logs.waitFor([/msg=accept_dropped/, /reason=semaphore_full/, / entry=edge /]);
+    await written;
+
+    await up.reload(limited(2, echo.port, db, web));
+    await logs.waitFor(/msg="config reloaded" started="" stopped="" restarted="" updated=edge/);
+    await logs.waitFor([/msg="max connections updated"/, /max_connections=2/, / entry=edge /]);
+    assert.equal(logs.count(/msg=control_started/), 1, "the listener kept its control channel");
+    assert.equal(new TextDecoder().decode(await readExactly(second, 1)), "x", "a retry got in");
+    await roundTrip(first, "the open tunnel survives the change");
+
+    // Lowered below the open count: both stay open.
+    await up.reload(limited(1, echo.port, db, web));
+    await logs.waitFor([/msg="max connections updated"/, /max_connections=1/]);
+    await roundTrip(first, "still open");
+    await roundTrip(second, "still open too");
+
+    const text = metrics.render();
+    const active = (name: string, role: string) =>
+      sample(
+        text,
+        `aztunnel_active_connections{name="${name}",role="${role}",target="127.0.0.1:${echo.port}"}`,
+      );
+    assert.equal(active("db", "sender"), 1);
+    assert.equal(active("web", "sender"), 1);
+    assert.equal(active("edge", "listener"), 2);
+    assert.equal(sample(text, 'aztunnel_control_channel_connected{name="edge"}'), 1);
+    assert.ok(
+      (sample(text, 'aztunnel_dial_duration_seconds_count{name="web",role="sender"}') ?? 0) >= 1,
+    );
+    assert.doesNotMatch(text, /^aztunnel_(?!token|build)\w+(\{(?![^}]*name=)[^}]*\})? /m);
+    first.close();
+    second.close();
   } finally {
     await server.close();
   }

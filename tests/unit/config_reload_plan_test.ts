@@ -49,11 +49,21 @@ tunnels:
   assert.deepEqual(names(plan.update), ["l"]);
 });
 
-Deno.test("reload plan: a listener change beyond allow restarts it; a kind change restarts", () => {
+Deno.test("reload plan: a listener's max-connections is updated in place, with or without allow", () => {
+  const limit = `listeners:\n  - name: l\n    allow: ["127.0.0.1:22"]\n    max-connections: 5\n`;
+  assert.deepEqual(names(planReload(byName(entries(BEFORE)), entries(limit)).update), ["l"]);
+  const both = `listeners:\n  - name: l\n    max-connections: 0\n`;
+  const plan = planReload(byName(entries(limit)), entries(both));
+  assert.deepEqual(names(plan.update), ["l"]);
+  assert.deepEqual(plan.restart, []);
+});
+
+Deno.test("reload plan: a listener change beyond allow and max-connections restarts it; a kind change restarts", () => {
   const after = `listeners:
   - name: l
     allow: ["127.0.0.1:22"]
     max-connections: 5
+    connect-timeout: 5s
 tunnels:
   - name: same
     http-proxy: 127.0.0.1:1080

@@ -49,3 +49,54 @@ Deno.test("slots: acquire gives up at its deadline or on abort, and leaves no wa
   assert.equal(s.inUse, 0);
   assert.equal(s.tryAcquire(), true, "no stale waiter took the freed slot");
 });
+
+Deno.test("slots: setLimit lowered keeps held slots, refuses takers until below the new limit", () => {
+  const counts: number[] = [];
+  const s = new Slots(3, (n) => counts.push(n));
+  for (let i = 0; i < 3; i++) assert.equal(s.tryAcquire(), true);
+  s.setLimit(1);
+  assert.equal(s.limit, 1);
+  assert.equal(s.inUse, 3, "held slots are not taken back");
+  assert.equal(s.tryAcquire(), false);
+  s.release();
+  assert.equal(s.tryAcquire(), false, "2 held, limit 1");
+  s.release();
+  s.release();
+  assert.equal(s.tryAcquire(), true);
+  assert.equal(s.tryAcquire(), false);
+  assert.deepEqual(counts, [1, 2, 3, 2, 1, 0, 1]);
+});
+
+Deno.test("slots: a release under a lowered limit does not hand the slot to a waiter", async () => {
+  const s = new Slots(2);
+  s.tryAcquire();
+  s.tryAcquire();
+  let got: boolean | undefined;
+  const waiting = s.acquire(10_000).then((ok) => got = ok);
+  s.setLimit(1);
+  s.release();
+  await Promise.resolve();
+  assert.equal(got, undefined, "1 held, limit 1: the waiter still waits");
+  assert.equal(s.inUse, 1);
+  s.release();
+  await waiting;
+  assert.equal(got, true);
+  assert.equal(s.inUse, 1);
+});
+
+Deno.test("slots: setLimit raised (or 0) grants waiters at once; invalid limits are refused", async () => {
+  const s = new Slots(1);
+  s.tryAcquire();
+  const a = s.acquire(10_000);
+  const b = s.acquire(10_000);
+  s.setLimit(2);
+  assert.equal(await a, true);
+  assert.equal(s.inUse, 2);
+  s.setLimit(0);
+  assert.equal(await b, true);
+  assert.equal(s.inUse, 3);
+  assert.equal(s.tryAcquire(), true);
+  assert.throws(() => s.setLimit(-1), RangeError);
+  assert.throws(() => s.setLimit(1.5), RangeError);
+  assert.equal(s.limit, 0);
+});

@@ -405,3 +405,63 @@ Deno.test("metrics: pool series appear only once a pool uses them", () => {
   assert.match(text, /^aztunnel_pool_misses_total 1$/m);
   assert.match(text, /^aztunnel_early_data_bytes_total 128$/m);
 });
+
+Deno.test("metrics: entryNames puts name on every per-tunnel series and the listener gauges", () => {
+  const m = bare({ entryNames: true, now: fakeClock().now });
+  m.bridgeStarted("listener", "db:5432", "edge");
+  m.bridgeStarted("sender", "db:5432", "db");
+  m.bridgeEnded(
+    "sender",
+    "db:5432",
+    {
+      status: "success",
+      bytesToRelay: 3,
+      bytesFromRelay: 4,
+    },
+    2,
+    "db",
+  );
+  m.connectionError("listener", "allowlist_rejected", "edge");
+  m.dialDuration("sender", 0.02, "db");
+  m.setControlConnected(true, "edge");
+  m.setWarmLegsHeld(2, "edge");
+  const text = m.render();
+  assert.deepEqual(samples(text, "aztunnel_active_connections"), [
+    'aztunnel_active_connections{name="db",role="sender",target="db:5432"} 0',
+    'aztunnel_active_connections{name="edge",role="listener",target="db:5432"} 1',
+  ]);
+  assert.deepEqual(samples(text, "aztunnel_bytes_total"), [
+    'aztunnel_bytes_total{direction="from_relay",name="db",role="sender",target="db:5432"} 4',
+    'aztunnel_bytes_total{direction="to_relay",name="db",role="sender",target="db:5432"} 3',
+  ]);
+  assert.deepEqual(samples(text, "aztunnel_connections_total"), [
+    'aztunnel_connections_total{name="db",role="sender",status="success",target="db:5432"} 1',
+  ]);
+  assert.deepEqual(samples(text, "aztunnel_connection_errors_total"), [
+    'aztunnel_connection_errors_total{name="edge",reason="allowlist_rejected",role="listener"} 1',
+  ]);
+  assert.deepEqual(samples(text, "aztunnel_control_channel_connected"), [
+    'aztunnel_control_channel_connected{name="edge"} 1',
+  ]);
+  assert.deepEqual(samples(text, "aztunnel_warm_legs_held"), [
+    'aztunnel_warm_legs_held{name="edge"} 2',
+  ]);
+  for (const family of ["aztunnel_connection_duration_seconds", "aztunnel_dial_duration_seconds"]) {
+    const lines = samples(text, family);
+    assert.ok(lines.length > 0);
+    for (const l of lines) assert.match(l, /\{name="db",/, l);
+  }
+  // The token families are per process, not per entry.
+  assert.doesNotMatch(text, /aztunnel_token_fetch_total\{[^}]*name=/);
+});
+
+Deno.test("metrics: without entryNames no series carries name, control gauge stays unlabelled", () => {
+  const m = bare();
+  m.bridgeStarted("listener", "db:5432", "edge");
+  m.setControlConnected(true, "edge");
+  const text = m.render();
+  assert.doesNotMatch(text, /name="/);
+  assert.deepEqual(samples(text, "aztunnel_control_channel_connected"), [
+    "aztunnel_control_channel_connected 1",
+  ]);
+});

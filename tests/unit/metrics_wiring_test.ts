@@ -51,6 +51,27 @@ Deno.test("metricsObserver: bridges, errors and dials land in the §7 series", (
   assert.equal(line(text, `aztunnel_dial_duration_seconds_bucket{role="listener",le="0.025"}`), 1);
 });
 
+Deno.test("metricsObserver: an entry's observer labels its series with the entry's name", () => {
+  const m = new Metrics({ processMetrics: false, entryNames: true });
+  const db = metricsObserver(m, "db");
+  const web = metricsObserver(m, "web");
+  db.connectionStarted!("sender", "x:1");
+  web.connectionStarted!("sender", "x:1");
+  web.connectionEnded!("sender", "x:1", clean, 1000);
+  web.connectionError!("sender", "relay_failed");
+  db.dialDuration!("sender", 5);
+  const text = m.render();
+  const t = 'role="sender",target="x:1"';
+  assert.equal(line(text, `aztunnel_active_connections{name="db",${t}}`), 1);
+  assert.equal(line(text, `aztunnel_active_connections{name="web",${t}}`), 0);
+  assert.equal(line(text, `aztunnel_bytes_total{direction="to_relay",name="web",${t}}`), 10);
+  assert.equal(
+    line(text, 'aztunnel_connection_errors_total{name="web",reason="relay_failed",role="sender"}'),
+    1,
+  );
+  assert.equal(line(text, 'aztunnel_dial_duration_seconds_count{name="db",role="sender"}'), 1);
+});
+
 Deno.test("combineObservers: forwards every hook to each observer, skips undefined", () => {
   const calls: string[] = [];
   const spy = (name: string): TunnelObserver => ({
