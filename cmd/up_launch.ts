@@ -7,6 +7,7 @@
 import type { Logger } from "../lib/observe/log.ts";
 import { LiveAllowlist } from "../lib/config/live_allowlist.ts";
 import type { Launch, RunningEntry } from "../lib/config/supervisor.ts";
+import { recordReferencedFiles } from "../lib/config/reload_plan.ts";
 import type { Entry } from "../lib/config/types.ts";
 import { DEFAULT_MAX_WARM_LEGS, runListener } from "../lib/listener/service.ts";
 import { Slots } from "../lib/listener/slots.ts";
@@ -48,10 +49,13 @@ export interface LaunchContext {
 export const UP_KINDS = ["listener", "port-forward", "socks5-proxy", "http-proxy"] as const;
 
 export function launcher(ctx: LaunchContext): Launch {
-  return (entry, signal) =>
-    entry.kind === "listener"
+  return (entry, signal) => {
+    // Before the files are read below: a later reload restarts the entry when they change.
+    recordReferencedFiles(entry);
+    return entry.kind === "listener"
       ? Promise.resolve(launchListener(ctx, entry, signal))
       : launchTunnel(ctx, entry, signal);
+  };
 }
 
 /** An entry value as its flag's text, or the flag's default. */

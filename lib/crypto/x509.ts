@@ -3,6 +3,7 @@
  * and server (leaf) certificates signed by it. Enough for a private relay; no npm package, no
  * openssl.
  */
+import { X509Certificate } from "node:crypto";
 import {
   bitString,
   boolean,
@@ -31,10 +32,16 @@ export interface IssuedCertificate {
   readonly keys: CryptoKeyPair;
 }
 
-/** Who signs: the CA's name and private key. */
+/** Who signs: the CA's name, private key and key identifier (`certificateKeyIdentifier`). */
 export interface Issuer {
   readonly commonName: string;
   readonly privateKey: CryptoKey;
+  /**
+   * The CA's subjectKeyIdentifier, the leaf's authorityKeyIdentifier: RFC 5280 §4.2.1.1 requires
+   * it, and strict verifiers (`openssl verify -x509_strict`, Python 3.13's default context) refuse
+   * a chain without it.
+   */
+  readonly keyIdentifier: Uint8Array;
 }
 
 export interface CertificateRequest {
@@ -55,6 +62,7 @@ export interface CertificateRequest {
 export async function issueCertificate(req: CertificateRequest): Promise<IssuedCertificate> {
   const keys = await crypto.subtle.generateKey(ECDSA, true, ["sign", "verify"]);
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+  const keyId = await keyIdentifier(keys.publicKey);
   const now = req.now ?? new Date();
   const tbs = sequence(
     explicit(0, smallInteger(2)),
@@ -68,7 +76,7 @@ export async function issueCertificate(req: CertificateRequest): Promise<IssuedC
     ),
     name(req.commonName),
     spki,
-    explicit(3, sequence(...extensions(req))),
+    explicit(3, sequence(...extensions(req, keyId))),
   );
   const signer = req.issuer?.privateKey ?? keys.privateKey;
   const raw = new Uint8Array(await crypto.subtle.sign(SIGN, signer, tbs));
@@ -84,11 +92,32 @@ export async function importSigningKey(pemText: string): Promise<CryptoKey> {
   return await crypto.subtle.importKey("pkcs8", der, ECDSA, false, ["sign"]);
 }
 
-function extensions(req: CertificateRequest): Uint8Array[] {
+/** The key identifier of a certificate's public key (an Issuer's `keyIdentifier`). */
+export async function certificateKeyIdentifier(certPem: string): Promise<Uint8Array> {
+  const spki = new X509Certificate(certPem).publicKey.export({ format: "der", type: "spki" });
+  const key = await crypto.subtle.importKey("spki", new Uint8Array(spki), ECDSA, true, ["verify"]);
+  return await keyIdentifier(key);
+}
+
+/**
+ * RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's contents, which for an
+ * EC key is the uncompressed point WebCrypto exports as "raw". What openssl computes too, so a CA
+ * made elsewhere with the same key would match.
+ */
+async function keyIdentifier(publicKey: CryptoKey): Promise<Uint8Array> {
+  const point = await crypto.subtle.exportKey("raw", publicKey);
+  return new Uint8Array(await crypto.subtle.digest("SHA-1", point));
+}
+
+function extensions(req: CertificateRequest, keyId: Uint8Array): Uint8Array[] {
   const ext = (id: string, critical: boolean, value: Uint8Array) =>
     sequence(oid(id), ...(critical ? [boolean(true)] : []), octetString(value));
+  // subjectKeyIdentifier: in every certificate (RFC 5280 §4.2.1.2 requires it for a CA, and
+  // recommends it for the rest).
+  const ski = ext("2.5.29.14", false, octetString(keyId));
   if (req.ca) {
     return [
+      ski,
       // cA TRUE, pathLenConstraint 0: it signs server certificates only.
       ext("2.5.29.19", true, sequence(boolean(true), smallInteger(0))),
       // keyCertSign (bit 5) and cRLSign (bit 6): 0b0000_0110, the last bit unused.
@@ -96,6 +125,10 @@ function extensions(req: CertificateRequest): Uint8Array[] {
     ];
   }
   return [
+    ski,
+    // authorityKeyIdentifier { keyIdentifier [0] }: which CA key signed it (RFC 5280 §4.2.1.1);
+    // a self-signed leaf names its own key.
+    ext("2.5.29.35", false, sequence(implicit(0, req.issuer?.keyIdentifier ?? keyId))),
     ext("2.5.29.19", true, sequence()),
     // digitalSignature (bit 0) only: 0b1000_0000, seven bits unused.
     ext("2.5.29.15", true, bitString(new Uint8Array([0x80]), 7)),

@@ -95,6 +95,8 @@ interface Serving {
   readonly warm: Slots | null;
   /** What a held warm leg's hello grants. */
   readonly features: readonly string[];
+  /** Cold accepts queued behind waiting warm legs (bounded by the warm cap). */
+  coldQueued: number;
 }
 
 /** What this listener grants: every feature this build has, `warm` only when legs are held. */
@@ -129,6 +131,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     slots: opts.connections ?? new Slots(opts.maxConnections ?? 0),
     warm: maxWarm > 0 ? new Slots(maxWarm, opts.onWarmLegsChange) : null,
     features,
+    coldQueued: 0,
   };
   if (s.warm) opts.onWarmLegsChange?.(0);
   const acceptPolicy = acceptAddressPolicy(opts.endpoint, {
@@ -189,31 +192,55 @@ function announcingReady(
   };
 }
 
-/** An ordinary accept: a connection slot now or a 503, then the handler. */
+/**
+ * An ordinary accept: a connection slot now or a 503, then the handler. While used warm legs wait
+ * for a slot, a cold accept queues behind them (FIFO, up to the connect timeout) instead: every
+ * freed slot goes to the queue, so a 503 then would starve cold senders for as long as warm legs
+ * keep waiting. Those cold waiters are bounded by the warm cap, as the warm ones are.
+ */
 function serveCold(s: Serving, accept: AcceptMessage, log: Logger): void {
-  if (!s.slots.tryAcquire()) {
+  if (s.slots.tryAcquire()) {
+    log.debug("accept acquired");
+    s.tracker.track(coldTunnel(s, accept, log));
+    return;
+  }
+  if (s.slots.waiting === 0 || s.coldQueued >= (s.warm?.limit ?? 0)) {
     log.warn("accept_dropped", { reason: "semaphore_full" });
     reject(s, accept, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, log);
     return;
   }
-  log.debug("accept acquired");
+  s.coldQueued++;
   s.tracker.track((async () => {
-    try {
-      const ws = await rendezvous(s, accept, log);
-      await handleTunnel(ws, s.cfg, handlerContext(s, log));
-    } catch {
-      // acceptRendezvous logged accept_dropped; the handler never rejects
-    } finally {
-      s.slots.release();
-      log.debug("accept released");
+    const ok = await waitForSlot(s, log, "cold accept").finally(() => s.coldQueued--);
+    if (!ok) {
+      log.warn("accept_dropped", { reason: "semaphore_full" });
+      reject(s, accept, MAX_CONNECTIONS_STATUS, MAX_CONNECTIONS_DESCRIPTION, log);
+      return;
     }
+    log.debug("accept acquired");
+    await coldTunnel(s, accept, log);
   })());
 }
 
+/** A cold accept that holds a connection slot: rendezvous and handler, then the slot back. */
+async function coldTunnel(s: Serving, accept: AcceptMessage, log: Logger): Promise<void> {
+  try {
+    const ws = await rendezvous(s, accept, log);
+    await handleTunnel(ws, s.cfg, handlerContext(s, log));
+  } catch {
+    // acceptRendezvous logged accept_dropped; the handler never rejects
+  } finally {
+    s.slots.release();
+    log.debug("accept released");
+  }
+}
+
 /**
- * A warm leg: a warm slot now or a 503, hello, hold; once its envelope arrives the warm slot is
- * given back and a connection slot taken (waiting up to the connect timeout for one, as a cold
- * sender would retry its 503s), then the handler, exactly as for a cold accept.
+ * A warm leg: a warm slot now or a 503, hello, hold; once its envelope arrives a connection slot is
+ * taken (waiting up to the connect timeout for one, as a cold sender would retry its 503s), then
+ * the warm slot is given back and the handler runs, exactly as for a cold accept. The warm slot is
+ * kept while it waits, so waiting legs stay bounded by --max-warm-legs: a sender cycling legs
+ * cannot grow the queue.
  */
 function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger): void {
   if (!warm.tryAcquire()) {
@@ -238,13 +265,14 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
         signal: opening,
         logger: log,
       });
-      unhold();
       if (!first) return;
       if (!s.slots.tryAcquire() && !await waitForSlot(s, log)) {
+        unhold();
         log.warn("accept_dropped", { reason: "semaphore_full" });
         await ws.close(1013, MAX_CONNECTIONS_DESCRIPTION).catch(() => ws.closeNow());
         return;
       }
+      unhold();
       log.debug("accept acquired");
       try {
         await handleTunnel(ws, s.cfg, { ...handlerContext(s, log), first });
@@ -260,9 +288,9 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
   })());
 }
 
-/** A used warm leg at max connections: wait up to the connect timeout for a slot. */
-function waitForSlot(s: Serving, log: Logger): Promise<boolean> {
-  log.debug("warm leg waits for a connection slot");
+/** A used warm leg (or a cold accept behind one) at max connections: wait up to the connect timeout. */
+function waitForSlot(s: Serving, log: Logger, what = "warm leg"): Promise<boolean> {
+  log.debug(`${what} waits for a connection slot`);
   return s.slots.acquire(s.cfg.connectTimeoutMs, s.tracker.stopSignal);
 }
 

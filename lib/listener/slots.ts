@@ -20,6 +20,11 @@ export class Slots {
     return this.#inUse;
   }
 
+  /** Takers waiting in `acquire`. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   /** 0: unlimited. */
   get limit(): number {
     return this.#limit;

@@ -67,7 +67,7 @@ export interface PoolMetrics {
   legs(delta: number): void;
   /** A client got a warm leg. */
   hit(): void;
-  /** A client found no warm leg ready and dialled cold. */
+  /** A client found no warm leg ready (served by a fresh warm dial or a cold one). */
   miss(): void;
   /** Client bytes that went out ahead of the listener's answer on a tunnel it accepted. */
   earlyData(bytes: number): void;
@@ -257,7 +257,7 @@ export class Metrics {
     });
     const misses = r.counter({
       name: "aztunnel_pool_misses_total",
-      help: "Tunnels that found no warm leg ready and dialled the relay.",
+      help: "Tunnels that found no warm leg ready (served by a fresh warm dial or a cold one).",
     });
     const early = r.counter({
       name: "aztunnel_early_data_bytes_total",

@@ -39,6 +39,11 @@ export class ClientInput implements ByteStream {
   #pending: Promise<ReadOutcome> | null = null;
   /** The client's EOF or read error, seen by the pump. */
   #end: ReadOutcome | null = null;
+  /**
+   * The pump's one read buffer (one read is pending at a time); each read's bytes are copied out,
+   * so a held chunk costs its length, not a whole buffer (1000 one-byte reads would pin 32 MB).
+   */
+  #readBuf: Uint8Array | null = null;
   readonly reset?: () => void;
 
   constructor(conn: ByteStream) {
@@ -123,10 +128,9 @@ export class ClientInput implements ByteStream {
   /** For the pump: the pending read, or a new one. */
   nextRead(): Promise<ReadOutcome> {
     if (!this.#pending) {
-      const buf = new Uint8Array(MAX_DATA_MESSAGE);
+      const buf = this.#readBuf ??= new Uint8Array(MAX_DATA_MESSAGE);
       this.#pending = this.#conn.read(buf).then(
-        (n): ReadOutcome =>
-          n === null ? { kind: "eof" } : { kind: "data", bytes: buf.subarray(0, n) },
+        (n): ReadOutcome => n === null ? { kind: "eof" } : { kind: "data", bytes: buf.slice(0, n) },
         (error): ReadOutcome => ({ kind: "error", error }),
       );
     }
@@ -154,6 +158,11 @@ export class EarlyPump implements EarlySender {
   #sending: Promise<void> | null = null;
   /** Bytes this leg got ahead of the answer: a prefix of what the input holds. */
   sent = 0;
+  /**
+   * Bytes handed to the socket, sent or still in flight: a send that never resolved may still
+   * have reached the listener, so a retry (which would deliver them again) looks at this.
+   */
+  attempted = 0;
 
   constructor(input: ClientInput, limit: number) {
     this.#input = input;
@@ -187,6 +196,7 @@ export class EarlyPump implements EarlySender {
   }
 
   async #send(socket: MessageSocket, bytes: Uint8Array): Promise<void> {
+    this.attempted += bytes.length;
     this.#sending = socket.send(bytes);
     await this.#sending;
     this.#sending = null;

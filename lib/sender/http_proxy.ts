@@ -10,7 +10,7 @@ import { errorMessage } from "../errors.ts";
 import { lingerClose } from "../net/linger_close.ts";
 import { writeAll } from "../net/write_all.ts";
 import type { ProxyAuth } from "./http_proxy_auth.ts";
-import { ProxyClientStream } from "./http_proxy_client.ts";
+import { bodyFraming, type ForwardBody, ProxyClientStream } from "./http_proxy_client.ts";
 import { readProxyHead } from "./http_proxy_head.ts";
 import {
   CONNECT_ESTABLISHED,
@@ -41,7 +41,10 @@ export function runHttpProxy(opts: HttpProxyOptions): Promise<void> {
 interface Accepted {
   connect: boolean;
   target: string;
+  /** CONNECT: what followed the head; a forward: the rewritten head. */
   prefix: Uint8Array;
+  /** A forward's body: exactly one request is passed on, so its end must be found. */
+  body?: ForwardBody;
 }
 
 async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: HttpProxyOptions) {
@@ -65,7 +68,10 @@ async function serveClient(conn: Deno.TcpConn, scope: ConnectionScope, opts: Htt
       return;
     }
   }
-  const client = new ProxyClientStream(conn, req.prefix, { endWithResponse: !req.connect });
+  const client = new ProxyClientStream(conn, req.prefix, {
+    endWithResponse: !req.connect,
+    body: req.body,
+  });
   await scope.bridge(client, tunnel);
 }
 
@@ -89,8 +95,10 @@ async function acceptRequest(
     }
     opts.auth?.check(read.head.headers.get("proxy-authorization"));
     const req = interpretRequest(read.head);
-    const prefix = req.kind === "forward" ? concat(req.head, read.rest) : read.rest;
-    return { connect: req.kind === "connect", target: req.target, prefix };
+    if (req.kind === "connect") return { connect: true, target: req.target, prefix: read.rest };
+    // Checked before the tunnel opens, so an ambiguous body gets its 400 here.
+    const body = { framing: bodyFraming(read.head.headers), buffered: read.rest };
+    return { connect: false, target: req.target, prefix: req.head, body };
   } catch (err) {
     if (scope.opening.aborted) {
       closeQuietly(conn);
@@ -113,11 +121,4 @@ async function acceptRequest(
 async function refuse(conn: Deno.TcpConn, err: HttpProxyError): Promise<void> {
   await writeAll(conn, errorResponse(err)).catch(() => {});
   await lingerClose(conn);
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -94,14 +94,15 @@ export class TunnelSource {
     const req = requestTunnel(target, tunnelOpts);
     const endOpen = this.pool?.beginOpen();
     try {
-      // A dead first leg gets one retry: a second ready leg, else the cold dial below.
-      let missed = false;
+      // A dead first leg gets one retry: a second ready leg, else the cold dial below. The first
+      // take decides hit or miss: one count per tunnel, whatever the retry finds.
+      let counted = false;
       for (const retry of [true, false]) {
         const ready = this.pool?.take();
-        if (ready) this.#opts.metrics?.hit();
-        else if (this.pool && !missed) {
-          missed = true;
-          this.#opts.metrics?.miss();
+        if (this.pool && !counted) {
+          counted = true;
+          if (ready) this.#opts.metrics?.hit();
+          else this.#opts.metrics?.miss();
         }
         const leg = ready ?? (retry ? await this.pool?.next(opts.signal) : undefined);
         if (!leg) break;
@@ -148,7 +149,12 @@ export class TunnelSource {
       tunnel.logger.debug("early data sent", { bytes: early.sent });
       return { ...tunnel, earlyBytes: early.sent };
     } catch (err) {
-      if (!(retry && err instanceof EnvelopeExchangeError && err.lost)) {
+      // A lost leg is retried only when the listener cannot have bridged client bytes from it:
+      // none was handed to it (a failed envelope write starts no pump, so it counts 0). Otherwise
+      // the listener may have answered ok and delivered them before the relay cut the leg, and a
+      // retry would deliver them twice: the client fails instead, closed as on a refusal.
+      const replayable = (early?.attempted ?? 0) === 0;
+      if (!(retry && err instanceof EnvelopeExchangeError && err.lost && replayable)) {
         this.#usedDial(leg);
         throw err;
       }

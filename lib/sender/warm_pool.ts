@@ -154,6 +154,8 @@ export class WarmPool {
       this.#opts.metrics?.legs(-1);
       if (!leg.take()) continue;
       leg.logger.debug("warm leg handed out");
+      // Used: the listener holds legs as it should.
+      this.#failures = 0;
       this.#fill();
       return leg;
     }
@@ -196,10 +198,12 @@ export class WarmPool {
     this.#track(dial.then((leg) => {
       this.#dialing--;
       if (this.#stop.signal.aborted) return leg.close(1001, "going away");
-      this.#failures = 0;
+      // A hello alone does not clear the failures: a listener that says hello and then drops the
+      // leg would be redialled at once, forever. A use or a long enough life does (below).
       const waiter = this.#waiters[0];
       if (waiter) {
         leg.logger.debug("warm leg handed out", { waited: true });
+        this.#failures = 0;
         waiter(leg);
       } else this.#add(leg);
       this.#fill();
@@ -216,6 +220,7 @@ export class WarmPool {
   #add(leg: WarmLeg): void {
     this.#ready.push(leg);
     this.#opts.metrics?.legs(1);
+    const since = performance.now();
     leg.idle(this.#timings, (why: LegEnd) => {
       const i = this.#ready.indexOf(leg);
       if (i >= 0) {
@@ -224,6 +229,12 @@ export class WarmPool {
       }
       leg.logger.debug(why === "recycle" ? "warm leg recycled" : "warm leg died", { reason: why });
       this.#track(leg.socket.closed);
+      // Unused and dead within the first ping interval: the listener (or the relay) drops legs
+      // after the hello, so it counts as a failed dial and backs off instead of redialling at once.
+      // A leg that lived that long (or was recycled) shows the legs are held: failures clear.
+      const lived = performance.now() - since;
+      if (why !== "recycle" && lived < this.#timings.pingIntervalMs) return this.#backOff();
+      this.#failures = 0;
       this.#fill();
     });
   }

@@ -5,7 +5,12 @@
  * relay's host names or is about to expire. Made with WebCrypto (lib/crypto/x509.ts): no openssl.
  */
 import { X509Certificate } from "node:crypto";
-import { importSigningKey, issueCertificate, type Issuer } from "../crypto/x509.ts";
+import {
+  certificateKeyIdentifier,
+  importSigningKey,
+  issueCertificate,
+  type Issuer,
+} from "../crypto/x509.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { parseIP } from "../tunnel/ip.ts";
 import type { RelayTls } from "./options.ts";
@@ -45,7 +50,11 @@ export async function selfSignedTls(
   }
   let server = issued === "ca" ? null : await readPair(file("server.crt"), file("server.key"));
   if (!server || !serverCertFits(server.cert, ca.cert, want, now)) {
-    const issuer: Issuer = { commonName: CA_NAME, privateKey: await caKey(ca.key, file("ca.key")) };
+    const issuer: Issuer = {
+      commonName: CA_NAME,
+      privateKey: await caKey(ca.key, file("ca.key")),
+      keyIdentifier: await caKeyIdentifier(ca.cert, file("ca.crt")),
+    };
     const made = await issueCertificate({
       commonName: want.find((h) => !parseIP(h)) ?? "localhost",
       ca: false,
@@ -70,11 +79,63 @@ export async function selfSignedTls(
 }
 
 async function prepareDir(dir: string): Promise<string> {
+  let abs: string;
   try {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    return await Deno.realPath(dir);
+    abs = await Deno.realPath(dir);
   } catch (err) {
     throw new UsageError(`--tls-self-signed ${dir}: ${errorMessage(err)}`);
+  }
+  await checkOwnDir(abs, dir);
+  return abs;
+}
+
+const octal = (mode: number) => (mode & 0o777).toString(8).padStart(4, "0");
+
+/**
+ * What is reused from DIR is trusted as the relay's own CA, so DIR must be ours and writable only
+ * by us: anyone else who could write there could plant a CA (and key) the relay would then serve.
+ * Reading is allowed (ca.crt is public), so this is looser than the agent's 0700 rule
+ * (lib/agent/private_dir.ts); ca.key itself must allow no group or other access at all. Refused,
+ * never repaired: the files in it may already be someone else's. Windows has no such mode bits.
+ */
+async function checkOwnDir(abs: string, dir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  const uid = Deno.uid();
+  const flag = `--tls-self-signed ${dir}`;
+  const info = await stat(abs, flag);
+  if (!info) throw new UsageError(`${flag}: the directory disappeared`);
+  if (info.uid !== uid) {
+    throw new UsageError(
+      `${flag}: owned by uid ${info.uid}, not ${uid}: its CA cannot be trusted; use a directory of your own`,
+    );
+  }
+  const mode = info.mode ?? 0;
+  if ((mode & 0o022) !== 0) {
+    throw new UsageError(
+      `${flag}: mode ${octal(mode)} lets group or others write there, so its CA cannot be ` +
+        `trusted: chmod go-w ${abs} (and check its files), or use a new directory`,
+    );
+  }
+  const key = await stat(`${abs}/ca.key`, flag);
+  if (!key) return;
+  if (key.uid !== uid || ((key.mode ?? 0) & 0o077) !== 0) {
+    throw new UsageError(
+      `${flag}: ${abs}/ca.key must be owned by uid ${uid} with no group or other access ` +
+        `(it is uid ${key.uid}, mode ${
+          octal(key.mode ?? 0)
+        }); remove the directory's files to start over`,
+    );
+  }
+}
+
+/** lstat, or null when the path does not exist; other failures are usage errors. */
+async function stat(path: string, flag: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw new UsageError(`${flag}: ${errorMessage(err)}`);
   }
 }
 
@@ -109,6 +170,18 @@ async function caKey(pem: string, file: string): Promise<CryptoKey> {
     throw new UsageError(
       `--tls-self-signed: ${file} is not a P-256 key made by aztunnel (${errorMessage(err)}); ` +
         "remove the directory's files to start over",
+    );
+  }
+}
+
+async function caKeyIdentifier(pem: string, file: string): Promise<Uint8Array> {
+  try {
+    return await certificateKeyIdentifier(pem);
+  } catch (err) {
+    throw new UsageError(
+      `--tls-self-signed: ${file} is not a P-256 certificate made by aztunnel (${
+        errorMessage(err)
+      }); remove the directory's files to start over`,
     );
   }
 }

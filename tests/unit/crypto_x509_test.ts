@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { bitString, oid, time, tlv, unsignedInteger } from "../../lib/crypto/der.ts";
-import { importSigningKey, issueCertificate } from "../../lib/crypto/x509.ts";
+import {
+  certificateKeyIdentifier,
+  importSigningKey,
+  issueCertificate,
+} from "../../lib/crypto/x509.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -31,7 +35,11 @@ Deno.test("x509: a CA and a server certificate that openssl-grade checks and rus
     dnsNames: ["localhost", "relay.test"],
     ipAddresses: [new Uint8Array([127, 0, 0, 1])],
     validDays: 10,
-    issuer: { commonName: "test CA", privateKey: await importSigningKey(ca.key) },
+    issuer: {
+      commonName: "test CA",
+      privateKey: await importSigningKey(ca.key),
+      keyIdentifier: await certificateKeyIdentifier(ca.cert),
+    },
   });
   const caX = new X509Certificate(ca.cert);
   const leafX = new X509Certificate(leaf.cert);

@@ -86,6 +86,8 @@ Deno.test("selfSignedTls: a foreign CA key is a usage error that says how to sta
     await Deno.writeTextFile(
       `${dir}/ca.key`,
       "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+      // Private, as the directory check requires: what is tested is the key's content.
+      { mode: 0o600 },
     );
     await assert.rejects(selfSignedTls(dir, []), (err: unknown) => {
       assert.ok(err instanceof UsageError);
