@@ -116,3 +116,25 @@ Deno.test("listener cli: AZTUNNEL_KEY without AZTUNNEL_KEY_NAME (or the reverse)
     })
   ));
 });
+
+Deno.test("listener cli: a malformed --relay-accept-host is a usage error naming the value", async () => {
+  for (const bad of ["host:99999", "a b", "[::1", "h:x"]) {
+    const r = await runCli(
+      [
+        "relay-listener",
+        "--relay",
+        "ws://127.0.0.1:1",
+        "--hyco",
+        "e2e",
+        "--relay-accept-host",
+        bad,
+      ],
+      { env: sasEnv(), deadlineMs: 20_000 },
+    );
+    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.equal(
+      r.stderr.trim(),
+      `aztunnel: error: invalid --relay-accept-host "${bad}": expected host or host:port`,
+    );
+  }
+});
