@@ -1,14 +1,6 @@
 /** `arc connect` and `arc port-forward`: reach an Azure Arc machine through its Arc-managed relay. */
-import { type Command, Option } from "@commander-js/extra-typings";
-import {
-  arcKeepAlive,
-  DEFAULT_ARM_ENDPOINT,
-  parseArcRelayUrl,
-  parseArcService,
-  parseArmEndpoint,
-  parseResourceId,
-  resolveArcPort,
-} from "../lib/arc/config.ts";
+import type { Command } from "@commander-js/extra-typings";
+import { arcKeepAlive, parseArcRelayUrl } from "../lib/arc/config.ts";
 import { runArcConnect } from "../lib/arc/connect.ts";
 import { runArcPortForward } from "../lib/arc/port_forward.ts";
 import type { ArcSessionOptions } from "../lib/arc/session.ts";
@@ -23,27 +15,26 @@ import {
   relayCaCertOption,
   resolveBind,
 } from "./common.ts";
+import {
+  arcPortOption,
+  arcServiceOption,
+  arcTarget,
+  type ArcTargetFlags,
+  armEndpointOption,
+  resourceIdOption,
+} from "./arc_flags.ts";
 import { runSenderWithOps } from "./ops.ts";
 
-interface ArcFlags {
-  resourceId?: string;
-  /** Undefined when not given: the default depends on the service. */
-  port?: string;
-  service: string;
+interface ArcFlags extends ArcTargetFlags {
   relayCaCert?: string;
-  armEndpoint?: string;
   halfCloseLinger?: string;
 }
 
 /** Flags (and the AZTUNNEL_ARC_RELAY_URL override) to session options; throws UsageError. */
 async function sessionOptions(flags: ArcFlags): Promise<ArcSessionOptions> {
   const relayUrl = Deno.env.get("AZTUNNEL_ARC_RELAY_URL");
-  const service = parseArcService(flags.service);
   return {
-    resourceId: parseResourceId(flags.resourceId),
-    port: resolveArcPort(flags.port, service),
-    service,
-    armEndpoint: parseArmEndpoint(flags.armEndpoint),
+    ...arcTarget(flags),
     relayBase: relayUrl ? parseArcRelayUrl(relayUrl) : undefined,
     caCerts: await readCaCerts(flags.relayCaCert),
     halfCloseLingerMs: halfCloseLingerFlag(flags.halfCloseLinger),
@@ -54,21 +45,12 @@ export function register(program: Command): void {
   const arc = program
     .command("arc")
     .description("connect to an Azure Arc-enabled machine through its Arc-managed relay")
-    .addOption(
-      new Option("--resource-id <id>", "Arc machine resource ID").env("AZTUNNEL_ARC_RESOURCE_ID"),
-    )
-    // No commander default: an absent --port picks the service's port (resolveArcPort).
-    .addOption(
-      new Option("--port <port>", "port on the machine (default: 22, or 6516 with --service WAC)"),
-    )
-    .addOption(new Option("--service <name>", "Arc service: SSH or WAC").default("SSH"))
+    .addOption(resourceIdOption("Arc machine resource ID"))
+    .addOption(arcPortOption("port on the machine (default: 22, or 6516 with --service WAC)"))
+    .addOption(arcServiceOption("Arc service: SSH or WAC"))
     .addOption(relayCaCertOption())
     .addOption(halfCloseLingerOption())
-    .addOption(
-      new Option("--arm-endpoint <url>", "Azure Resource Manager endpoint (sovereign clouds)")
-        .env("AZTUNNEL_ARM_ENDPOINT")
-        .default(DEFAULT_ARM_ENDPOINT),
-    )
+    .addOption(armEndpointOption("Azure Resource Manager endpoint (sovereign clouds)"))
     .configureHelp({ showGlobalOptions: true })
     .addHelpText(
       "after",

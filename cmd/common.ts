@@ -163,6 +163,14 @@ export function keepAliveFlag(text: string): boolean {
   return true;
 }
 
+/** A count flag (`--pool-min`, `--max-connections`, ...): digits only, 0 allowed. */
+export function parseCount(text: string, flag: string): number {
+  if (!/^\d+$/.test(text.trim())) {
+    throw new UsageError(`invalid ${flag} "${text}": expected a number >= 0`);
+  }
+  return Number(text);
+}
+
 /** `--drain-timeout` in milliseconds; 0 means no drain, negative is a usage error. */
 export function drainFlag(text: string): number {
   const ms = parseDuration(text, "--drain-timeout");

@@ -3,31 +3,28 @@
  * machine) step by step, one line each, and exits 0 only when every check passed.
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import {
-  DEFAULT_ARM_ENDPOINT,
-  parseArcService,
-  parseArmEndpoint,
-  parseResourceId,
-  resolveArcPort,
-} from "../lib/arc/config.ts";
 import { runArcDoctor } from "../lib/doctor/arc.ts";
 import { runRelayDoctor } from "../lib/doctor/relay.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { AztunnelError, UsageError } from "../lib/errors.ts";
 import { getLogger } from "../lib/observe/log.ts";
 import { normalizeTarget } from "../lib/sender/target.ts";
+import {
+  arcPortOption,
+  arcServiceOption,
+  arcTarget,
+  type ArcTargetFlags,
+  armEndpointOption,
+  resourceIdOption,
+} from "./arc_flags.ts";
 import { addRelayOptions, type OptionSources, type RelayFlags, resolveRelay } from "./common.ts";
 
 export const DEFAULT_DOCTOR_TIMEOUT = "10s";
 
-interface DoctorFlags extends RelayFlags {
+interface DoctorFlags extends RelayFlags, ArcTargetFlags {
   timeout: string;
   target?: string;
   skipListen?: boolean;
-  resourceId?: string;
-  port?: string;
-  service: string;
-  armEndpoint?: string;
 }
 
 /** `--timeout`: a positive duration, else a usage error. */
@@ -60,19 +57,10 @@ export function register(program: Command): void {
         "leave out the Listen check (it briefly adds a listener to the hybrid connection)",
       ).env("AZTUNNEL_DOCTOR_SKIP_LISTEN"),
     )
-    .addOption(
-      new Option("--resource-id <id>", "check an Arc machine instead of a hybrid connection")
-        .env("AZTUNNEL_ARC_RESOURCE_ID"),
-    )
-    .addOption(
-      new Option("--port <port>", "with --resource-id: port on the machine (default 22, WAC 6516)"),
-    )
-    .addOption(new Option("--service <name>", "with --resource-id: SSH or WAC").default("SSH"))
-    .addOption(
-      new Option("--arm-endpoint <url>", "with --resource-id: Azure Resource Manager endpoint")
-        .env("AZTUNNEL_ARM_ENDPOINT")
-        .default(DEFAULT_ARM_ENDPOINT),
-    )
+    .addOption(resourceIdOption("check an Arc machine instead of a hybrid connection"))
+    .addOption(arcPortOption("with --resource-id: port on the machine (default 22, WAC 6516)"))
+    .addOption(arcServiceOption("with --resource-id: SSH or WAC"))
+    .addOption(armEndpointOption("with --resource-id: Azure Resource Manager endpoint"))
     .addHelpText(
       "after",
       `
@@ -92,12 +80,8 @@ async function runDoctor(flags: DoctorFlags, cmd: OptionSources): Promise<boolea
     if (cmd.getOptionValueSource("relay") === "cli" || cmd.getOptionValueSource("hyco") === "cli") {
       throw new UsageError("--resource-id checks an Arc machine: leave out --relay and --hyco");
     }
-    const service = parseArcService(flags.service);
     return await runArcDoctor({
-      resourceId: parseResourceId(flags.resourceId),
-      service,
-      port: resolveArcPort(flags.port, service),
-      armEndpoint: parseArmEndpoint(flags.armEndpoint),
+      ...arcTarget(flags),
       timeoutMs,
       write,
     });

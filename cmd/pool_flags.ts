@@ -1,6 +1,7 @@
 /** `--pool-min`/`--pool-max`: the warm-leg pool of every long-running sender (services, agent). */
 import { Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
+import { parseCount } from "./common.ts";
 import { DEFAULT_POOL_MAX, DEFAULT_POOL_MIN } from "../lib/sender/warm_pool.ts";
 
 export const poolMinOption = () =>
@@ -18,17 +19,10 @@ export interface PoolFlags {
   poolMax: string;
 }
 
-function poolCount(text: string, flag: string): number {
-  if (!/^\d+$/.test(text.trim())) {
-    throw new UsageError(`invalid ${flag} "${text}": expected a number >= 0`);
-  }
-  return Number(text);
-}
-
 /** `--pool-min`/`--pool-max`; a max of 0 turns warm legs off (and the floor is then ignored). */
 export function poolFlags(minText: string, maxText: string): { min: number; max: number } {
-  const min = poolCount(minText, "--pool-min");
-  const max = poolCount(maxText, "--pool-max");
+  const min = parseCount(minText, "--pool-min");
+  const max = parseCount(maxText, "--pool-max");
   if (max > 0 && min > max) {
     throw new UsageError(`--pool-min ${min} is more than --pool-max ${max}`);
   }

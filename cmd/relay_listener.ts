@@ -15,19 +15,12 @@ import {
   halfCloseLingerOption,
   keepAliveFlag,
   keepaliveOption,
+  parseCount,
   type RelayFlags,
   resolveRelay,
 } from "./common.ts";
 import { runWithOps } from "./ops.ts";
 import { ListenerReadiness } from "./readiness.ts";
-
-/** A count flag (`--max-connections`, `--max-warm-legs`): digits only, 0 allowed. */
-function parseCount(text: string, flag: string): number {
-  if (!/^\d+$/.test(text.trim())) {
-    throw new UsageError(`invalid ${flag} "${text}": expected a number >= 0`);
-  }
-  return Number(text);
-}
 
 /** `--relay-accept-host` values (each may be a comma list, as the environment variable is). */
 function parseAcceptHosts(values: readonly string[]): string[] {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real programs the end-to-end tests drive: OpenSSH client and server, curl, git,
-# promtool.
+# promtool, and the zsh and fish shells the completion tests load scripts into.
 # Needs root (apt-get); safe to run again.
 set -euo pipefail
 need=()
@@ -10,6 +10,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

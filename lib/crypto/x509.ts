@@ -4,6 +4,7 @@
  * openssl.
  */
 import { X509Certificate } from "node:crypto";
+import { decodeBase64, encodeBase64 } from "./base64.ts";
 import {
   bitString,
   boolean,
@@ -88,7 +89,8 @@ export async function issueCertificate(req: CertificateRequest): Promise<IssuedC
 /** The private key of a PEM PKCS #8 P-256 key, for signing (a CA kept from an earlier run). */
 export async function importSigningKey(pemText: string): Promise<CryptoKey> {
   const body = pemText.replace(/-----(BEGIN|END) PRIVATE KEY-----|\s/g, "");
-  const der = Uint8Array.from(atob(body), (c) => c.charCodeAt(0));
+  const der = decodeBase64(body);
+  if (der === null) throw new Error("Failed to decode base64");
   return await crypto.subtle.importKey("pkcs8", der, ECDSA, false, ["sign"]);
 }
 
@@ -164,7 +166,7 @@ function ecdsaDer(raw: Uint8Array): Uint8Array {
 }
 
 function pem(label: string, der: Uint8Array): string {
-  const b64 = btoa(String.fromCharCode(...der));
+  const b64 = encodeBase64(der);
   const lines = b64.match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
 }

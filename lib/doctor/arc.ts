@@ -1,10 +1,11 @@
 /**
  * `aztunnel doctor --resource-id`: the Arc side, read-only (unlike `arc connect`, nothing is
- * created): an ARM token, ARM answering, the machine's HybridConnectivity endpoint, its service
- * configuration naming the right port, and relay credentials listed.
+ * created): an ARM token, ARM answering, the subscription's Microsoft.HybridConnectivity
+ * registration, the machine's HybridConnectivity endpoint, its service configuration naming the
+ * right port, and relay credentials listed.
  */
 import { errorMessage } from "../errors.ts";
-import { ArmClient, type ArmError } from "../arc/arm.ts";
+import { ArmClient, ArmError } from "../arc/arm.ts";
 import { armScope } from "../arc/config.ts";
 import {
   ArcArmError,
@@ -25,6 +26,10 @@ export const PROVIDER_CHECK = "resource provider registered";
 export const ENDPOINT_CHECK = "HybridConnectivity endpoint";
 export const SERVICE_CONFIG_CHECK = "service configuration";
 export const CREDENTIALS_CHECK = "relay credentials listed";
+
+export const PROVIDER_NAMESPACE = "Microsoft.HybridConnectivity";
+export const PROVIDER_API_VERSION = "2021-04-01";
+export const PROVIDER_FIX = `az provider register --namespace ${PROVIDER_NAMESPACE}`;
 
 export interface ArcDoctorOptions extends ArcTarget {
   armEndpoint: URL;
@@ -54,13 +59,7 @@ export function runArcDoctor(opts: ArcDoctorOptions): Promise<boolean> {
   const checks: Check[] = [
     { label: ARM_TOKEN_CHECK, run: (s) => armToken(tokens, s) },
     { label: ARM_CHECK, needs: [ARM_TOKEN_CHECK], run: (s) => state.list(s) },
-    {
-      label: PROVIDER_CHECK,
-      run: () =>
-        Promise.resolve(skip(
-          "lib/arc makes no provider call; an unregistered Microsoft.HybridConnectivity shows below",
-        )),
-    },
+    { label: PROVIDER_CHECK, needs: [ARM_CHECK], run: (s) => provider(arm, opts.resourceId, s) },
     { label: ENDPOINT_CHECK, needs: [ARM_CHECK], run: () => Promise.resolve(state.endpoint()) },
     { label: SERVICE_CONFIG_CHECK, needs: [ENDPOINT_CHECK], run: (s) => state.serviceConfig(s) },
     {
@@ -79,6 +78,43 @@ async function armToken(tokens: EntraTokenCache, signal: AbortSignal): Promise<O
   } catch (err) {
     return fail(errorMessage(err).replace(`; to fix: ${ARM_FIX_HINT}`, ""), ARM_FIX_HINT);
   }
+}
+
+/**
+ * The subscription's registration of Microsoft.HybridConnectivity. A 403 is not a failure: reading
+ * providers needs read access at subscription scope, which a machine-scoped role lacks, and the
+ * endpoint line still explains a missing registration.
+ */
+async function provider(arm: ArmClient, resourceId: string, signal: AbortSignal): Promise<Outcome> {
+  const subscription = /^\/subscriptions\/([^/]+)/i.exec(resourceId)?.[1] ?? "";
+  const path = `/subscriptions/${encodeURIComponent(subscription)}/providers/` +
+    `${PROVIDER_NAMESPACE}?api-version=${PROVIDER_API_VERSION}`;
+  let answer: unknown;
+  try {
+    answer = await arm.request("GET", path, undefined, signal);
+  } catch (err) {
+    if (err instanceof ArmError && err.status === 403) {
+      return skip(
+        `ARM refused reading the provider (HTTP 403${err.armCode ? ` ${err.armCode}` : ""}): ` +
+          "the identity may lack read access at subscription scope; a missing registration shows " +
+          "below",
+      );
+    }
+    if (err instanceof ArmError && err.status === 404) {
+      return fail(
+        `get provider: ${err.message}`,
+        `check the subscription ${subscription} in --resource-id and that you are signed in to ` +
+          "its tenant",
+      );
+    }
+    return fail(`get provider: ${errorMessage(err)}`);
+  }
+  const state = (answer as { registrationState?: unknown } | null)?.registrationState;
+  const named = typeof state === "string" && state !== "" ? state : "(no registrationState)";
+  if (state === "Registered") {
+    return pass(`${PROVIDER_NAMESPACE} is Registered in subscription ${subscription}`);
+  }
+  return fail(`${PROVIDER_NAMESPACE} is ${named} in subscription ${subscription}`, PROVIDER_FIX);
 }
 
 /** The one listCredentials answer every later check reads. */

@@ -6,7 +6,7 @@
 import { lookup } from "node:dns/promises";
 import { closeQuietly } from "../async.ts";
 import { errorCode, errorMessage } from "../errors.ts";
-import { splitHostPort } from "../net/host_port.ts";
+import { joinHostPort, splitHostPort } from "../net/host_port.ts";
 import { isLoopback } from "../net/loopback.ts";
 import type { RelayEndpoint } from "../relay/endpoint.ts";
 import { parseIP } from "../tunnel/ip.ts";
@@ -41,9 +41,9 @@ export interface NetworkCheckOptions {
 /** DNS, TCP and TLS, each needing the one before. */
 export function networkChecks(opts: NetworkCheckOptions): Check[] {
   const { address } = opts;
-  const url = new URL(`${address.secure ? "wss" : "ws"}://relay`);
-  url.hostname = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
-  url.port = String(address.port);
+  const url = new URL(
+    `${address.secure ? "wss" : "ws"}://${joinHostPort(address.hostname, address.port)}`,
+  );
   const proxy = opts.proxy === undefined ? proxyForUrl(url) : opts.proxy;
   return [
     { label: DNS_CHECK, run: () => resolveCheck(address.hostname) },

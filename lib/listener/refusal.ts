@@ -9,6 +9,7 @@ import { AztunnelError } from "../errors.ts";
 import { isLoopback } from "../net/loopback.ts";
 import type { ControlSessionError } from "../relay/control_channel.ts";
 import type { RelayEndpoint } from "../relay/endpoint.ts";
+import { authRefusal, httpAnswer } from "../relay/refusal.ts";
 import { relayUrl } from "../relay/urls.ts";
 import { parseIP } from "../tunnel/ip.ts";
 
@@ -33,7 +34,7 @@ export function startupRefusal(
   hyco: string,
 ): ListenerRefusedError {
   const url = relayUrl(endpoint);
-  const answer = `HTTP ${err.status ?? "?"}${err.statusText ? ` ${err.statusText}` : ""}`;
+  const answer = httpAnswer(err);
   if (err.status === 404) {
     const ns = azureNamespace(endpoint);
     const fix = ns === null
@@ -47,15 +48,7 @@ export function startupRefusal(
       err,
     );
   }
-  const fix = err.status === 403
-    ? "the key/role lacks Listen: use a SAS policy with the Listen right or give the identity " +
-      "the Azure Relay Listener role"
-    : "check AZTUNNEL_KEY_NAME/AZTUNNEL_KEY or the Entra identity's role (Azure Relay Listener)";
-  return new ListenerRefusedError(
-    "auth_failed",
-    `relay ${url} refused the listener for hybrid connection ${hyco} (${answer}): ${fix}`,
-    err,
-  );
+  return new ListenerRefusedError("auth_failed", authRefusal("Listen", err, endpoint, hyco), err);
 }
 
 /**

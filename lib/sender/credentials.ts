@@ -8,7 +8,8 @@
 import type { Logger } from "../observe/log.ts";
 import type { RelayDialError } from "../relay/dial_error.ts";
 import { authLogAttrs, type RelayAuthMode } from "../relay/token_from_env.ts";
-import { relayUrl, resourceUri } from "../relay/urls.ts";
+import { authRefusal } from "../relay/refusal.ts";
+import { resourceUri } from "../relay/urls.ts";
 import type { SenderRelayConfig } from "./open_tunnel.ts";
 
 /** `auth=sas key_name=…` / `auth=entra`; without the mode, the provider's kind. */
@@ -34,14 +35,7 @@ export async function checkStartupToken(
 
 /** The line for a relay refusing the sender's credentials (HTTP 401/403). */
 export function senderRefusal(err: RelayDialError, relay: SenderRelayConfig): string {
-  const answer = `HTTP ${err.status ?? "?"}${err.statusText ? ` ${err.statusText}` : ""}`;
-  const fix = err.status === 403
-    ? "the key/role lacks Send: use a SAS policy with the Send right or give the identity " +
-      "the Azure Relay Sender role"
-    : "check AZTUNNEL_KEY_NAME/AZTUNNEL_KEY or the Entra identity's role (Azure Relay Sender)";
-  return `relay ${
-    relayUrl(relay.endpoint)
-  } refused the sender for hybrid connection ${relay.entity} (${answer}): ${fix}`;
+  return authRefusal("Send", err, relay.endpoint, relay.entity);
 }
 
 /** Watches a sender's tunnel opens: the first refusal before any success is logged at ERROR. */

@@ -6,14 +6,22 @@
  * signed with the local relay-server's policy key, so the relay accepts the Arc dial, and a
  * service configuration token bound to the configured port (`tokenFor`), which the fake agent
  * checks against the port it is asked to reach.
+ * Also the subscription's GET of the Microsoft.HybridConnectivity provider (`getProvider`, api-version
+ * 2021-04-01) that `doctor` reads, answering `registrationState` (default "Registered").
  * Bearer tokens are checked when `jwtKey` is given (HS256 from the fake token endpoint, audience =
  * this server's origin).
  */
 import { createSasToken } from "../../lib/relay/sas.ts";
 
 export const API_VERSION = "2023-03-15";
+export const PROVIDER_API_VERSION = "2021-04-01";
 
-export type ArmOp = "list" | "putEndpoint" | "getServiceConfig" | "putServiceConfig";
+export type ArmOp =
+  | "list"
+  | "putEndpoint"
+  | "getServiceConfig"
+  | "putServiceConfig"
+  | "getProvider";
 
 export interface InjectedFailure {
   status: number;
@@ -42,6 +50,8 @@ export interface FakeArmOptions {
   serviceConfigs?: Record<string, number>;
   /** Lifetime of the issued credentials (`expiresOn`); default: the `expiresin` asked for. */
   credentialLifetimeSec?: number;
+  /** `registrationState` of Microsoft.HybridConnectivity in the machine's subscription. */
+  providerState?: string;
   /** Verify `Authorization: Bearer` HS256 JWTs with this key. */
   jwtKey?: string;
   failures?: Partial<Record<ArmOp, InjectedFailure>>;
@@ -116,12 +126,20 @@ async function verifyJwt(token: string, key: string, audience: string): Promise<
 interface ArmState {
   readonly opts: FakeArmOptions;
   readonly prefix: string;
+  /** `/subscriptions/<sub>/providers/Microsoft.HybridConnectivity` of the machine's subscription. */
+  readonly providerPath: string;
   readonly serviceConfigs: Map<string, number>;
   readonly tokenFor: (port: number) => string;
   endpointExists: boolean;
 }
 
-function opOf(method: string, path: string, prefix: string): ArmOp | "unknown" {
+function opOf(
+  method: string,
+  path: string,
+  prefix: string,
+  providerPath: string,
+): ArmOp | "unknown" {
+  if (method === "GET" && path.toLowerCase() === providerPath.toLowerCase()) return "getProvider";
   if (method === "POST" && path === `${prefix}/listCredentials`) return "list";
   if (method === "PUT" && path === prefix) return "putEndpoint";
   if (method === "PUT" && path.startsWith(`${prefix}/serviceConfigurations/`)) {
@@ -151,6 +169,12 @@ async function refusal(
       return armError(401, "InvalidAuthenticationToken", `The access token is invalid: ${why}.`);
     }
   }
+  if (op === "getProvider") {
+    if (url.searchParams.get("api-version") !== PROVIDER_API_VERSION) {
+      return armError(400, "InvalidApiVersionParameter", "unsupported api-version");
+    }
+    return undefined;
+  }
   if (!path.startsWith(opts.resourceId + "/") && path !== opts.resourceId) {
     const name = path.split("/providers/")[1]?.split("/").slice(0, 3).join("/") ?? path;
     const group = /resourceGroups\/([^/]+)/i.exec(path)?.[1] ?? "?";
@@ -173,6 +197,16 @@ function serviceConfigResponse(prefix: string, service: string, port: number): R
     name: service,
     type: "Microsoft.HybridConnectivity/endpoints/serviceConfigurations",
     properties: { serviceName: service, port, provisioningState: "Succeeded" },
+  });
+}
+
+function getProvider(st: ArmState): Response {
+  return Response.json({
+    id: st.providerPath,
+    namespace: "Microsoft.HybridConnectivity",
+    registrationState: st.opts.providerState ?? "Registered",
+    registrationPolicy: "RegistrationRequired",
+    resourceTypes: [],
   });
 }
 
@@ -245,11 +279,14 @@ async function listCredentials(st: ArmState, url: URL, body: unknown): Promise<R
 
 export function startFakeArm(opts: FakeArmOptions): FakeArm {
   const prefix = `${opts.resourceId}/providers/Microsoft.HybridConnectivity/endpoints/default`;
+  const subscription = /^\/subscriptions\/([^/]+)/i.exec(opts.resourceId)?.[1] ?? "";
+  const providerPath = `/subscriptions/${subscription}/providers/Microsoft.HybridConnectivity`;
   const scToken = opts.serviceConfigurationToken ?? `sct-${crypto.randomUUID()}`;
   const calls: ArmCall[] = [];
   const st: ArmState = {
     opts,
     prefix,
+    providerPath,
     serviceConfigs: new Map<string, number>(),
     tokenFor: (port: number) => `${scToken}.port-${port}`,
     endpointExists: opts.endpointExists ?? true,
@@ -284,7 +321,7 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
     } catch {
       return armError(400, "InvalidRequestContent", "body is not JSON");
     }
-    const op = opOf(req.method, path, prefix);
+    const op = opOf(req.method, path, prefix, providerPath);
     calls.push({ op, method: req.method, path, query: url.searchParams, body });
     for (const w of [...waiters]) w();
     const refused = await refusal(req, url, path, op, opts, origin);
@@ -300,6 +337,8 @@ export function startFakeArm(opts: FakeArmOptions): FakeArm {
         return putServiceConfig(st, path, body);
       case "list":
         return await listCredentials(st, url, body);
+      case "getProvider":
+        return getProvider(st);
     }
   };
 

@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { dialAgent, requestTunnel } from "../../lib/agent/client.ts";
 import { handOff } from "../../lib/agent/handoff.ts";
-import { coldOpener } from "../../lib/agent/opener.ts";
 import { type AgentPaths, agentPaths } from "../../lib/agent/paths.ts";
 import { AgentRefused } from "../../lib/agent/protocol.ts";
 import { type AgentOptions, runAgent } from "../../lib/agent/server.ts";
@@ -70,7 +69,7 @@ async function startAgent(
   const agentLogger = getLogger({ side: "agent" });
   const done = runAgent({
     paths,
-    opener: coldOpener({ relay: stack.relay, logger: agentLogger }),
+    opener: new TunnelSource({ relay: stack.relay, logger: agentLogger }),
     signal: ac.signal,
     drainTimeoutMs: 5_000,
     idleExitMs: 0,

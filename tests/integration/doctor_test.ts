@@ -14,7 +14,7 @@ import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { startEchoServer } from "../helpers/servers.ts";
 import { runArcDoctor } from "../../lib/doctor/arc.ts";
 import { encodeBase64Url } from "../../lib/crypto/base64.ts";
-import { type FakeArmOptions, startFakeArm } from "../helpers/fake_arm.ts";
+import { type FakeArm, type FakeArmOptions, startFakeArm } from "../helpers/fake_arm.ts";
 import { captureLogs } from "../helpers/logs.ts";
 
 const KEY = "doctor-full-key";
@@ -236,6 +236,7 @@ const armCredential = {
 async function arcDoctor(
   state: Partial<FakeArmOptions>,
   port = 22,
+  inspect?: (arm: FakeArm) => void,
 ): Promise<{ ok: boolean; lines: string[] }> {
   await using arm = Object.assign(
     startFakeArm({
@@ -263,6 +264,7 @@ async function arcDoctor(
   });
   // Read-only: doctor never creates what is missing.
   assert.deepEqual(arm.calls.filter((c) => c.method === "PUT"), []);
+  inspect?.(arm);
   return { ok, lines: lines.map((l) => l.replace(arm.url, "ARM")) };
 }
 
@@ -270,7 +272,7 @@ const ARC_HEAD = [
   "✔ ARM token: Entra ID (DefaultAzureCredential), token for user dev@example.com",
 ];
 const PROVIDER =
-  "- resource provider registered: skipped (lib/arc makes no provider call; an unregistered Microsoft.HybridConnectivity shows below)";
+  "✔ resource provider registered: Microsoft.HybridConnectivity is Registered in subscription 00000000-0000-0000-0000-000000000012";
 
 Deno.test("doctor --resource-id: endpoint, service configuration and credentials in place", async () => {
   const r = await arcDoctor({});
@@ -322,4 +324,67 @@ Deno.test("doctor --resource-id: 404 (no endpoint), and a configuration for anot
       `connect once with \`az ssh arc --resource-id ${RID} --port 22\` (or aztunnel arc connect --port 22) to point it there`,
   );
   assert.equal(other.ok, false);
+});
+
+Deno.test("doctor --resource-id: the provider GET reads the machine's subscription, once", async () => {
+  let seen: string[] = [];
+  const r = await arcDoctor({}, 22, (arm) => {
+    seen = arm.calls.filter((c) => c.op === "getProvider").map((c) =>
+      `${c.method} ${c.path}?api-version=${c.query.get("api-version")}`
+    );
+  });
+  assert.equal(r.lines[2], PROVIDER);
+  assert.deepEqual(seen, [
+    "GET /subscriptions/00000000-0000-0000-0000-000000000012/providers/Microsoft.HybridConnectivity?api-version=2021-04-01",
+  ]);
+});
+
+Deno.test("doctor --resource-id: an unregistered provider fails and names az provider register", async () => {
+  for (const state of ["NotRegistered", "Registering"]) {
+    const r = await arcDoctor({ providerState: state });
+    assert.equal(
+      r.lines[2],
+      `✖ resource provider registered: Microsoft.HybridConnectivity is ${state} in subscription ` +
+        "00000000-0000-0000-0000-000000000012; fix: az provider register --namespace Microsoft.HybridConnectivity",
+    );
+    assert.equal(r.lines[3], '✔ HybridConnectivity endpoint: endpoint "default" exists');
+    assert.equal(r.ok, false);
+  }
+});
+
+Deno.test("doctor --resource-id: a 403 on the provider GET is skipped, not a failure", async () => {
+  const r = await arcDoctor({
+    failures: {
+      getProvider: {
+        status: 403,
+        code: "AuthorizationFailed",
+        message:
+          "does not have authorization to perform action 'Microsoft.Resources/subscriptions/providers/read'",
+      },
+    },
+  });
+  assert.equal(
+    r.lines[2],
+    "- resource provider registered: skipped (ARM refused reading the provider (HTTP 403 " +
+      "AuthorizationFailed): the identity may lack read access at subscription scope; a missing " +
+      "registration shows below)",
+  );
+  assert.equal(r.lines.length, 6);
+  assert.equal(r.ok, true);
+});
+
+Deno.test("doctor --resource-id: ARM unreachable skips the provider check", async () => {
+  const lines: string[] = [];
+  const ok = await runArcDoctor({
+    resourceId: RID,
+    service: "SSH",
+    port: 22,
+    armEndpoint: new URL("http://127.0.0.1:1"),
+    credential: armCredential,
+    timeoutMs: 5000,
+    write: (l) => lines.push(l),
+  });
+  assert.match(lines[1], /^✖ ARM reachable: /);
+  assert.equal(lines[2], '- resource provider registered: skipped (needs "ARM reachable")');
+  assert.equal(ok, false);
 });

@@ -6,49 +6,28 @@
  */
 import assert from "node:assert/strict";
 import { deadline } from "../../lib/async.ts";
-import { connectUrl, resourceUri, withToken } from "../../lib/relay/urls.ts";
-import { EOF_MESSAGE } from "../../lib/tunnel/bridge.ts";
-import { decodeResponse, encodeEnvelope, featuresMetadata } from "../../lib/tunnel/envelope.ts";
-import { WARM_LEG_HEADER, WARM_LEG_VALUE } from "../../lib/tunnel/warm.ts";
-import { connectWebSocket } from "../../lib/ws/client.ts";
+import { decodeResponse } from "../../lib/tunnel/envelope.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import { WsHandshakeError } from "../../lib/ws/errors.ts";
+import {
+  closedWith,
+  dialLeg,
+  echoes,
+  echoThenEof,
+  envelope as legEnvelope,
+  finish,
+  nextText,
+  WAIT_MS,
+  warmLeg,
+} from "../helpers/listener_cast.ts";
 import { stillPending } from "../helpers/ws_peers.ts";
-import { type Stack, startStack, startTarget } from "../helpers/tunnel_stack.ts";
+import { type Stack, startStack, startTarget, type Target } from "../helpers/tunnel_stack.ts";
 
-const WAIT_MS = 10_000;
-const dec = new TextDecoder();
 const WARM_WAITS = /msg="warm leg waits for a connection slot"/;
 const COLD_WAITS = /msg="cold accept waits for a connection slot"/;
 
-async function dialLeg(stack: Stack, warm = true): Promise<WebSocketConn> {
-  const { endpoint, entity, tokens } = stack.relay;
-  const { token } = await tokens.getToken(resourceUri(endpoint, entity));
-  return await connectWebSocket(withToken(connectUrl(endpoint, entity), token), {
-    headers: warm ? { [WARM_LEG_HEADER]: WARM_LEG_VALUE } : undefined,
-    timeoutMs: WAIT_MS,
-  });
-}
-
-async function nextText(ws: WebSocketConn): Promise<string> {
-  const msg = await deadline(ws.receive(), WAIT_MS);
-  assert.equal(msg?.type, "text", `expected TEXT, got ${msg === null ? "Close" : msg.type}`);
-  return msg.data as string;
-}
-
-async function warmLeg(stack: Stack): Promise<WebSocketConn> {
-  const ws = await dialLeg(stack);
-  assert.match(await nextText(ws), /^\{"version":1,"hello":"warm"/);
-  return ws;
-}
-
 function envelope(target: string): string {
-  return encodeEnvelope({
-    version: 1,
-    target,
-    metadata: featuresMetadata(["half-close", "early-data"]),
-    bridge_id: "BRIDGEFAIR234567",
-  });
+  return legEnvelope(target, undefined, "BRIDGEFAIR234567");
 }
 
 /** Sends the envelope and asserts an ok answer. */
@@ -57,36 +36,10 @@ async function opened(ws: WebSocketConn, target: string): Promise<void> {
   assert.equal(decodeResponse(await nextText(ws)).ok, true);
 }
 
-async function echoes(ws: WebSocketConn, text: string): Promise<void> {
-  await ws.send(new TextEncoder().encode(text));
-  const msg = await deadline(ws.receive(), WAIT_MS);
-  assert.equal(msg?.type, "binary");
-  assert.equal(dec.decode(msg.data as Uint8Array), text);
-}
-
-/** Our eof, then the tunnel read to the listener's Close; the leg's slot is given back after. */
-async function finish(ws: WebSocketConn): Promise<void> {
-  await ws.send(EOF_MESSAGE);
-  while (await deadline(ws.receive(), WAIT_MS) !== null) continue;
-  await ws.close();
-}
-
-async function echoThenEof(conn: Deno.TcpConn): Promise<void> {
-  const buf = new Uint8Array(65536);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    await conn.write(buf.subarray(0, n));
-  }
-  await conn.closeWrite();
-}
-
-async function closedWith(ws: WebSocketConn): Promise<{ code: number; reason: string }> {
-  while (await deadline(ws.receive(), WAIT_MS) !== null) continue;
-  const info = ws.closeInfo;
-  assert.ok(info);
-  await ws.close(info.code === 1005 ? 1000 : info.code).catch(() => ws.closeNow());
-  return info;
+/** A waiter's turn: the ok answer, then one echo. */
+async function answered(ws: WebSocketConn, text: string): Promise<void> {
+  assert.equal(decodeResponse(await nextText(ws)).ok, true);
+  await echoes(ws, text);
 }
 
 async function refused(dialing: Promise<WebSocketConn>): Promise<WsHandshakeError> {
@@ -99,15 +52,50 @@ async function refused(dialing: Promise<WebSocketConn>): Promise<WsHandshakeErro
   return err;
 }
 
+interface AtLimit extends AsyncDisposable {
+  target: Target;
+  stack: Stack;
+  /** The cold tunnel that holds the one connection slot. */
+  first: WebSocketConn;
+}
+
+/** An echo target and a stack at --max-connections 1, its one slot held by an open cold tunnel. */
+async function atLimit(maxWarmLegs: number, connectTimeoutMs: number): Promise<AtLimit> {
+  const target = startTarget(echoThenEof);
+  let stack: Stack;
+  try {
+    stack = await startStack({ maxConnections: 1, maxWarmLegs, connectTimeoutMs });
+  } catch (err) {
+    await target[Symbol.asyncDispose]();
+    throw err;
+  }
+  const close = async () => {
+    await stack[Symbol.asyncDispose]();
+    await target[Symbol.asyncDispose]();
+  };
+  try {
+    const first = await dialLeg(stack, false);
+    await opened(first, target.addr);
+    return { target, stack, first, [Symbol.asyncDispose]: close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** A used warm leg waiting for the slot, then a cold dial queued behind it. */
+async function queueBehind({ target, stack }: AtLimit) {
+  const warm = await warmLeg(stack);
+  await warm.send(envelope(target.addr));
+  await stack.logs.waitFor(WARM_WAITS);
+  const queued = dialLeg(stack, false);
+  await stack.logs.waitFor(COLD_WAITS);
+  return { warm, queued };
+}
+
 Deno.test("slots: used warm legs waiting for a connection slot keep their warm slots", async () => {
-  await using target = startTarget(echoThenEof);
-  await using stack = await startStack({
-    maxConnections: 1,
-    maxWarmLegs: 2,
-    connectTimeoutMs: WAIT_MS,
-  });
-  const cold = await dialLeg(stack, false);
-  await opened(cold, target.addr);
+  await using rig = await atLimit(2, WAIT_MS);
+  const { target, stack, first: cold } = rig;
   const [a, b] = [await warmLeg(stack), await warmLeg(stack)];
   await a.send(envelope(target.addr));
   await b.send(envelope(target.addr));
@@ -118,34 +106,21 @@ Deno.test("slots: used warm legs waiting for a connection slot keep their warm s
   assert.match(await stack.logs.waitFor(/msg=accept_dropped/), /reason=warm_limit/);
   // The slot frees: the waiters are served in order, each once the one before is done.
   await finish(cold);
-  assert.equal(decodeResponse(await nextText(a)).ok, true);
-  await echoes(a, "first waiter");
+  await answered(a, "first waiter");
   await finish(a);
-  assert.equal(decodeResponse(await nextText(b)).ok, true);
-  await echoes(b, "second waiter");
+  await answered(b, "second waiter");
   await finish(b);
   assert.equal(stack.logs.count(/reason=semaphore_full/), 0);
 });
 
 Deno.test("slots: a cold accept at the limit queues behind a waiting warm leg and is served", async () => {
-  await using target = startTarget(echoThenEof);
-  await using stack = await startStack({
-    maxConnections: 1,
-    maxWarmLegs: 2,
-    connectTimeoutMs: WAIT_MS,
-  });
-  const first = await dialLeg(stack, false);
-  await opened(first, target.addr);
-  const warm = await warmLeg(stack);
-  await warm.send(envelope(target.addr));
-  await stack.logs.waitFor(WARM_WAITS);
-  const queued = dialLeg(stack, false);
-  await stack.logs.waitFor(COLD_WAITS);
+  await using rig = await atLimit(2, WAIT_MS);
+  const { target, stack, first } = rig;
+  const { warm, queued } = await queueBehind(rig);
   assert.ok(await stillPending(queued, 0), "the cold rendezvous waits for a slot");
   await finish(first);
   // First come, first served: the warm leg that waited first gets the freed slot.
-  assert.equal(decodeResponse(await nextText(warm)).ok, true);
-  await echoes(warm, "warm first");
+  await answered(warm, "warm first");
   assert.ok(await stillPending(queued, 0), "the cold accept is still behind the warm leg");
   await finish(warm);
   const cold = await deadline(queued, WAIT_MS);
@@ -156,19 +131,9 @@ Deno.test("slots: a cold accept at the limit queues behind a waiting warm leg an
 });
 
 Deno.test("slots: queued cold accepts are bounded by the warm cap and end at the connect timeout", async () => {
-  await using target = startTarget(echoThenEof);
-  await using stack = await startStack({
-    maxConnections: 1,
-    maxWarmLegs: 1,
-    connectTimeoutMs: 1_500,
-  });
-  const first = await dialLeg(stack, false);
-  await opened(first, target.addr);
-  const warm = await warmLeg(stack);
-  await warm.send(envelope(target.addr));
-  await stack.logs.waitFor(WARM_WAITS);
-  const queued = dialLeg(stack, false);
-  await stack.logs.waitFor(COLD_WAITS);
+  await using rig = await atLimit(1, 1_500);
+  const { stack, first } = rig;
+  const { warm, queued } = await queueBehind(rig);
   // One cold accept already queued (the warm cap): the next is refused at once.
   await refused(dialLeg(stack, false));
   assert.match(await stack.logs.waitFor(/msg=accept_dropped/), /reason=semaphore_full/);
@@ -181,14 +146,8 @@ Deno.test("slots: queued cold accepts are bounded by the warm cap and end at the
 });
 
 Deno.test("slots: with nobody waiting, a cold accept at the limit is refused at once", async () => {
-  await using target = startTarget(echoThenEof);
-  await using stack = await startStack({
-    maxConnections: 1,
-    maxWarmLegs: 2,
-    connectTimeoutMs: 30_000,
-  });
-  const first = await dialLeg(stack, false);
-  await opened(first, target.addr);
+  await using rig = await atLimit(2, 30_000);
+  const { stack, first } = rig;
   // A held (unused) warm leg waits for nothing: it does not make cold accepts queue.
   const held = await warmLeg(stack);
   const started = performance.now();

@@ -4,106 +4,28 @@
  */
 import assert from "node:assert/strict";
 import { deadline } from "../../lib/async.ts";
-import { connectUrl, resourceUri, withToken } from "../../lib/relay/urls.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { EOF_MESSAGE } from "../../lib/tunnel/bridge.ts";
-import { decodeResponse, encodeEnvelope, featuresMetadata } from "../../lib/tunnel/envelope.ts";
-import { WARM_LEG_HEADER, WARM_LEG_VALUE } from "../../lib/tunnel/warm.ts";
-import { connectWebSocket } from "../../lib/ws/client.ts";
-import type { WebSocketConn } from "../../lib/ws/conn.ts";
+import { decodeResponse } from "../../lib/tunnel/envelope.ts";
 import { WsHandshakeError } from "../../lib/ws/errors.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
+import {
+  closedWith,
+  dialLeg,
+  echoes,
+  echoThenEof,
+  envelope,
+  finish,
+  nextText,
+  WAIT_MS,
+  warmLeg,
+} from "../helpers/listener_cast.ts";
 import { readAll, writeAll } from "../helpers/servers.ts";
 import { stillPending } from "../helpers/ws_peers.ts";
-import { type Stack, startStack, startTarget } from "../helpers/tunnel_stack.ts";
+import { startStack, startTarget } from "../helpers/tunnel_stack.ts";
 
 const LID = "WARMLISTENER2345";
-const WAIT_MS = 10_000;
 const dec = new TextDecoder();
-
-/** A sender leg on the relay; `warm` adds the header that marks it. */
-async function dialLeg(stack: Stack, warm = true): Promise<WebSocketConn> {
-  const { endpoint, entity, tokens } = stack.relay;
-  const { token } = await tokens.getToken(resourceUri(endpoint, entity));
-  return await connectWebSocket(withToken(connectUrl(endpoint, entity), token), {
-    headers: warm ? { [WARM_LEG_HEADER]: WARM_LEG_VALUE } : undefined,
-    timeoutMs: WAIT_MS,
-  });
-}
-
-/** The next message as text (asserting it is TEXT), within WAIT_MS. */
-async function nextText(ws: WebSocketConn): Promise<string> {
-  const msg = await deadline(ws.receive(), WAIT_MS);
-  assert.equal(msg?.type, "text", `expected TEXT, got ${msg === null ? "Close" : msg.type}`);
-  return msg.data as string;
-}
-
-/** A warm leg that has said its hello. */
-async function warmLeg(stack: Stack): Promise<WebSocketConn> {
-  const ws = await dialLeg(stack);
-  assert.match(await nextText(ws), /^\{"version":1,"hello":"warm"/);
-  return ws;
-}
-
-function envelope(target: string, features = ["half-close", "early-data"]): string {
-  return encodeEnvelope({
-    version: 1,
-    target,
-    metadata: featuresMetadata(features),
-    bridge_id: "BRIDGEWARM234567",
-  });
-}
-
-/** Sends our eof, then reads the tunnel to its end: the target's bytes, until the listener's Close. */
-async function finish(ws: WebSocketConn): Promise<Uint8Array> {
-  await ws.send(EOF_MESSAGE);
-  const chunks: Uint8Array[] = [];
-  for (;;) {
-    const msg = await deadline(ws.receive(), WAIT_MS);
-    if (msg === null) break;
-    if (msg.type === "binary") chunks.push(msg.data);
-  }
-  await ws.close();
-  return concat(chunks);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
-/** An echo round trip on an open tunnel leg. */
-async function echoes(ws: WebSocketConn, text: string): Promise<void> {
-  await ws.send(new TextEncoder().encode(text));
-  const msg = await deadline(ws.receive(), WAIT_MS);
-  assert.equal(msg?.type, "binary");
-  assert.equal(dec.decode(msg.data as Uint8Array), text);
-}
-
-/** A target that echoes until EOF, then half-closes. */
-async function echoThenEof(conn: Deno.TcpConn): Promise<void> {
-  const buf = new Uint8Array(65536);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    await conn.write(buf.subarray(0, n));
-  }
-  await conn.closeWrite();
-}
-
-/** The peer's Close (receive() resolved null) within WAIT_MS, ignoring data messages. */
-async function closedWith(ws: WebSocketConn): Promise<{ code: number; reason: string }> {
-  while (await deadline(ws.receive(), WAIT_MS) !== null) continue;
-  const info = ws.closeInfo;
-  assert.ok(info);
-  await ws.close(info.code === 1005 ? 1000 : info.code).catch(() => ws.closeNow());
-  return info;
-}
 
 Deno.test("warm: the hello is sent at once, exactly as the protocol writes it", async () => {
   await using stack = await startStack({ listenerId: LID });

@@ -6,11 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { deadline } from "../../lib/async.ts";
-import { getLogger } from "../../lib/observe/log.ts";
-import { runControlChannel } from "../../lib/relay/control_channel.ts";
-import { encodeHello, isWarmLeg } from "../../lib/tunnel/warm.ts";
-import { connectWebSocket } from "../../lib/ws/client.ts";
-import type { WebSocketConn } from "../../lib/ws/conn.ts";
+import { fakeWarmListener, type FakeWarmListenerOptions } from "../helpers/fake_warm_listener.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { PoolRecorder } from "../helpers/pool_recorder.ts";
 import { readAll, roundTrip, writeAll } from "../helpers/servers.ts";
@@ -25,118 +21,13 @@ import {
 const FEATURES = ["warm", "early-data"];
 const WAIT_MS = 20_000;
 
-interface FakeOptions {
-  /** Warm envelopes whose first early frame is delivered to the target, then the leg is cut. */
-  cutAfterEarly?: number;
-  /** Warm envelopes after which the leg is cut at once: nothing early read or delivered. */
-  cutAtEnvelope?: number;
+/** A Deno-like listener (hello, early data) that cuts warm legs as `cuts` says; v1 echo. */
+function fakeListener(
+  local: LocalRelay,
+  cuts: Pick<FakeWarmListenerOptions, "cutAfterEarly" | "cutAtEnvelope">,
+) {
+  return fakeWarmListener(local, { features: FEATURES, envelopeDeadlineMs: WAIT_MS, ...cuts });
 }
-
-interface FakeLeg {
-  warm: boolean;
-  envelope?: { target: string };
-  /** The early frame it delivered before the cut. */
-  early?: Uint8Array;
-  cut?: boolean;
-}
-
-/** A Deno-like listener (hello, early data) from lib/relay's control channel and lib/ws; v1 echo. */
-async function fakeListener(local: LocalRelay, opts: FakeOptions) {
-  const legs: FakeLeg[] = [];
-  const sockets: WebSocketConn[] = [];
-  const sessions: Promise<void>[] = [];
-  let cutAfterEarly = opts.cutAfterEarly ?? 0;
-  let cutAtEnvelope = opts.cutAtEnvelope ?? 0;
-  const changed = new Set<() => void>();
-  const notify = () => {
-    for (const w of [...changed]) w();
-  };
-  const serve = async (address: string, warm: boolean) => {
-    const ws = await connectWebSocket(address);
-    sockets.push(ws);
-    const leg: FakeLeg = { warm };
-    legs.push(leg);
-    notify();
-    if (warm) await ws.send(encodeHello({ listener_id: "FAKE", features: FEATURES }));
-    const first = await deadline(ws.receive(), WAIT_MS).catch(() => null);
-    if (first === null || first.type !== "text") {
-      await ws.close(1000, "no envelope").catch(() => {});
-      return;
-    }
-    // Marked before anyone hears of the envelope: waiters tell a cut leg from an answered one.
-    const cutNow = warm && cutAtEnvelope > 0;
-    const cutLater = warm && !cutNow && cutAfterEarly > 0;
-    if (cutNow) cutAtEnvelope--;
-    if (cutLater) cutAfterEarly--;
-    leg.cut = cutNow || cutLater;
-    leg.envelope = JSON.parse(first.data);
-    notify();
-    if (cutNow) {
-      ws.closeNow();
-      return;
-    }
-    if (cutLater) {
-      const early = await deadline(ws.receive(), WAIT_MS);
-      assert.equal(early?.type, "binary", "early data after the envelope");
-      const [hostname, port] = leg.envelope!.target.split(":");
-      const conn = await Deno.connect({ hostname, port: Number(port) });
-      try {
-        await writeAll(conn, early.data as Uint8Array);
-      } finally {
-        conn.close();
-      }
-      leg.early = early.data as Uint8Array;
-      // Delivered, then lost before the answer (as a relay cutting the leg would).
-      ws.closeNow();
-      notify();
-      return;
-    }
-    await ws.send(
-      JSON.stringify({ version: 1, ok: true, listener_id: "FAKE", features: FEATURES }),
-    );
-    for (let msg = await ws.receive(); msg; msg = await ws.receive()) await ws.send(msg.data);
-    await ws.close(1000, "done").catch(() => {});
-  };
-  const stopControl = new AbortController();
-  const up = Promise.withResolvers<void>();
-  const control = runControlChannel({
-    endpoint: local.endpoint,
-    entity: local.relay.entity,
-    tokens: local.relay.tokens,
-    logger: getLogger({ side: "fake-listener" }),
-    signal: stopControl.signal,
-    onAccept: (accept) =>
-      void sessions.push(serve(accept.address, isWarmLeg(accept.connectHeaders)).catch(() => {})),
-    onConnectedChange: (isUp) => isUp && up.resolve(),
-  });
-  await up.promise;
-  return {
-    legs,
-    /** Legs that got an envelope (a client used them). */
-    used: () => legs.filter((l) => l.envelope),
-    until: (pred: (l: FakeLeg[]) => boolean, what: string) =>
-      deadline(
-        new Promise<void>((resolve) => {
-          const check = () => {
-            if (!pred(legs)) return;
-            changed.delete(check);
-            resolve();
-          };
-          changed.add(check);
-          check();
-        }),
-        WAIT_MS,
-        { onTimeout: () => new Error(`fake listener: ${what} not reached`) },
-      ),
-    async stop() {
-      stopControl.abort();
-      await control;
-      for (const ws of sockets) ws.closeNow();
-      await Promise.all(sessions);
-    },
-  };
-}
-
 /** port-forward to `target` with a pool of 2 ready legs; v1 tunnels end at the client's EOF. */
 function forwardTo(local: LocalRelay, target: string, pool: PoolRecorder): Promise<LocalService> {
   return startPortForward(local.relay, target, {
