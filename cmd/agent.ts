@@ -25,7 +25,7 @@ import {
 } from "./common.ts";
 import { type GlobalsReader, runSenderWithOps } from "./ops.ts";
 import { shutdownSignal } from "./shutdown.ts";
-import { poolFlags, poolMaxOption, poolMinOption } from "./pool_flags.ts";
+import { poolFlags, poolMaxOption, poolMinOption, poolStreamsOption } from "./pool_flags.ts";
 
 export const persistOption = () =>
   new Option(
@@ -53,6 +53,7 @@ export function addAgentCommand(sender: Command): void {
     .addOption(halfCloseLingerOption())
     .addOption(poolMinOption())
     .addOption(poolMaxOption())
+    .addOption(poolStreamsOption())
     .action(async (flags, cmd) => {
       if (!agentSupported()) {
         throw new AztunnelError("unsupported", "relay-sender agent is not supported on Windows");
@@ -60,7 +61,7 @@ export function addAgentCommand(sender: Command): void {
       const idleExitMs = offOrDuration(flags.idleExit, "--idle-exit");
       const drainTimeoutMs = drainFlag(flags.drainTimeout);
       const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
-      const pool = poolFlags(flags.poolMin, flags.poolMax);
+      const pool = poolFlags(flags.poolMin, flags.poolMax, flags.poolStreams);
       const relay = await resolveRelay(flags as RelayFlags, cmd);
       const paths = await agentPaths(relay.endpoint, relay.entity);
       await runSenderWithOps(cmd, async (ops, ready) => {

@@ -25,7 +25,13 @@ import {
 import { type GlobalsReader, runSenderWithOps } from "./ops.ts";
 import { addAgentCommand, connectViaAgent, persistOption } from "./agent.ts";
 import { addProxyAuthOptions, HTTP_PROXY_BIND, httpProxyRunner } from "./http_proxy.ts";
-import { type PoolFlags, poolFlags, poolMaxOption, poolMinOption } from "./pool_flags.ts";
+import {
+  type PoolFlags,
+  poolFlags,
+  poolMaxOption,
+  poolMinOption,
+  poolStreamsOption,
+} from "./pool_flags.ts";
 
 /** The local listener of port-forward and socks5-proxy: bind, keepalive, drain and pool flags. */
 function addServiceOptions<Args extends unknown[], Opts extends Record<string, unknown>>(
@@ -39,7 +45,8 @@ function addServiceOptions<Args extends unknown[], Opts extends Record<string, u
     .addOption(drainOption())
     .addOption(halfCloseLingerOption())
     .addOption(poolMinOption())
-    .addOption(poolMaxOption());
+    .addOption(poolMaxOption())
+    .addOption(poolStreamsOption());
 }
 
 interface ServiceFlags extends RelayFlags, PoolFlags {
@@ -64,7 +71,7 @@ async function runService(
   const keepAlive = keepAliveFlag(flags.tcpKeepalive);
   const drainTimeoutMs = drainFlag(flags.drainTimeout);
   const halfCloseLingerMs = halfCloseLingerFlag(flags.halfCloseLinger);
-  const pool = poolFlags(flags.poolMin, flags.poolMax);
+  const pool = poolFlags(flags.poolMin, flags.poolMax, flags.poolStreams);
   const relay = await resolveRelay(flags, cmd, positionalHyco);
   await runSenderWithOps(cmd, (ops, ready) =>
     run({

@@ -151,6 +151,8 @@ async function runUp(flags: UpFlags, cmd: UpCommand): Promise<void> {
       keepGoing,
       logger,
       signal: ops.signal,
+      // A removed entry's series leave /metrics with it.
+      onGone: (name) => ops.metrics?.forgetEntry(name),
     });
     ops.metrics?.registry.gauge<"name" | "kind">({
       name: "aztunnel_entry_ready",

@@ -1,8 +1,8 @@
 /**
  * How `up` starts each kind of entry: the entry's values go through the same flag helpers and the
  * same lib entry points as `relay-listener` and `relay-sender port-forward | socks5-proxy`, with a
- * logger that carries `entry=<name>`, metrics labelled `name=<name>`, and readiness of the entry's
- * own.
+ * logger that carries `entry=<name>`, metrics (tunnel and warm-pool series) labelled `name=<name>`,
+ * and readiness of the entry's own.
  */
 import type { Logger } from "../lib/observe/log.ts";
 import { LiveAllowlist } from "../lib/config/live_allowlist.ts";
@@ -21,6 +21,7 @@ import { runSocks5Proxy } from "../lib/sender/socks5_proxy.ts";
 import { normalizeTarget } from "../lib/sender/target.ts";
 import type { TunnelServiceOptions } from "../lib/sender/tunnel_service.ts";
 import { DEFAULT_POOL_MAX, DEFAULT_POOL_MIN } from "../lib/sender/warm_pool.ts";
+import { SHARED_LEG_STREAMS } from "../lib/sender/shared_legs.ts";
 import { parseAllowlist } from "../lib/tunnel/allowlist.ts";
 import { combineObservers, type TunnelObserver } from "../lib/tunnel/observer.ts";
 import {
@@ -161,6 +162,7 @@ async function launchTunnel(
   const pool = poolFlags(
     text(entry, "pool-min", String(DEFAULT_POOL_MIN)),
     text(entry, "pool-max", String(DEFAULT_POOL_MAX)),
+    text(entry, "pool-streams", String(SHARED_LEG_STREAMS)),
   );
   const ready = new SenderReadiness();
   let bound!: () => void;
@@ -174,7 +176,7 @@ async function launchTunnel(
     logger: ctx.logger.with({ entry: entry.name }),
     observer: combineObservers(observerOf(ctx, entry), ready.observer),
     pool,
-    poolMetrics: pool.max > 0 ? ctx.ops.metrics?.pool() : undefined,
+    poolMetrics: pool.max > 0 ? ctx.ops.metrics?.pool(entry.name) : undefined,
     onListening: () => {
       ready.bound();
       bound();

@@ -127,6 +127,7 @@ export const TUNNEL_KEYS: Record<string, KeySpec> = {
   "proxy-auth-file": text,
   "pool-min": count("pool-min"),
   "pool-max": count("pool-max"),
+  "pool-streams": count("pool-streams"),
   ...localKeys,
 };
 

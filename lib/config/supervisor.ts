@@ -28,6 +28,12 @@ export interface SupervisorOptions {
   logger: Logger;
   /** The process stop: every entry stops when it aborts. */
   signal: AbortSignal;
+  /**
+   * A reload removed the entry `name` and nothing of it runs any more (a removed entry once it has
+   * stopped, a failed one at once): what is kept per entry, such as its metric series, can go.
+   * Not called for a restart (same name) nor at the process stop.
+   */
+  onGone?(name: string): void;
 }
 
 interface Slot {
@@ -41,6 +47,8 @@ export class Supervisor {
   readonly #running = new Map<string, Slot>();
   readonly #failed = new Map<string, { kind: EntryKind; why: string }>();
   readonly #ending = new Set<Promise<void>>();
+  /** The names in the file last started or reloaded. */
+  #wanted = new Set<string>();
   #fatal: ((err: Error) => void) | undefined;
   readonly #fatalError: Promise<never>;
 
@@ -52,6 +60,7 @@ export class Supervisor {
 
   /** Starts every entry; throws (after stopping the others) when one fails and not keepGoing. */
   async start(entries: readonly Entry[]): Promise<void> {
+    this.#wanted = new Set(entries.map((e) => e.name));
     await Promise.all(entries.map((e) => this.#launch(e)));
     if (this.#failed.size > 0 && !this.#opts.keepGoing) {
       const why = [...this.#failed].map(([name, f]) => `${f.kind} "${name}": ${f.why}`);
@@ -83,9 +92,13 @@ export class Supervisor {
       if (slot.handle.update?.(e)) slot.entry = e;
       else restart.push(e);
     }
+    this.#wanted = new Set(entries.map((e) => e.name));
     for (const name of [...plan.stop, ...restart.map((e) => e.name)]) this.#stop(name);
-    const kept = new Set(entries.map((e) => e.name));
-    for (const name of this.#failed.keys()) if (!kept.has(name)) this.#failed.delete(name);
+    for (const name of [...this.#failed.keys()]) {
+      if (this.#wanted.has(name)) continue;
+      this.#failed.delete(name);
+      this.#opts.onGone?.(name);
+    }
     await Promise.all([...plan.start, ...restart].map((e) => this.#launch(e)));
     this.#opts.logger.info("config reloaded", {
       started: plan.start.map((e) => e.name).join(","),
@@ -175,7 +188,13 @@ export class Supervisor {
     if (!slot) return;
     this.#running.delete(name);
     slot.stop.abort();
-    const ending = slot.handle.done.catch(() => {}).finally(() => this.#ending.delete(ending));
+    const ending = slot.handle.done.catch(() => {}).finally(() => {
+      this.#ending.delete(ending);
+      // Checked when it has ended: the file may have brought the name back meanwhile.
+      if (this.#wanted.has(name)) return;
+      this.#opts.logger.info("entry removed", { entry: name, kind: slot.entry.kind });
+      this.#opts.onGone?.(name);
+    });
     this.#ending.add(ending);
   }
 

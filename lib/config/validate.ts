@@ -5,6 +5,7 @@
  */
 import type { Node } from "yaml";
 import { errorMessage, UsageError } from "../errors.ts";
+import { SHARED_LEG_MAX_STREAMS } from "../listener/shared_leg.ts";
 import { ConfigError, type Position } from "./issue.ts";
 import {
   type KeySpec,
@@ -180,6 +181,13 @@ function checkPool(r: YamlReader, values: EntryValues, at: Record<string, Positi
   const min = Number(values["pool-min"] ?? NaN);
   const max = Number(values["pool-max"] ?? NaN);
   if (max > 0 && min > max) r.fail(at["pool-min"], `pool-min ${min} is more than pool-max ${max}`);
+  const streams = Number(values["pool-streams"] ?? 0);
+  if (streams > SHARED_LEG_MAX_STREAMS) {
+    r.fail(
+      at["pool-streams"],
+      `pool-streams ${streams} is more than a listener carries on one leg (${SHARED_LEG_MAX_STREAMS})`,
+    );
+  }
 }
 
 function checkNames(r: YamlReader, entries: FileEntry[]): void {

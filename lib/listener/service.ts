@@ -23,13 +23,16 @@ import type { Allowlist } from "../tunnel/allowlist.ts";
 import { FEATURES, MAX_ENVELOPE_SIZE } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
 import { TaskTracker } from "../tunnel/tracker.ts";
-import { FEATURE_WARM, isWarmLeg } from "../tunnel/warm.ts";
+import { FEATURE_MUX, FEATURE_WARM, isMuxStart, isWarmLeg } from "../tunnel/warm.ts";
+import { MUX_HEADER_BYTES } from "../mux/frame.ts";
 import type { WebSocketConn } from "../ws/conn.ts";
 import { type HandlerConfig, type HandlerContext, handleTunnel } from "./handler.ts";
 import { Slots } from "./slots.ts";
 import { logReady } from "./ready_line.ts";
 import { isStartupRefusal, startupRefusal } from "./refusal.ts";
 import { holdWarmLeg } from "./warm_hold.ts";
+import { serveSharedLeg, SHARED_LEGS_GROWTH, type SharedLegContext } from "./shared_leg.ts";
+import { WindowBudget } from "../mux/budget.ts";
 
 export interface ListenerOptions {
   endpoint: RelayEndpoint;
@@ -95,13 +98,17 @@ interface Serving {
   readonly warm: Slots | null;
   /** What a held warm leg's hello grants. */
   readonly features: readonly string[];
+  /** Window growth of all shared legs (lib/listener/shared_leg.ts). */
+  readonly sharedGrowth: WindowBudget;
   /** Cold accepts queued behind waiting warm legs (bounded by the warm cap). */
   coldQueued: number;
 }
 
-/** What this listener grants: every feature this build has, `warm` only when legs are held. */
+/** What this listener grants: every feature this build has; `warm` and `mux` only when legs are held. */
 function listenerFeatures(maxWarmLegs: number): readonly string[] {
-  return maxWarmLegs > 0 ? FEATURES : FEATURES.filter((f) => f !== FEATURE_WARM);
+  return maxWarmLegs > 0
+    ? FEATURES
+    : FEATURES.filter((f) => f !== FEATURE_WARM && f !== FEATURE_MUX);
 }
 
 /**
@@ -131,6 +138,7 @@ export async function runListener(opts: ListenerOptions): Promise<void> {
     slots: opts.connections ?? new Slots(opts.maxConnections ?? 0),
     warm: maxWarm > 0 ? new Slots(maxWarm, opts.onWarmLegsChange) : null,
     features,
+    sharedGrowth: new WindowBudget(SHARED_LEGS_GROWTH),
     coldQueued: 0,
   };
   if (s.warm) opts.onWarmLegsChange?.(0);
@@ -257,7 +265,8 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
       warm.release();
     };
     try {
-      const ws = await rendezvous(s, accept, log);
+      // A warm leg may become a shared one, whose frames carry a 5-byte header.
+      const ws = await rendezvous(s, accept, log, MAX_ENVELOPE_SIZE + MUX_HEADER_BYTES);
       const first = await holdWarmLeg(ws, {
         listenerId: s.cfg.listenerId,
         features: s.features,
@@ -266,6 +275,10 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
         logger: log,
       });
       if (!first) return;
+      if (isMuxStart(first) && s.features.includes(FEATURE_MUX)) {
+        await serveSharedLeg(ws, sharedLegContext(s), log);
+        return;
+      }
       if (!s.slots.tryAcquire() && !await waitForSlot(s, log)) {
         unhold();
         log.warn("accept_dropped", { reason: "semaphore_full" });
@@ -289,9 +302,15 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
 }
 
 /** A used warm leg (or a cold accept behind one) at max connections: wait up to the connect timeout. */
-function waitForSlot(s: Serving, log: Logger, what = "warm leg"): Promise<boolean> {
+function waitForSlot(
+  s: Serving,
+  log: Logger,
+  what = "warm leg",
+  gone?: AbortSignal,
+): Promise<boolean> {
   log.debug(`${what} waits for a connection slot`);
-  return s.slots.acquire(s.cfg.connectTimeoutMs, s.tracker.stopSignal);
+  const signal = gone ? AbortSignal.any([s.tracker.stopSignal, gone]) : s.tracker.stopSignal;
+  return s.slots.acquire(s.cfg.connectTimeoutMs, signal);
 }
 
 function reject(
@@ -310,7 +329,12 @@ function reject(
   );
 }
 
-function rendezvous(s: Serving, accept: AcceptMessage, log: Logger): Promise<WebSocketConn> {
+function rendezvous(
+  s: Serving,
+  accept: AcceptMessage,
+  log: Logger,
+  maxMessageSize = MAX_ENVELOPE_SIZE,
+): Promise<WebSocketConn> {
   return acceptRendezvous(accept.address, {
     caCerts: s.opts.caCerts,
     logger: log,
@@ -318,7 +342,7 @@ function rendezvous(s: Serving, accept: AcceptMessage, log: Logger): Promise<Web
     signal: s.tracker.stopSignal,
     // Go's read limit, for the envelope and (lib/ws has one limit per socket) every message
     // after it: Go and Deno senders never send larger ones.
-    maxMessageSize: MAX_ENVELOPE_SIZE,
+    maxMessageSize,
   });
 }
 
@@ -328,5 +352,19 @@ function handlerContext(s: Serving, log: Logger): HandlerContext {
     signal: s.tracker.cancelSignal,
     opening: s.tracker.stopSignal,
     enterBridge: () => s.tracker.enterBridge(),
+  };
+}
+
+function sharedLegContext(s: Serving): SharedLegContext {
+  return {
+    cfg: s.cfg,
+    slots: s.slots,
+    handlerContext: (log) => handlerContext(s, log),
+    waitForSlot: (log, gone) => waitForSlot(s, log, "shared leg stream", gone),
+    fullDescription: MAX_CONNECTIONS_DESCRIPTION,
+    stop: s.tracker.stopSignal,
+    track: (task) => s.tracker.track(task),
+    idleMs: s.opts.warmIdleMs,
+    growth: s.sharedGrowth,
   };
 }

@@ -41,8 +41,9 @@ export interface MetricsOptions {
   /** Monotonic milliseconds, for connection durations; tests inject a fake clock. */
   now?: () => number;
   /**
-   * `up`: the per-tunnel series and the listener gauges get a `name` label (the entry's), on every
-   * series of those families. Off by default, so the single-tunnel commands' output is unchanged.
+   * `up`: the per-tunnel series, the pool series and the listener gauges get a `name` label (the
+   * entry's), on every series of those families. Off by default, so the single-tunnel commands'
+   * output is unchanged.
    */
   entryNames?: boolean;
 }
@@ -71,6 +72,16 @@ export interface PoolMetrics {
   miss(): void;
   /** Client bytes that went out ahead of the listener's answer on a tunnel it accepted. */
   earlyData(bytes: number): void;
+  /** A tunnel rode a shared, multiplexed warm leg instead of a leg of its own (issue 10). */
+  muxStream(): void;
+}
+
+/** The pool families, registered together on the first `Metrics.pool()` call. */
+interface PoolFamilies {
+  legs: Gauge<string>;
+  hits: Counter<string>;
+  misses: Counter<string>;
+  early: Counter<string>;
 }
 
 export class Metrics {
@@ -89,7 +100,11 @@ export class Metrics {
   readonly #dial: Histogram<string>;
   readonly #tokenSeconds: Histogram<"provider" | "result">;
   readonly #tokenTotal: Counter<"provider" | "result">;
-  #pool: PoolMetrics | undefined;
+  #poolFamilies: PoolFamilies | undefined;
+  /** Registered on the first `muxStream()`, so pages stay as they were until multiplexing runs. */
+  #muxStreams: Counter<string> | undefined;
+  /** One set of hooks per entry name ("" without `entryNames`). */
+  readonly #pools = new Map<string, PoolMetrics>();
   #warmHeld: Gauge<string> | undefined;
 
   /** Throws RangeError (`--metrics-max-targets must be >= 0, got N`) for a negative maxTargets. */
@@ -101,45 +116,44 @@ export class Metrics {
     this.maxTargets = max;
     this.#now = opts.now ?? (() => performance.now());
     this.#entryNames = opts.entryNames ?? false;
-    const named = (names: readonly string[]) => this.#entryNames ? [...names, "name"] : names;
     const r = this.registry;
     this.#connections = r.counter({
       name: "aztunnel_connections_total",
       help: "Bridged connections, counted when they end, by outcome.",
-      labelNames: named(["role", "target", "status"]),
+      labelNames: this.#labelNames(["role", "target", "status"]),
     });
     this.#errors = r.counter({
       name: "aztunnel_connection_errors_total",
       help: "Connection attempts that failed before bridging, by reason.",
-      labelNames: named(["role", "reason"]),
+      labelNames: this.#labelNames(["role", "reason"]),
     });
     this.#bytes = r.counter({
       name: "aztunnel_bytes_total",
       help:
         "Bytes carried by finished bridges (to_relay: local to relay; from_relay: relay to local).",
-      labelNames: named(["role", "target", "direction"]),
+      labelNames: this.#labelNames(["role", "target", "direction"]),
     });
     this.#active = r.gauge({
       name: "aztunnel_active_connections",
       help: "Bridged connections currently open.",
-      labelNames: named(["role", "target"]),
+      labelNames: this.#labelNames(["role", "target"]),
     });
     this.#control = r.gauge({
       name: "aztunnel_control_channel_connected",
       help: "1 while the listener control channel is connected, else 0.",
-      labelNames: named([]),
+      labelNames: this.#labelNames([]),
     });
     this.#duration = r.histogram({
       name: "aztunnel_connection_duration_seconds",
       help: "Lifetime of finished bridged connections in seconds.",
-      labelNames: named(["role", "target"]),
+      labelNames: this.#labelNames(["role", "target"]),
       buckets: CONNECTION_DURATION_BUCKETS,
     });
     this.#dial = r.histogram({
       name: "aztunnel_dial_duration_seconds",
       help:
         "Outbound dial time in seconds (listener: target; sender: relay including retries; arc: arc relay).",
-      labelNames: named(["role"]),
+      labelNames: this.#labelNames(["role"]),
       buckets: DIAL_DURATION_BUCKETS,
     });
     this.#tokenSeconds = r.histogram({
@@ -211,6 +225,11 @@ export class Metrics {
     this.#dial.observe(this.#named({ role }, entry), seconds);
   }
 
+  /** `names` plus `name` when the families carry it (`entryNames`). */
+  #labelNames(names: readonly string[]): readonly string[] {
+    return this.#entryNames ? [...names, "name"] : names;
+  }
+
   /**
    * `labels` plus `name` when the families carry it (`entryNames`). A missing entry becomes "",
    * which Prometheus reads as no label: a recording hook never throws in the middle of a tunnel.
@@ -240,35 +259,77 @@ export class Metrics {
   }
 
   /**
-   * The pool series, registered on first use: only a sender that pools exports them (and the
-   * listener's and relay-server's pages keep their families). Every pool in the process shares
-   * them, so the gauge is moved by deltas.
+   * The pool hooks of `entry` (with `entryNames`; else the process's one set). The families are
+   * registered on first use: only a sender that pools exports them (and the listener's and
+   * relay-server's pages keep their families). An entry's series start at 0 here; every pool of
+   * the same entry (a restarted one, the old one still closing) shares them, so the gauge is moved
+   * by deltas.
    */
-  pool(): PoolMetrics {
-    if (this.#pool) return this.#pool;
-    const r = this.registry;
-    const legs = r.gauge({
-      name: "aztunnel_pool_legs",
-      help: "Warm relay legs ready for a client (said hello, not yet used).",
-    });
-    const hits = r.counter({
-      name: "aztunnel_pool_hits_total",
-      help: "Tunnels opened on a warm leg.",
-    });
-    const misses = r.counter({
-      name: "aztunnel_pool_misses_total",
-      help: "Tunnels that found no warm leg ready (served by a fresh warm dial or a cold one).",
-    });
-    const early = r.counter({
-      name: "aztunnel_early_data_bytes_total",
-      help: "Client bytes sent ahead of the listener's answer on accepted tunnels.",
-    });
-    return this.#pool = {
-      legs: (delta) => legs.add(undefined, delta),
-      hit: () => hits.inc(),
-      miss: () => misses.inc(),
-      earlyData: (bytes) => early.inc(undefined, bytes),
+  pool(entry?: string): PoolMetrics {
+    const key = this.#entryNames ? entry ?? "" : "";
+    const known = this.#pools.get(key);
+    if (known) return known;
+    const f = this.#poolFamilies ??= this.#registerPool();
+    const labels = this.#named({}, entry);
+    f.legs.add(labels, 0);
+    f.hits.inc(labels, 0);
+    f.misses.inc(labels, 0);
+    f.early.inc(labels, 0);
+    const hooks: PoolMetrics = {
+      legs: (delta) => f.legs.add(labels, delta),
+      hit: () => f.hits.inc(labels),
+      miss: () => f.misses.inc(labels),
+      earlyData: (bytes) => f.early.inc(labels, bytes),
+      muxStream: () => {
+        this.#muxStreams ??= this.registry.counter({
+          name: "aztunnel_pool_mux_streams_total",
+          help:
+            "Tunnels carried on a shared, multiplexed warm leg (issue 10), not a leg of their own.",
+          labelNames: this.#labelNames([]),
+        });
+        this.#muxStreams.inc(labels);
+      },
     };
+    this.#pools.set(key, hooks);
+    return hooks;
+  }
+
+  #registerPool(): PoolFamilies {
+    const r = this.registry;
+    const labelNames = this.#labelNames([]);
+    return {
+      legs: r.gauge({
+        name: "aztunnel_pool_legs",
+        help: "Warm relay legs ready for a client (said hello, not yet used).",
+        labelNames,
+      }),
+      hits: r.counter({
+        name: "aztunnel_pool_hits_total",
+        help: "Tunnels opened on a warm leg.",
+        labelNames,
+      }),
+      misses: r.counter({
+        name: "aztunnel_pool_misses_total",
+        help: "Tunnels that found no warm leg ready (served by a fresh warm dial or a cold one).",
+        labelNames,
+      }),
+      early: r.counter({
+        name: "aztunnel_early_data_bytes_total",
+        help: "Client bytes sent ahead of the listener's answer on accepted tunnels.",
+        labelNames,
+      }),
+    };
+  }
+
+  /**
+   * `up`: an entry the file no longer has has stopped; every series labelled with its name goes
+   * (per-tunnel, pool, listener gauges), and its pool hooks are forgotten, so an entry added back
+   * later starts from 0 (a counter reset, as after a restart).
+   */
+  forgetEntry(entry: string): void {
+    if (!this.#entryNames) return;
+    this.registry.dropSeries("name", entry);
+    this.#pools.delete(entry);
   }
 
   /** `entry`: the `up` listener's name (with `entryNames`). */
@@ -284,7 +345,7 @@ export class Metrics {
     this.#warmHeld ??= this.registry.gauge({
       name: "aztunnel_warm_legs_held",
       help: "Warm relay legs the listener holds, waiting for their envelope.",
-      labelNames: this.#entryNames ? ["name"] : [],
+      labelNames: this.#labelNames([]),
     });
     this.#warmHeld.set(this.#named({}, entry), held);
   }

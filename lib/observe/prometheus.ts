@@ -60,6 +60,8 @@ interface Family {
   readonly type: MetricType;
   /** Appends sample lines (without HELP/TYPE); returns false when there is no series. */
   writeSamples(out: string[]): boolean;
+  /** Deletes the stored series whose `label` is `value` (none when the label is not declared). */
+  drop(label: string, value: string): void;
 }
 
 /** Validated, sorted label bookkeeping shared by every metric kind. */
@@ -92,6 +94,12 @@ class LabelSet<L extends string> {
       );
     }
     return JSON.stringify(this.#sorted.map((n) => given[n]));
+  }
+
+  /** Whether series `key` has `label` set to `value`; false when `label` is not declared. */
+  matches(key: string, label: string, value: string): boolean {
+    const i = this.#sorted.indexOf(label as L);
+    return i >= 0 && (JSON.parse(key) as string[])[i] === value;
   }
 
   /** `{a="x",b="y"}` (names sorted), with optional extra pairs appended (histogram `le`). */
@@ -130,6 +138,12 @@ abstract class Scalar<L extends string> implements Family {
   /** The current value of one series (0 when never observed). */
   get(labels?: LabelValues<L>): number {
     return this.values.get(this.key(labels)) ?? 0;
+  }
+
+  drop(label: string, value: string): void {
+    for (const key of [...this.values.keys()]) {
+      if (this.#labels.matches(key, label, value)) this.values.delete(key);
+    }
   }
 
   writeSamples(out: string[]): boolean {
@@ -218,6 +232,12 @@ export class Histogram<L extends string = never> implements Family {
     return { count: s?.count ?? 0, sum: s?.sum ?? 0 };
   }
 
+  drop(label: string, value: string): void {
+    for (const key of [...this.#series.keys()]) {
+      if (this.#labels.matches(key, label, value)) this.#series.delete(key);
+    }
+  }
+
   writeSamples(out: string[]): boolean {
     for (const [key, s] of sortedEntries(this.#series)) {
       let cumulative = 0;
@@ -258,6 +278,14 @@ export class Registry {
 
   histogram<L extends string = never>(opts: HistogramOptions<L>): Histogram<L> {
     return this.#add(new Histogram<L>(opts.name, opts.help, opts));
+  }
+
+  /**
+   * Deletes every stored series, in any family, whose `label` is `value` (callback families are
+   * left alone: they report afresh at each render). A family left with no series is not rendered.
+   */
+  dropSeries(label: string, value: string): void {
+    for (const f of this.#families.values()) f.drop(label, value);
   }
 
   /** The exposition text; families without any series are left out, as client_golang does. */

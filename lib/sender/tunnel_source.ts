@@ -12,16 +12,19 @@
  * ```
  *
  * A client that finds no ready leg waits for the pool's next one (WarmPool.next: at most its own
- * warm dial, else a cold dial). A warm leg found dead (it fails or closes before any answer) is
- * dropped and the client retried once, on another ready leg or a cold dial, with the same early
- * bytes: never failed for that.
+ * warm dial, else a cold dial); with no leg ready it may ride a stream of the shared leg instead
+ * (lib/sender/shared_legs.ts). A warm leg or stream found dead (it fails or closes before any
+ * answer) is dropped and the client retried — another ready leg once, the shared leg once, then a
+ * cold dial — with the same early bytes: never failed for that.
  */
 import type { Logger } from "../observe/log.ts";
 import type { PoolMetrics } from "../observe/metrics.ts";
 import { FEATURES } from "../tunnel/envelope.ts";
 import type { TunnelObserver } from "../tunnel/observer.ts";
-import { FEATURE_EARLY_DATA, FEATURE_WARM } from "../tunnel/warm.ts";
-import type { ClientInput } from "./early_data.ts";
+import { FEATURE_EARLY_DATA, FEATURE_MUX, FEATURE_WARM } from "../tunnel/warm.ts";
+import { describeClose } from "../ws/close.ts";
+import type { MessageSocket, WsMessage } from "../ws/types.ts";
+import type { ClientInput, EarlyPump } from "./early_data.ts";
 import {
   dialTunnel,
   EnvelopeExchangeError,
@@ -32,6 +35,7 @@ import {
   type SenderRelayConfig,
   type TunnelRequest,
 } from "./open_tunnel.ts";
+import { SharedLegs, type SharedStream } from "./shared_legs.ts";
 import { type PoolTimings, WarmPool } from "./warm_pool.ts";
 import type { WarmLeg } from "./warm_leg.ts";
 
@@ -41,8 +45,12 @@ export interface TunnelSourceOptions {
   observer?: TunnelObserver;
   /** Features to offer (default all); `[]` behaves like a Go sender (and never warms). */
   features?: readonly string[];
-  /** Warm legs between `min` and `max`; absent or `max` 0: every tunnel is dialled (today's). */
-  pool?: { min: number; max: number; timings?: Partial<PoolTimings> };
+  /**
+   * Warm legs between `min` and `max`; absent or `max` 0: every tunnel is dialled (today's).
+   * `streams`: how many tunnels a shared leg carries in a burst (default SHARED_LEG_STREAMS; 0:
+   * none shared, `mux` not offered).
+   */
+  pool?: { min: number; max: number; streams?: number; timings?: Partial<PoolTimings> };
   metrics?: PoolMetrics;
 }
 
@@ -57,20 +65,37 @@ export interface OpenOptions {
   earlyData?: ClientInput;
 }
 
+/** A socket ready for an envelope: a warm leg, or a stream of a shared one. */
+interface ReadySocket {
+  socket: MessageSocket;
+  /** The envelope's answer. */
+  reply(): Promise<WsMessage | null>;
+  early?: EarlyPump;
+  /** The tunnel is decided (opened or refused): report its dial. */
+  used(): void;
+  /** Lost before any answer: logged, then retried. */
+  lost(): void;
+}
+
 export class TunnelSource {
   readonly #opts: TunnelSourceOptions;
   readonly #offered: readonly string[];
   /** Undefined when warm legs are off. */
   readonly pool?: WarmPool;
+  /** Undefined when warm legs or sharing are off. */
+  readonly shared?: SharedLegs;
 
   constructor(opts: TunnelSourceOptions) {
     this.#opts = opts;
     const on = (opts.pool?.max ?? 0) > 0;
+    const sharing = on && opts.pool?.streams !== 0;
     const all = opts.features ?? FEATURES;
     // Off: offer exactly what a build without warm legs did.
-    this.#offered = on ? all : all.filter((f) => f !== FEATURE_WARM && f !== FEATURE_EARLY_DATA);
+    this.#offered = all.filter((f) =>
+      on || (f !== FEATURE_WARM && f !== FEATURE_EARLY_DATA && f !== FEATURE_MUX)
+    ).filter((f) => sharing || f !== FEATURE_MUX);
     if (on && opts.pool) {
-      this.pool = new WarmPool({
+      const pool: WarmPool = this.pool = new WarmPool({
         relay: opts.relay,
         min: opts.pool.min,
         max: opts.pool.max,
@@ -78,7 +103,16 @@ export class TunnelSource {
         metrics: opts.metrics,
         features: this.#offered,
         timings: opts.pool.timings,
+        claim: (leg) => this.shared?.claim(leg) ?? false,
       });
+      if (sharing) {
+        this.shared = new SharedLegs({
+          pool,
+          timings: pool.timings,
+          streams: opts.pool.streams,
+          logger: opts.logger,
+        });
+      }
     }
   }
 
@@ -94,19 +128,33 @@ export class TunnelSource {
     const req = requestTunnel(target, tunnelOpts);
     const endOpen = this.pool?.beginOpen();
     try {
-      // A dead first leg gets one retry: a second ready leg, else the cold dial below. The first
-      // take decides hit or miss: one count per tunnel, whatever the retry finds.
+      // Each kind of ready socket is tried at most so often (a dead warm leg gets one retry on
+      // another, a lost shared stream none), then the cold dial below, so a stopping listener's
+      // legs cannot fail a client that another listener (or a new dial) would serve. The first
+      // take decides hit or miss: one count per tunnel, whatever the retries find.
       let counted = false;
-      for (const retry of [true, false]) {
-        const ready = this.pool?.take();
+      let legs = 0;
+      let sharing = true;
+      for (;;) {
+        const ready = legs < 2 ? this.pool?.take() : undefined;
+        // No leg of its own ready: a stream of the shared leg, if one has room.
+        const shared = ready || !sharing ? undefined : this.shared?.open();
         if (this.pool && !counted) {
           counted = true;
-          if (ready) this.#opts.metrics?.hit();
+          if (ready || shared) this.#opts.metrics?.hit();
           else this.#opts.metrics?.miss();
         }
-        const leg = ready ?? (retry ? await this.pool?.next(opts.signal) : undefined);
+        if (shared) {
+          sharing = false;
+          const opened = await this.#onStream(shared, req, tunnelOpts, opts.earlyData);
+          if (opened) return opened;
+          continue;
+        }
+        // Only a first miss waits for the pool's next leg; a retry takes what is ready.
+        const leg = ready ?? (legs === 0 ? await this.pool?.next(opts.signal) : undefined);
         if (!leg) break;
-        const opened = await this.#onWarmLeg(leg, req, tunnelOpts, opts.earlyData, retry);
+        legs++;
+        const opened = await this.#onWarmLeg(leg, req, tunnelOpts, opts.earlyData);
         if (opened) return opened;
       }
       const tunnel = await dialTunnel(req, tunnelOpts);
@@ -118,31 +166,82 @@ export class TunnelSource {
     }
   }
 
-  /** Closes the pool's idle legs; tunnels already open are not touched. */
+  /**
+   * Closes the pool's idle legs and idle shared legs at once; resolves once the shared legs still
+   * carrying tunnels have ended too (they close when their last tunnel does).
+   */
   async close(): Promise<void> {
-    await this.pool?.close();
+    await Promise.all([this.pool?.close(), this.shared?.close()]);
   }
 
   /**
-   * The exchange on a warm leg; undefined when the leg turned out dead (retry) and `retry`
-   * allows one more try. Throws as `exchangeEnvelope` otherwise.
+   * The exchange on a warm leg; undefined when the leg turned out dead before any answer (the
+   * caller tries elsewhere). Throws as `exchangeEnvelope` otherwise.
    */
   async #onWarmLeg(
     leg: WarmLeg,
     req: TunnelRequest,
     tunnelOpts: EnvelopeTunnelOptions,
     input: ClientInput | undefined,
-    retry: boolean,
   ): Promise<OpenedTunnel | undefined> {
     const early = input && leg.earlyData ? input.pump() : undefined;
     req.log.debug("warm leg used", { leg_id: leg.id, early_data: early !== undefined });
+    return await this.#exchange(req, tunnelOpts, input, {
+      socket: leg.socket,
+      reply: () => leg.reply,
+      early,
+      used: () => this.#usedDial(leg),
+      lost: () => leg.logger.debug("warm leg died", { reason: "lost", bridge_id: req.bridgeId }),
+    });
+  }
+
+  /** The exchange on a stream of a shared leg: as on a warm leg of its own, with no dial. */
+  async #onStream(
+    shared: SharedStream,
+    req: TunnelRequest,
+    tunnelOpts: EnvelopeTunnelOptions,
+    input: ClientInput | undefined,
+  ): Promise<OpenedTunnel | undefined> {
+    const { stream, legId } = shared;
+    const early = input && shared.earlyData ? input.pump() : undefined;
+    req.log.debug("shared leg used", {
+      leg_id: legId,
+      stream_id: stream.id,
+      early_data: early !== undefined,
+    });
+    this.#opts.metrics?.muxStream();
+    return await this.#exchange(req, tunnelOpts, input, {
+      socket: stream,
+      reply: () => stream.receive(),
+      early,
+      // The relay took the carrier's dial long ago; a stream has none of its own to time.
+      used: () => this.#opts.observer?.relayDialEnded?.(),
+      lost: () => {
+        req.log.debug("shared leg lost", {
+          leg_id: legId,
+          stream_id: stream.id,
+          close: describeClose(stream.closeInfo),
+        });
+        shared.retire();
+      },
+    });
+  }
+
+  /** The exchange on a ready socket, with what happens after it (see #onWarmLeg). */
+  async #exchange(
+    req: TunnelRequest,
+    tunnelOpts: EnvelopeTunnelOptions,
+    input: ClientInput | undefined,
+    on: ReadySocket,
+  ): Promise<OpenedTunnel | undefined> {
+    const { early } = on;
     try {
-      const tunnel = await exchangeEnvelope(leg.socket, req, tunnelOpts, {
-        reply: () => leg.reply,
+      const tunnel = await exchangeEnvelope(on.socket, req, tunnelOpts, {
+        reply: on.reply,
         early,
-        quietLoss: retry,
+        quietLoss: true,
       });
-      this.#usedDial(leg);
+      on.used();
       input?.accepted(early?.sent ?? 0);
       if (!early?.sent) return tunnel;
       this.#opts.metrics?.earlyData(early.sent);
@@ -154,11 +253,11 @@ export class TunnelSource {
       // the listener may have answered ok and delivered them before the relay cut the leg, and a
       // retry would deliver them twice: the client fails instead, closed as on a refusal.
       const replayable = (early?.attempted ?? 0) === 0;
-      if (!(retry && err instanceof EnvelopeExchangeError && err.lost && replayable)) {
-        this.#usedDial(leg);
+      if (!(err instanceof EnvelopeExchangeError && err.lost && replayable)) {
+        on.used();
         throw err;
       }
-      leg.logger.debug("warm leg died", { reason: "lost", bridge_id: req.bridgeId });
+      on.lost();
       return undefined;
     }
   }

@@ -61,6 +61,11 @@ export interface WarmPoolOptions {
   now?: () => number;
   /** Test seam: the warm dial (default dialWarmLeg). */
   dial?: (opts: WarmLegDialOptions) => Promise<WarmLeg>;
+  /**
+   * Offered each new leg nobody waits for, before it joins the ready ones: true keeps it
+   * (lib/sender/shared_legs.ts takes its carrier so), and the pool dials another.
+   */
+  claim?: (leg: WarmLeg) => boolean;
 }
 
 export class WarmPool {
@@ -91,6 +96,11 @@ export class WarmPool {
     };
     this.#log = debugOnly(opts.logger);
     this.#demand = new DemandWindow(opts.now);
+  }
+
+  /** The timings in force (defaults merged with the options'). */
+  get timings(): PoolTimings {
+    return this.#timings;
   }
 
   /** Legs ready to hand out. */
@@ -146,10 +156,14 @@ export class WarmPool {
     return promise;
   }
 
-  /** A ready leg (oldest first), or undefined; a replacement dial starts at once. */
-  take(): WarmLeg | undefined {
+  /**
+   * A ready leg (oldest first; the oldest `want` accepts, when given), or undefined; a
+   * replacement dial starts at once.
+   */
+  take(want?: (leg: WarmLeg) => boolean): WarmLeg | undefined {
     for (;;) {
-      const leg = this.#ready.shift();
+      const i = want ? this.#ready.findIndex(want) : 0;
+      const leg = i >= 0 ? this.#ready.splice(i, 1)[0] : undefined;
       if (!leg) return undefined;
       this.#opts.metrics?.legs(-1);
       if (!leg.take()) continue;
@@ -205,6 +219,8 @@ export class WarmPool {
         leg.logger.debug("warm leg handed out", { waited: true });
         this.#failures = 0;
         waiter(leg);
+      } else if (this.#opts.claim?.(leg)) {
+        leg.logger.debug("warm leg handed out", { claimed: true });
       } else this.#add(leg);
       this.#fill();
     }, (err) => {

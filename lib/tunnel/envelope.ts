@@ -10,7 +10,7 @@
  * with `features` (ignored by Go senders). Only the intersection is used.
  */
 
-import { FEATURE_EARLY_DATA, FEATURE_WARM } from "./warm.ts";
+import { FEATURE_EARLY_DATA, FEATURE_MUX, FEATURE_WARM } from "./warm.ts";
 
 export const ENVELOPE_VERSION = 1;
 /** Largest data message we send; Go peers close with 1009 above it (coder/websocket read limit). */
@@ -21,8 +21,13 @@ export const MAX_ENVELOPE_SIZE = 32768;
 export const MAX_LOGGED_CHARS = 256;
 export const FEATURES_METADATA_KEY = "x-aztunnel-features";
 export const FEATURE_HALF_CLOSE = "half-close";
-/** Every feature this build implements (`warm` and `early-data`: lib/tunnel/warm.ts). */
-export const FEATURES: readonly string[] = [FEATURE_HALF_CLOSE, FEATURE_WARM, FEATURE_EARLY_DATA];
+/** Every feature this build implements (`warm`, `early-data` and `mux`: lib/tunnel/warm.ts). */
+export const FEATURES: readonly string[] = [
+  FEATURE_HALF_CLOSE,
+  FEATURE_WARM,
+  FEATURE_EARLY_DATA,
+  FEATURE_MUX,
+];
 
 /** What the sender asks for: its first message, as TEXT. */
 export interface ConnectEnvelope {

@@ -4,6 +4,7 @@
  * listener that holds such a leg says so at once with one TEXT hello, then waits for the envelope;
  * a Go listener says nothing, so a sender pools only legs that said hello.
  */
+import type { WsMessage } from "../ws/types.ts";
 
 /** The request header marking a sender leg warm; matched case-insensitively, as HTTP names are. */
 export const WARM_LEG_HEADER = "Aztunnel-Leg";
@@ -12,7 +13,15 @@ export const WARM_LEG_VALUE = "warm";
 export const FEATURE_WARM = "warm";
 /** Feature: the listener accepts BINARY data right after the envelope, before its answer. */
 export const FEATURE_EARLY_DATA = "early-data";
+/**
+ * Feature: a warm leg may instead become a shared leg carrying many tunnels (lib/mux): the sender
+ * sends MUX_START as its first message instead of an envelope; every stream then opens with its
+ * own envelope, as a rendezvous socket would.
+ */
+export const FEATURE_MUX = "mux";
 export const HELLO_VERSION = 1;
+/** The sender's first message on a leg it shares: `{"version":1,"mux":"start"}`. */
+export const MUX_START = JSON.stringify({ version: HELLO_VERSION, mux: "start" });
 
 /** What a listener's hello tells the sender. */
 export interface WarmHello {
@@ -60,4 +69,9 @@ export function decodeHello(text: string): WarmHello | null {
   if (typeof id !== "string") return null;
   if (!Array.isArray(features) || !features.every((f) => typeof f === "string")) return null;
   return { listener_id: id, features };
+}
+
+/** True when `msg` is exactly MUX_START (TEXT). Anything else is read as an envelope. */
+export function isMuxStart(msg: WsMessage): boolean {
+  return msg.type === "text" && msg.data === MUX_START;
 }

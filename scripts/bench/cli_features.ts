@@ -1,6 +1,7 @@
 /**
  * What the CLI under test supports, read from its `--help`: the bench runs against today's build
- * and picks up the warm-leg pool (`--pool-min/--pool-max`) and `relay-sender agent` once they land.
+ * and picks up the warm-leg pool (`--pool-min/--pool-max`), shared legs (`--pool-streams`) and
+ * `relay-sender agent` once they land.
  */
 import { runCli } from "../../tests/helpers/proc.ts";
 
@@ -9,6 +10,8 @@ export interface CliFeatures {
   pool: boolean;
   /** `relay-sender agent` exists: `connect` can go through a running sender. */
   agent: boolean;
+  /** `--pool-streams` exists (0 turns shared legs off). */
+  streams: boolean;
 }
 
 async function help(args: string[]): Promise<string> {
@@ -24,5 +27,6 @@ export async function detectCliFeatures(): Promise<CliFeatures> {
   return {
     pool: /--pool-max\b/.test(portForward),
     agent: /^\s+agent\b/m.test(sender),
+    streams: /--pool-streams\b/.test(portForward),
   };
 }

@@ -1,13 +1,22 @@
 /**
  * `deno task bench delay`: the delay model (issue 10). Through delay proxies at D ms one way, the
  * floor for "connect, send a byte, get its echo" through the relay is 4·D; each latency is shown
- * in ms and as a multiple of it, before (`--pool-max 0`, or today's build without the flag) and
- * after (the warm-leg pool on, defaults; `connect` through a running `relay-sender agent`).
+ * in ms and as a multiple of it, before (`--pool-max 0`, or today's build without the flag), with
+ * warm legs but no shared ones (`--pool-streams 0`: the pool alone against bursts), and after
+ * (defaults: pool and shared legs; `connect` through a running `relay-sender agent`). A burst of
+ * bulk uploads shows what sharing costs in throughput.
  */
 import { delay } from "../../lib/async.ts";
 import { type CliFeatures, detectCliFeatures } from "./cli_features.ts";
 import { type DelayCast, startDelayCast } from "./delay_cast.ts";
-import { burstTrips, connectTrips, echoTrip, serialTrips, startupTrips } from "./delay_measure.ts";
+import {
+  bulkBurst,
+  burstTrips,
+  connectTrips,
+  echoTrip,
+  serialTrips,
+  startupTrips,
+} from "./delay_measure.ts";
 import { envNumber, progress } from "./env.ts";
 import { summarize } from "./stats.ts";
 import { f1, table, verdict } from "./table.ts";
@@ -22,6 +31,8 @@ const CONNECTS = envNumber("BENCH_DELAY_CONNECTS", 10);
 const GAP_MS = envNumber("BENCH_DELAY_GAP_MS", 500);
 const SETTLE_MS = envNumber("BENCH_DELAY_SETTLE_MS", 2000);
 const BURST_WIDTH = 16;
+const BULK_WIDTH = envNumber("BENCH_DELAY_BULK_WIDTH", 4);
+const BULK_BYTES = envNumber("BENCH_DELAY_BULK_MIB", 4) * 1024 * 1024;
 const TARGETS = { serial: 1.5, burst: 3, agentConnect: 2.2 };
 
 /** A latency in ms, or why there is none. */
@@ -34,6 +45,8 @@ interface Column {
   burstFirstP95: Measured;
   burstLaterP95: Measured;
   burstP95: Measured;
+  /** Aggregate MB/s of BULK_WIDTH uploads at once, the pool at its floor. */
+  bulkMBps: Measured;
   connectP50: Measured;
   agentP50: Measured;
 }
@@ -44,6 +57,8 @@ export interface DelayResult {
   /** p50 of `aztunnel --version`: process start-up, inside every `connect` figure. */
   startupP50: number;
   before: Column;
+  /** The pool without shared legs (`--pool-streams 0`), port-forward figures only. */
+  poolOnly: Column;
   after: Column;
 }
 
@@ -67,15 +82,37 @@ async function agentConnect(cast: DelayCast): Promise<Measured> {
 
 type PortForwardFigures = Pick<
   Column,
-  "serialP50" | "burstFirstP95" | "burstLaterP95" | "burstP95"
+  "serialP50" | "burstFirstP95" | "burstLaterP95" | "burstP95" | "bulkMBps"
 >;
+
+/** Both port-forward measures, one process after the other (each holds its own warm legs). */
+async function measureForwarding(
+  cast: DelayCast,
+  label: string,
+  poolArgs: string[],
+): Promise<PortForwardFigures> {
+  const latencies = await measurePortForward(cast, label, poolArgs);
+  return { ...latencies, bulkMBps: await measureBulk(cast, label, poolArgs) };
+}
+
+/**
+ * Bulk uploads at once through a fresh port-forward whose pool is at its floor (as for a first
+ * burst): with shared legs, those beyond the ready legs share one; without, they wait for dials.
+ */
+async function measureBulk(cast: DelayCast, label: string, poolArgs: string[]): Promise<number> {
+  await using pf = await cast.startPortForward(poolArgs);
+  await echoTrip(pf.port);
+  await delay(SETTLE_MS);
+  progress(`delay ${label}: ${BULK_WIDTH} uploads of ${BULK_BYTES >> 20} MiB at once, fresh pool`);
+  return await bulkBurst(pf.port, BULK_WIDTH, BULK_BYTES);
+}
 
 /** Serial p50 and burst p95s through one port-forward started with `poolArgs`. */
 async function measurePortForward(
   cast: DelayCast,
   label: string,
   poolArgs: string[],
-): Promise<PortForwardFigures> {
+): Promise<Omit<PortForwardFigures, "bulkMBps">> {
   await using pf = await cast.startPortForward(poolArgs);
   progress(`delay ${label}: warm-up`);
   await echoTrip(pf.port);
@@ -98,7 +135,7 @@ async function measureColumn(
   poolArgs: string[],
   withAgent: boolean,
 ): Promise<Column> {
-  const forwarded = await measurePortForward(cast, label, poolArgs);
+  const forwarded = await measureForwarding(cast, label, poolArgs);
   progress(`delay ${label}: ${CONNECTS} relay-sender connect processes`);
   const connectP50 = summarize(await connectTrips(cast, CONNECTS)).p50;
   const agentP50 = withAgent ? await agentConnect(cast) : "n/a (no relay-sender agent)";
@@ -106,7 +143,7 @@ async function measureColumn(
 }
 
 function absent(label: string, why: string): Column {
-  const burst = { burstFirstP95: why, burstLaterP95: why, burstP95: why };
+  const burst = { burstFirstP95: why, burstLaterP95: why, burstP95: why, bulkMBps: why };
   return { label, serialP50: why, ...burst, connectP50: why, agentP50: why };
 }
 
@@ -120,12 +157,18 @@ export async function measureDelay(): Promise<DelayResult> {
     features.pool ? ["--pool-max", "0"] : [],
     false,
   );
+  const poolOnly = features.streams
+    ? {
+      ...absent("pool, no shared legs (--pool-streams 0)", "—"),
+      ...await measureForwarding(cast, "pool only", ["--pool-streams", "0"]),
+    }
+    : absent("pool, no shared legs", "n/a (no --pool-streams)");
   const after = features.pool
     ? await measureColumn(cast, "after (pool on, defaults)", [], features.agent)
     : absent("after (pool on)", "n/a (no --pool-max)");
   progress(`delay: ${CONNECTS} x aztunnel --version (start-up alone)`);
   const startupP50 = summarize(await startupTrips(CONNECTS)).p50;
-  return { delayMs: D, features, startupP50, before, after };
+  return { delayMs: D, features, startupP50, before, poolOnly, after };
 }
 
 export function delayReport(r: DelayResult): string {
@@ -134,30 +177,32 @@ export function delayReport(r: DelayResult): string {
   const x = (m: Measured) => typeof m === "number" ? `${(m / floor).toFixed(2)}×` : "";
   const goal = (m: Measured, target?: number) =>
     target === undefined ? "" : typeof m === "number" ? verdict(m / floor <= target) : "n/a";
+  const columns = [r.before, r.poolOnly, r.after];
   const row = (name: string, pick: (c: Column) => Measured, target?: number) => [
     name,
-    ms(pick(r.before)),
-    x(pick(r.before)),
-    ms(pick(r.after)),
-    x(pick(r.after)),
+    ...columns.flatMap((c) => [ms(pick(c)), x(pick(c))]),
     target === undefined ? "—" : `≤ ${target}×`,
     goal(pick(r.after), target),
   ];
+  const bulk = (c: Column) => {
+    const v = c.bulkMBps;
+    const base = r.before.bulkMBps;
+    if (typeof v !== "number") return [v, ""];
+    return [f1(v), typeof base === "number" ? `${(v / base).toFixed(2)}× before` : ""];
+  };
   return [
     `#### Delay model: D = ${r.delayMs} ms each way, floor 4·D = ${floor} ms`,
     "",
     `Serial: ${SERIAL} connections ${GAP_MS} ms apart; burst: ${BURST_ROUNDS} rounds of ` +
     `${BURST_WIDTH} at once, ${BURST_GAP_MS} ms apart (the first finds the pool at its floor, ` +
-    `the later ones the size it learned); connect: ${CONNECTS} processes, each including the CLI's start-up ` +
-    `(\`aztunnel --version\` alone: p50 ${f1(r.startupP50)} ms).`,
+    `the later ones the size it learned); bulk: ${BULK_WIDTH} uploads of ${BULK_BYTES >> 20} MiB ` +
+    `at once through a fresh port-forward, pool at its floor (MB/s in all, echoed back); connect: ${CONNECTS} processes, each including the CLI's ` +
+    `start-up (\`aztunnel --version\` alone: p50 ${f1(r.startupP50)} ms).`,
     "",
     table(
       [
         "measure",
-        `${r.before.label} ms`,
-        "× floor",
-        `${r.after.label} ms`,
-        "× floor",
+        ...columns.flatMap((c) => [`${c.label} ms`, "× floor"]),
         "target",
         "",
       ],
@@ -168,6 +213,7 @@ export function delayReport(r: DelayResult): string {
         row(`burst of ${BURST_WIDTH} p95, all ${BURST_ROUNDS}`, (c) => c.burstP95, TARGETS.burst),
         row("`relay-sender connect` p50 (new process)", (c) => c.connectP50),
         row("`connect` through a running sender p50", (c) => c.agentP50, TARGETS.agentConnect),
+        ["bulk uploads at once, MB/s", ...columns.flatMap(bulk), "—", ""],
       ],
     ),
   ].join("\n");

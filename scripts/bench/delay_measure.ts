@@ -47,6 +47,30 @@ export async function burstTrips(
 }
 
 /**
+ * `width` clients at once, each uploading `bytes` and reading its echo: the aggregate upload rate
+ * in MB/s (what a burst of bulk transfers gets, e.g. parallel downloads through one proxy).
+ */
+export async function bulkBurst(port: number, width: number, bytes: number): Promise<number> {
+  const chunk = new Uint8Array(64 * 1024).fill(7);
+  const one = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      const writing = (async () => {
+        for (let sent = 0; sent < bytes; sent += chunk.length) {
+          await writeAll(conn, chunk.subarray(0, Math.min(chunk.length, bytes - sent)));
+        }
+      })();
+      await Promise.all([writing, readExactly(conn, bytes)]);
+    } finally {
+      conn.close();
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: width }, one));
+  return (width * bytes) / 1e6 / ((performance.now() - started) / 1000);
+}
+
+/**
  * One `relay-sender connect` process as ssh runs a ProxyCommand: from spawn to the echo of one
  * byte written to its stdin; then stdin closes and the process must exit.
  */

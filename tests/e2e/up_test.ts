@@ -263,3 +263,42 @@ Deno.test("up: the file's log-format and metrics-addr apply unless a flag gives 
   assert.equal((await flagged.kill("SIGTERM")).code, 0);
   await Deno.remove(path);
 });
+
+Deno.test("up: /metrics has each tunnel's pool series by name; SIGHUP removing one drops them", async () => {
+  await using relay = await startRelayServer();
+  await using echo = startEchoServer();
+  const path = await configFile(twoTunnels("127.0.0.1:0", echo.port));
+  await using up = startUp(relay, path, ["--metrics-addr", "127.0.0.1:0"]);
+  const ops = logAttr((await up.waitForLine(/metrics server listening/)).input ?? "", "addr")!;
+  const other = await boundPort(up, "other");
+  await boundPort(up, "db");
+  const pool = (body: string) => body.split("\n").filter((l) => /^aztunnel_pool_/.test(l));
+  // No tunnel yet, so nothing is warm: every pool series is 0.
+  assert.deepEqual(pool((await scrape(ops, "/metrics")).body), [
+    'aztunnel_pool_hits_total{name="db"} 0',
+    'aztunnel_pool_hits_total{name="other"} 0',
+    'aztunnel_pool_legs{name="db"} 0',
+    'aztunnel_pool_legs{name="other"} 0',
+    'aztunnel_pool_misses_total{name="db"} 0',
+    'aztunnel_pool_misses_total{name="other"} 0',
+  ]);
+  await up.waitForLine(/control_started/);
+  assert.equal(await echoOnce(other, "counted"), "counted");
+
+  const kept = twoTunnels("127.0.0.1:0", echo.port).replace(/ {2}- name: other\n.*\n.*\n$/, "");
+  await Deno.writeTextFile(path, kept);
+  const mark = up.stderrLines.length;
+  Deno.kill(up.pid, "SIGHUP");
+  await up.waitForLine(/msg="entry removed" entry=other kind=port-forward/, 20_000, {
+    from: mark,
+  });
+  const body = (await scrape(ops, "/metrics")).body;
+  assert.doesNotMatch(body, /name="other"/);
+  assert.deepEqual(pool(body).map((l) => l.replace(/ \d+$/, "")), [
+    'aztunnel_pool_hits_total{name="db"}',
+    'aztunnel_pool_legs{name="db"}',
+    'aztunnel_pool_misses_total{name="db"}',
+  ]);
+  assert.equal((await up.kill("SIGTERM")).code, 0);
+  await Deno.remove(path);
+});

@@ -10,6 +10,7 @@ import { encodeEnvelope, featuresMetadata } from "../../lib/tunnel/envelope.ts";
 import { WARM_LEG_HEADER, WARM_LEG_VALUE } from "../../lib/tunnel/warm.ts";
 import { connectWebSocket } from "../../lib/ws/client.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
+import type { MessageSocket } from "../../lib/ws/types.ts";
 import type { Stack } from "./tunnel_stack.ts";
 
 export const WAIT_MS = 10_000;
@@ -26,7 +27,7 @@ export async function dialLeg(stack: Stack, warm = true): Promise<WebSocketConn>
 }
 
 /** The next message as text (asserting it is TEXT), within WAIT_MS. */
-export async function nextText(ws: WebSocketConn): Promise<string> {
+export async function nextText(ws: MessageSocket): Promise<string> {
   const msg = await deadline(ws.receive(), WAIT_MS);
   assert.equal(msg?.type, "text", `expected TEXT, got ${msg === null ? "Close" : msg.type}`);
   return msg.data as string;
@@ -54,7 +55,7 @@ export function envelope(
 }
 
 /** Sends our eof, then reads the tunnel to its end: the target's bytes, until the listener's Close. */
-export async function finish(ws: WebSocketConn): Promise<Uint8Array> {
+export async function finish(ws: MessageSocket): Promise<Uint8Array> {
   await ws.send(EOF_MESSAGE);
   const chunks: Uint8Array[] = [];
   for (;;) {
@@ -77,7 +78,7 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 }
 
 /** An echo round trip on an open tunnel leg. */
-export async function echoes(ws: WebSocketConn, text: string): Promise<void> {
+export async function echoes(ws: MessageSocket, text: string): Promise<void> {
   await ws.send(new TextEncoder().encode(text));
   const msg = await deadline(ws.receive(), WAIT_MS);
   assert.equal(msg?.type, "binary");
@@ -96,7 +97,7 @@ export async function echoThenEof(conn: Deno.TcpConn): Promise<void> {
 }
 
 /** The peer's Close (receive() resolved null) within WAIT_MS, ignoring data messages. */
-export async function closedWith(ws: WebSocketConn): Promise<{ code: number; reason: string }> {
+export async function closedWith(ws: MessageSocket): Promise<{ code: number; reason: string }> {
   while (await deadline(ws.receive(), WAIT_MS) !== null) continue;
   const info = ws.closeInfo;
   assert.ok(info);

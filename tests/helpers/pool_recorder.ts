@@ -9,6 +9,7 @@ export class PoolRecorder implements PoolMetrics {
   hits = 0;
   misses = 0;
   earlyBytes = 0;
+  muxStreams = 0;
   readonly #waiters = new Set<() => void>();
 
   legs(delta: number): void {
@@ -26,6 +27,10 @@ export class PoolRecorder implements PoolMetrics {
   }
   earlyData(bytes: number): void {
     this.earlyBytes += bytes;
+    this.#changed();
+  }
+  muxStream(): void {
+    this.muxStreams++;
     this.#changed();
   }
 

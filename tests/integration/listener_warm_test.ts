@@ -7,6 +7,8 @@ import { deadline } from "../../lib/async.ts";
 import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { EOF_MESSAGE } from "../../lib/tunnel/bridge.ts";
 import { decodeResponse } from "../../lib/tunnel/envelope.ts";
+import { MuxSession } from "../../lib/mux/session.ts";
+import { MUX_START } from "../../lib/tunnel/warm.ts";
 import { WsHandshakeError } from "../../lib/ws/errors.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
 import {
@@ -32,7 +34,7 @@ Deno.test("warm: the hello is sent at once, exactly as the protocol writes it", 
   const ws = await dialLeg(stack);
   assert.equal(
     await nextText(ws),
-    `{"version":1,"hello":"warm","listener_id":"${LID}","features":["half-close","warm","early-data"]}`,
+    `{"version":1,"hello":"warm","listener_id":"${LID}","features":["half-close","warm","early-data","mux"]}`,
   );
   const held = await stack.logs.waitFor(/level=DEBUG msg="warm leg held" side=listener/);
   assert.match(held, /accept_id=[A-Z2-7]{16}/);
@@ -261,4 +263,37 @@ Deno.test("early data: held while the target dial runs (bounded), dropped when i
   assert.deepEqual(await closedWith(ws), { code: 1000, reason: "done" });
   await stack.logs.waitFor(/msg="accept released" side=listener/, 2_000);
   assert.deepEqual(calls.length, 1);
+});
+
+Deno.test("shared leg: MUX_START turns a warm leg into many tunnels, each with its envelope", async () => {
+  await using target = startTarget(echoThenEof);
+  await using stack = await startStack({ listenerId: LID });
+  const ws = await warmLeg(stack);
+  await ws.send(MUX_START);
+  const mux = new MuxSession(ws, { role: "opener" });
+  const streams = [mux.open(), mux.open(), mux.open()];
+  // All three envelopes leave before any answer: one carrier, three rendezvous saved.
+  await Promise.all(streams.map((s) => s.send(envelope(target.addr))));
+  for (const s of streams) {
+    const msg = await deadline(s.receive(), WAIT_MS);
+    assert.equal(msg?.type, "text");
+    assert.equal(decodeResponse(msg.data as string).ok, true);
+  }
+  await Promise.all(streams.map((s, i) => echoes(s, `stream ${i}`)));
+  await Promise.all(streams.map((s) => finish(s)));
+  await stack.logs.waitFor(/msg="accept released".*stream_id=3/);
+  await mux.close(1000, "done");
+  await mux.done;
+  await stack.logs.waitFor(/msg="shared leg ended" side=listener/);
+  assert.equal(stack.logs.count(/level=WARN.*stream_id/), 0, stack.logs.lines.join(""));
+});
+
+Deno.test("shared leg: without mux granted, MUX_START is refused as an envelope without a target", async () => {
+  await using stack = await startStack({ handler: { features: ["half-close", "warm"] } });
+  const ws = await dialLeg(stack);
+  assert.match(await nextText(ws), /"features":\["half-close","warm"\]\}$/);
+  await ws.send(MUX_START);
+  const res = decodeResponse(await nextText(ws));
+  assert.deepEqual([res.ok, res.error], [false, "missing target"]);
+  await ws.close();
 });

@@ -219,6 +219,7 @@ Deno.test("warm: a burst beyond the pool rides warm dials, never cold; the legs 
     );
     const cold = fake.legs.filter((l) => l.envelope && !l.warm);
     assert.equal(cold.length, 1, "only the first client dialled cold");
+    assert.equal(pool.muxStreams, 0, "a listener that grants no mux gets no shared leg");
     assert.equal(fake.legs.filter((l) => l.envelope && l.warm).length, 6);
     // The burst raised the target to the cap: legs nobody waited for went to the pool.
     await pool.until((r) => r.ready === 8, "8 ready legs");

@@ -2,9 +2,11 @@
  * `up`'s supervisor with the real entry launchers (cmd/up_launch.ts) against the in-process relay:
  * logs carry the entry's name, a reload restarts a changed tunnel on its new bind, stops a removed
  * one and swaps a listener's allowlist without touching its control channel or the open tunnels;
- * metrics carry each entry's name, and a listener's max-connections changes in place.
+ * metrics carry each entry's name (the warm-pool series too, gone with an entry a reload removes),
+ * and a listener's max-connections changes in place.
  */
 import assert from "node:assert/strict";
+import { deadline } from "../../lib/async.ts";
 import { launcher } from "../../cmd/up_launch.ts";
 import type { Ops } from "../../cmd/ops.ts";
 import { resolveEntries } from "../../lib/config/precedence.ts";
@@ -45,17 +47,36 @@ async function startSupervisor(
     metrics,
     entryObserver: (name) => metrics && metricsObserver(metrics, name),
   };
+  const gone: string[] = [];
+  const goneWaiters = new Set<() => void>();
   const sup = new Supervisor({
     launch: launcher({ ops, tokens, logger: getLogger(), caCerts: () => undefined }),
     keepGoing: false,
     logger: getLogger(),
     signal: stop.signal,
+    // As cmd/up.ts wires it.
+    onGone: (name) => {
+      metrics?.forgetEntry(name);
+      gone.push(name);
+      for (const w of [...goneWaiters]) w();
+    },
   });
   await sup.start(config(relayUrl, text));
   const running = sup.run();
   return {
     sup,
     reload: (next: string) => sup.reload(config(relayUrl, next)),
+    /** Resolves once a removed entry `name` has stopped and was let go. */
+    untilGone: (name: string) => {
+      let check!: () => void;
+      const reached = new Promise<void>((resolve) => {
+        check = () => gone.includes(name) && resolve();
+        goneWaiters.add(check);
+        check();
+      });
+      return deadline(reached, 10_000, { onTimeout: () => new Error(`${name} not gone`) })
+        .finally(() => goneWaiters.delete(check));
+    },
     [Symbol.asyncDispose]: async () => {
       stop.abort();
       await running;
@@ -203,6 +224,85 @@ Deno.test("up: metrics carry entry names; max-connections changes in place on re
     assert.doesNotMatch(text, /^aztunnel_(?!token|build)\w+(\{(?![^}]*name=)[^}]*\})? /m);
     first.close();
     second.close();
+  } finally {
+    await server.close();
+  }
+});
+
+/** Listener `edge` and port-forwards `db` and `web` (warm pools on, the defaults) to `echo`. */
+function pooled(echo: number, tunnels: [string, number][]): string {
+  return `listeners:\n  - name: edge\n    allow: ["127.0.0.1:${echo}"]\n    drain-timeout: 1s\n` +
+    "tunnels:\n" +
+    tunnels.map(([name, port]) =>
+      `  - name: ${name}\n    port-forward: 127.0.0.1:${echo}\n    bind: 127.0.0.1:${port}\n` +
+      "    drain-timeout: 1s\n"
+    ).join("");
+}
+
+/** The sample lines of the warm-pool families, in page order. */
+function poolLines(text: string): string[] {
+  return text.split("\n").filter((l) => /^aztunnel_(pool_|early_data_)/.test(l));
+}
+
+Deno.test("up: each tunnel entry has its own pool series; a removed entry's series go", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  const { server, relay } = await startLocalRelay();
+  const metrics = new Metrics({ processMetrics: false, entryNames: true });
+  try {
+    const [db, web] = [freePort(), freePort()];
+    await using up = await startSupervisor(
+      server.url,
+      relay.tokens,
+      pooled(echo.port, [["db", db], ["web", web]]),
+      metrics,
+    );
+    await logs.waitFor([/msg=control_started/, / entry=edge /]);
+    // The hook multiplexing will call (issue 10); nothing calls it yet.
+    metrics.pool("web").muxStream();
+    assert.deepEqual(poolLines(metrics.render()), [
+      'aztunnel_early_data_bytes_total{name="db"} 0',
+      'aztunnel_early_data_bytes_total{name="web"} 0',
+      'aztunnel_pool_hits_total{name="db"} 0',
+      'aztunnel_pool_hits_total{name="web"} 0',
+      'aztunnel_pool_legs{name="db"} 0',
+      'aztunnel_pool_legs{name="web"} 0',
+      'aztunnel_pool_misses_total{name="db"} 0',
+      'aztunnel_pool_misses_total{name="web"} 0',
+      'aztunnel_pool_mux_streams_total{name="web"} 1',
+    ]);
+
+    // Each entry's first tunnel finds no warm leg (none before a listener granted `warm`): a miss
+    // of its own.
+    for (const port of [db, web]) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await roundTrip(conn, "through the entry");
+      conn.close();
+    }
+    const during = metrics.render();
+    for (const name of ["db", "web"]) {
+      assert.equal(sample(during, `aztunnel_pool_misses_total{name="${name}"}`), 1);
+      assert.equal(sample(during, `aztunnel_pool_hits_total{name="${name}"}`), 0);
+    }
+    assert.match(during, /^aztunnel_dial_duration_seconds_count\{name="web",role="sender"\} 1$/m);
+
+    await up.reload(pooled(echo.port, [["db", db]]));
+    await logs.waitFor(/msg="config reloaded" started="" stopped=web restarted="" updated=""/);
+    await up.untilGone("web");
+    const after = metrics.render();
+    assert.doesNotMatch(after, /name="web"/, "no series of web is left, pool or tunnel");
+    assert.deepEqual(
+      poolLines(after).map((l) => l.replace(/ \d+$/, "")),
+      [
+        'aztunnel_early_data_bytes_total{name="db"}',
+        'aztunnel_pool_hits_total{name="db"}',
+        'aztunnel_pool_legs{name="db"}',
+        'aztunnel_pool_misses_total{name="db"}',
+      ],
+      "db's series stay; the mux family, web's only, leaves the page",
+    );
+    assert.equal(sample(after, 'aztunnel_pool_misses_total{name="db"}'), 1);
+    assert.equal(sample(after, 'aztunnel_control_channel_connected{name="edge"}'), 1);
   } finally {
     await server.close();
   }

@@ -153,6 +153,18 @@ Deno.test("config: a file that names a file is fine: proxy-auth-file on an http-
   );
 });
 
+Deno.test("config: pool-streams is a count up to what a listener carries on one leg", () => {
+  const entry = (v: string) =>
+    `tunnels:\n  - name: s\n    socks5-proxy: 127.0.0.1:1\n    pool-streams: ${v}\n`;
+  for (const ok of ["0", "32"]) {
+    assert.equal(validateConfig(entry(ok), "up.yaml").entries[0].values["pool-streams"], ok);
+  }
+  assert.deepEqual(problems(entry("33")), [
+    "4:5: pool-streams 33 is more than a listener carries on one leg (32)",
+  ]);
+  assert.equal(problems(entry("many")).length, 1);
+});
+
 Deno.test("config: tunnel shape: one kind, a name, bind for port-forward only, names unique", () => {
   assert.deepEqual(
     problems(`tunnels:

@@ -29,7 +29,7 @@ Deno.test("encodeEnvelope: Go's field order, empty optionals omitted", () => {
       bridge_id: "AAAAAAAAAAAAAAAA",
     }),
     '{"version":1,"target":"db:5432",' +
-      '"metadata":{"x-aztunnel-features":"half-close,warm,early-data"},' +
+      '"metadata":{"x-aztunnel-features":"half-close,warm,early-data,mux"},' +
       '"bridge_id":"AAAAAAAAAAAAAAAA"}',
   );
 });
@@ -117,19 +117,20 @@ Deno.test("decodeResponse: fields, defaults and type errors", () => {
 });
 
 Deno.test("feature negotiation: comma list offered, intersection used", () => {
-  assert.deepEqual(FEATURES, ["half-close", "warm", "early-data"]);
+  assert.deepEqual(FEATURES, ["half-close", "warm", "early-data", "mux"]);
   assert.deepEqual(featuresMetadata([]), {});
   assert.deepEqual(offeredFeatures({ version: 1, target: "a:1" }), []);
   assert.deepEqual(
     offeredFeatures({
       version: 1,
       target: "a:1",
-      metadata: { "x-aztunnel-features": " half-close , mux,," },
+      metadata: { "x-aztunnel-features": " half-close , zstd,," },
     }),
-    ["half-close", "mux"],
+    ["half-close", "zstd"],
   );
-  assert.deepEqual(negotiate(FEATURES, ["mux", "half-close"]), ["half-close"]);
-  assert.deepEqual(negotiate(FEATURES, ["mux"]), []);
+  assert.deepEqual(negotiate(FEATURES, ["zstd", "half-close"]), ["half-close"]);
+  assert.deepEqual(negotiate(FEATURES, ["zstd"]), []);
+  assert.deepEqual(negotiate(FEATURES, ["mux", "warm"]), ["warm", "mux"]);
   assert.deepEqual(negotiate([], ["half-close"]), []);
 });
 
