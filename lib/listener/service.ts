@@ -281,6 +281,11 @@ function serveWarm(s: Serving, warm: Slots, accept: AcceptMessage, log: Logger):
       }
       if (!s.slots.tryAcquire() && !await waitForSlot(s, log)) {
         unhold();
+        if (opening.aborted) {
+          log.debug("warm leg closed, listener stopping");
+          await ws.close(1001, "shutting down").catch(() => ws.closeNow());
+          return;
+        }
         log.warn("accept_dropped", { reason: "semaphore_full" });
         await ws.close(1013, MAX_CONNECTIONS_DESCRIPTION).catch(() => ws.closeNow());
         return;

@@ -112,8 +112,7 @@ async function serveStream(
   waiting: { streams: number },
 ): Promise<void> {
   if (!ctx.slots.tryAcquire() && !await waitForSlot(stream, ctx, log, waiting)) {
-    log.warn("accept_dropped", { reason: "semaphore_full" });
-    await stream.close(1013, ctx.fullDescription).catch(() => stream.closeNow());
+    await noSlot(stream, ctx, log);
     return;
   }
   log.debug("accept acquired");
@@ -141,5 +140,19 @@ async function waitForSlot(
   } finally {
     waiting.streams--;
     gone.abort();
+  }
+}
+
+/** No slot came: a full listener says so (WARN, 1013); a stop or a stream gone is no news. */
+async function noSlot(stream: MuxStream, ctx: SharedLegContext, log: Logger): Promise<void> {
+  if (stream.closeSent || stream.closeInfo) {
+    log.debug("shared leg stream gone while it waited for a slot");
+    stream.closeNow();
+  } else if (ctx.stop.aborted) {
+    log.debug("shared leg stream refused, listener stopping");
+    await stream.close(1001, "shutting down").catch(() => stream.closeNow());
+  } else {
+    log.warn("accept_dropped", { reason: "semaphore_full" });
+    await stream.close(1013, ctx.fullDescription).catch(() => stream.closeNow());
   }
 }

@@ -73,6 +73,7 @@ export class MuxSession {
   /** The highest id opened so far (ids only grow): a frame for a lower unknown id is a late one. */
   #maxId = 0;
   #ended = false;
+  #lastFrameAt = performance.now();
   /** Window growth left for this session's streams (MUX_SESSION_GROWTH in all). */
   readonly #growth = new WindowBudget(MUX_SESSION_GROWTH);
   /** CLOSE 1013 answers not yet handed to the carrier: a peer that floods OPENs must read them. */
@@ -129,6 +130,11 @@ export class MuxSession {
 
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** performance.now() of the last carrier message received (the session's start before any). */
+  get lastFrameAt(): number {
+    return this.#lastFrameAt;
   }
 
   /** Opens a stream (opener only); its OPEN goes out before anything sent on it. */
@@ -207,6 +213,7 @@ export class MuxSession {
         return;
       }
       if (msg === null) break;
+      this.#lastFrameAt = performance.now();
       // After the end, keep reading so the carrier's closing handshake completes.
       if (!this.#ended) this.#onMessage(msg);
     }

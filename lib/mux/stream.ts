@@ -302,7 +302,11 @@ export class MuxStream implements MessageSocket {
     if (this.#outgoing.length > 0 && !this.#blockedSent && !this.#blocking && this.#host.live()) {
       this.#blockedSent = true;
       this.#blocking = true;
-      const settled = () => this.#blocking = false;
+      // A CREDIT that came while it was queued may leave the sender blocked still: say so again.
+      const settled = () => {
+        this.#blocking = false;
+        if (!this.#blockedSent && !this.#released) this.#flush();
+      };
       this.#host.write(encodeFrame({ type: "blocked", id: this.id })).then(settled, settled);
     }
   }

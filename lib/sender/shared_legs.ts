@@ -126,6 +126,7 @@ export class SharedLegs {
       logger: log,
       onStreamsChange: (n) => {
         if (n === 0) this.#idle(c);
+        else if (n < this.#limit) this.#reuse(c);
       },
     });
     const c: Carrier = { leg, session, old: false, timers: [] };
@@ -139,12 +140,19 @@ export class SharedLegs {
     });
     const { pingIntervalMs, pingTimeoutMs, recycleAgeMs } = this.#opts.timings;
     c.timers.push(setInterval(() => {
-      session.ping(pingTimeoutMs).catch(() => session.closeNow());
+      if (session.ended) return;
+      // A busy carrier's Pong may queue behind its streams' data: any frame since is life too.
+      const sent = performance.now();
+      session.ping(pingTimeoutMs).catch(() => {
+        if (!session.ended && session.lastFrameAt <= sent) session.closeNow();
+      });
     }, pingIntervalMs));
+    // The relay's idle limit counts from the leg's hello, not from its sharing.
+    const lifeLeft = Math.max(0, recycleAgeMs - (performance.now() - leg.readyAt));
     c.timers.push(setTimeout(() => {
       this.#stopUsing(c);
       this.refill();
-    }, recycleAgeMs));
+    }, lifeLeft));
     this.#track(session.done.then(() => {
       for (const t of c.timers.splice(0)) clearTimeout(t);
       this.#all.delete(c);
@@ -163,6 +171,12 @@ export class SharedLegs {
     if (c.session.streams === 0) this.#retire(c);
   }
 
+  /** A full carrier has room again: it takes new streams if no other does. */
+  #reuse(c: Carrier): void {
+    if (this.#closed || c.old || c.session.ended || this.#current) return;
+    this.#current = c;
+  }
+
   /** A carrier's last stream ended: keep it only while it is the one with room and young. */
   #idle(c: Carrier): void {
     if (c.old || this.#current !== c) this.#retire(c);
@@ -171,6 +185,7 @@ export class SharedLegs {
   /** Closes a carrier that carries nothing: 1001 at the stop, else 1000 "recycle" or "idle". */
   #retire(c: Carrier): void {
     if (this.#current === c) this.#current = undefined;
+    for (const t of c.timers.splice(0)) clearTimeout(t);
     const [code, reason] = this.#closed
       ? [1001, "going away"]
       : c.old

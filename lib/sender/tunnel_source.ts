@@ -128,14 +128,20 @@ export class TunnelSource {
     const req = requestTunnel(target, tunnelOpts);
     const endOpen = this.pool?.beginOpen();
     try {
-      // Each kind of ready socket is tried at most so often (a dead warm leg gets one retry on
-      // another, a lost shared stream none), then the cold dial below, so a stopping listener's
-      // legs cannot fail a client that another listener (or a new dial) would serve. The first
-      // take decides hit or miss: one count per tunnel, whatever the retries find.
+      // Each kind of ready socket is tried at most so often (two warm legs, one shared stream),
+      // then the cold dial below, so a stopping listener's legs cannot fail a client that another
+      // listener (or a new dial) would serve. The first take decides hit or miss: one count per
+      // tunnel, whatever the retries find.
       let counted = false;
       let legs = 0;
       let sharing = true;
-      for (;;) {
+      for (let pass = 0;; pass++) {
+        // Given up while a lost socket was being replaced: no new stream or dial for it.
+        if (pass > 0 && opts.signal?.aborted) {
+          throw new EnvelopeExchangeError("envelope exchange aborted", undefined, {
+            cause: opts.signal.reason,
+          });
+        }
         const ready = legs < 2 ? this.pool?.take() : undefined;
         // No leg of its own ready: a stream of the shared leg, if one has room.
         const shared = ready || !sharing ? undefined : this.shared?.open();
@@ -150,7 +156,8 @@ export class TunnelSource {
           if (opened) return opened;
           continue;
         }
-        // Only a first miss waits for the pool's next leg; a retry takes what is ready.
+        // Until a warm leg has been tried, a miss waits for the pool's next leg (at most its own
+        // warm dial, never slower than a cold one); after that a retry takes what is ready.
         const leg = ready ?? (legs === 0 ? await this.pool?.next(opts.signal) : undefined);
         if (!leg) break;
         legs++;
@@ -209,13 +216,15 @@ export class TunnelSource {
       stream_id: stream.id,
       early_data: early !== undefined,
     });
-    this.#opts.metrics?.muxStream();
     return await this.#exchange(req, tunnelOpts, input, {
       socket: stream,
       reply: () => stream.receive(),
       early,
       // The relay took the carrier's dial long ago; a stream has none of its own to time.
-      used: () => this.#opts.observer?.relayDialEnded?.(),
+      used: () => {
+        this.#opts.metrics?.muxStream();
+        this.#opts.observer?.relayDialEnded?.();
+      },
       lost: () => {
         req.log.debug("shared leg lost", {
           leg_id: legId,

@@ -80,6 +80,8 @@ export class WarmLeg {
   readonly logger: Logger;
   /** How long its relay dial took (retries included): a tunnel on it reports this dial. */
   readonly dialMs: number;
+  /** performance.now() when it said hello: its age counts from here (the relay's idle limit). */
+  readonly readyAt = performance.now();
   #idle = false;
   #timers: ReturnType<typeof setTimeout>[] = [];
 

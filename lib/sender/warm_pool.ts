@@ -157,12 +157,12 @@ export class WarmPool {
   }
 
   /**
-   * A ready leg (oldest first; the oldest `want` accepts, when given), or undefined; a
-   * replacement dial starts at once.
+   * A ready leg (oldest first; the newest `want` accepts, when given: it has the longest life
+   * left), or undefined; a replacement dial starts at once.
    */
   take(want?: (leg: WarmLeg) => boolean): WarmLeg | undefined {
     for (;;) {
-      const i = want ? this.#ready.findIndex(want) : 0;
+      const i = want ? this.#ready.findLastIndex(want) : 0;
       const leg = i >= 0 ? this.#ready.splice(i, 1)[0] : undefined;
       if (!leg) return undefined;
       this.#opts.metrics?.legs(-1);

@@ -29,6 +29,8 @@ async function withScript(shell: string, fn: (path: string) => Promise<void>): P
 /**
  * Types each line into an interactive `zsh -f` on a zpty and presses a key bound to completion;
  * `compadd` is wrapped to report the matches it accepts. Prints `CASE:<line>` then `MATCH:<word>`s.
+ * The markers are typed split (`"::E""ND::"`) so the terminal's echo of the typed line never
+ * matches them: under load the echo can arrive after the read starts.
  */
 const ZSH_DRIVER = String.raw`
 zmodload zsh/zpty
@@ -37,7 +39,7 @@ zpty -b z zsh -f -i
 zpty -w z "PS1='' RPROMPT=''; autoload -U compinit && compinit -u -D; source \${(q)script}"
 zpty -w z 'compadd() { local -a m; builtin compadd -O m "$@"; (( $#m )) && print -rl -- "" "MATCH:"\${^m} >/dev/tty; builtin compadd "$@"; }'
 zpty -w z 'whence -w _aztunnel; print -r -- "COMP:$_comps[aztunnel]"'
-zpty -w z '_t() { _main_complete; print -r -- "::END::" >/dev/tty; }; zle -C t-complete complete-word _t; bindkey "^T" t-complete; print -r -- "::READY::"'
+zpty -w z '_t() { _main_complete; print -r -- "::E""ND::" >/dev/tty; }; zle -C t-complete complete-word _t; bindkey "^T" t-complete; print -r -- "::REA""DY::"'
 out=""
 zpty -r z out '*::READY::*' || exit 3
 print -rl -- \${(M)\${(f)out//$'\r'/}:#(_aztunnel: function|COMP:*)}

@@ -152,6 +152,15 @@ export function startSlowReader(bytesPerSecond: number): TcpTarget & { readonly 
   };
 }
 
+/** Writes all of `data` and half-closes while reading the peer's answer until its EOF. */
+export async function sendAndReadAll(conn: Deno.Conn, data: Uint8Array): Promise<Uint8Array> {
+  const [, back] = await Promise.all([
+    writeAll(conn, data).then(() => conn.closeWrite()),
+    readAll(conn),
+  ]);
+  return back;
+}
+
 /** Reads until EOF. */
 export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];

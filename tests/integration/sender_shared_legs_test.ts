@@ -14,7 +14,7 @@ import { parseAllowlist } from "../../lib/tunnel/allowlist.ts";
 import { bridge } from "../../lib/tunnel/bridge.ts";
 import { pattern, sha256 } from "../helpers/bytes.ts";
 import { PoolRecorder } from "../helpers/pool_recorder.ts";
-import { readAll, readExactly, tcpPair, writeAll } from "../helpers/servers.ts";
+import { readAll, readExactly, sendAndReadAll, tcpPair, writeAll } from "../helpers/servers.ts";
 import { echo, type Stack, startStack, startTarget } from "../helpers/tunnel_stack.ts";
 
 /** A target that answers the sha256 of everything it got, once the client's write side ends. */
@@ -63,11 +63,7 @@ async function upload(
 ): Promise<string> {
   const bridged = bridge(local, tunnel.socket, { halfClose: true, pingIntervalMs: 0 });
   try {
-    const [, back] = await Promise.all([
-      writeAll(client, data).then(() => client.closeWrite()),
-      readAll(client),
-    ]);
-    return new TextDecoder().decode(back);
+    return new TextDecoder().decode(await sendAndReadAll(client, data));
   } finally {
     client.close();
     await bridged;

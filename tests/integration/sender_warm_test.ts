@@ -2,9 +2,11 @@
  * Warm legs and early data against relay-server and the real listener: the first tunnel is cold,
  * later ones take warm legs; the pool refills after a listener restart, a relay recycle and at
  * the recycle age; early data is byte-exact and dropped on a refusal. Pool state is awaited
- * through its metrics hooks (PoolRecorder) and log lines, never with sleeps.
+ * through its metrics hooks (PoolRecorder) and log lines, never with sleeps (one test idles on
+ * purpose: the idle time is its scenario, not a wait for something to happen).
  */
 import assert from "node:assert/strict";
+import { delay } from "../../lib/async.ts";
 import { type ListenerOptions, runListener } from "../../lib/listener/service.ts";
 import { getLogger } from "../../lib/observe/log.ts";
 import { ClientInput } from "../../lib/sender/early_data.ts";
@@ -17,7 +19,14 @@ import { pattern, sha256 } from "../helpers/bytes.ts";
 import { fakeWarmListener, type FakeWarmListenerOptions } from "../helpers/fake_warm_listener.ts";
 import { captureLogs } from "../helpers/logs.ts";
 import { PoolRecorder } from "../helpers/pool_recorder.ts";
-import { readAll, roundTrip, socks5Connect, tcpPair, writeAll } from "../helpers/servers.ts";
+import {
+  readAll,
+  roundTrip,
+  sendAndReadAll,
+  socks5Connect,
+  tcpPair,
+  writeAll,
+} from "../helpers/servers.ts";
 import {
   echo,
   type LocalRelay,
@@ -91,11 +100,7 @@ async function hashReply(conn: Deno.TcpConn): Promise<void> {
 async function upload(fwd: LocalService, data: Uint8Array): Promise<string> {
   const client = await fwd.connect();
   try {
-    const [, back] = await Promise.all([
-      writeAll(client, data).then(() => client.closeWrite()),
-      readAll(client),
-    ]);
-    return new TextDecoder().decode(back);
+    return new TextDecoder().decode(await sendAndReadAll(client, data));
   } finally {
     client.close();
   }
@@ -374,13 +379,17 @@ function forwardTo(min: number, max: number) {
     });
 }
 
-Deno.test("warm: a Go-like listener: nothing warmed or pooled, every client served", async () => {
+Deno.test("warm: a Go-like listener: nothing warmed or pooled, every client served, also after idling", async () => {
   await using logs = await captureLogs();
   const listen = fakeOn({ hello: false, features: [], envelopeDeadlineMs: 2000 });
   await withForward(listen, forwardTo(2, 4), async ({ listener: go, pool, fwd }) => {
     for (let i = 0; i < 3; i++) await echoClient(fwd, `client ${i}`);
+    // Idle past the listener's envelope deadline (Go: 30 s, here 2 s): the time is the scenario,
+    // a leg held through it would be dropped by Go and fail its client.
+    await delay(2_500);
+    await echoClient(fwd, "after the idle");
     assert.equal(pool.maxReady, 0);
-    assert.equal(pool.misses, 3);
+    assert.equal(pool.misses, 4);
     assert.ok(go.legs.every((l) => !l.warm), "no leg was marked warm");
     assert.equal(logs.count(/level=WARN .*side=sender/), 0, logs.lines.join(""));
   });

@@ -42,7 +42,10 @@ function sharedLeg(allow: string[], slots: Slots, idleMs = 60_000, slotWaitMs = 
     },
     slots,
     handlerContext: (logger) => ({ logger }),
-    waitForSlot: (_log, gone) => slots.acquire(slotWaitMs, gone),
+    waitForSlot: (log, gone) => {
+      log.debug("stream waits for a connection slot");
+      return slots.acquire(slotWaitMs, AbortSignal.any([stop.signal, gone]));
+    },
     fullDescription: "listener at max connections",
     stop: stop.signal,
     track: (t) => void tasks.push(t),
@@ -175,5 +178,25 @@ Deno.test("shared leg: streams opened while the listener stops are closed 1001, 
   await leg.opener.done;
   await Promise.all(leg.tasks);
   assert.match(await logs.waitFor(/shared leg stream refused/), /level=DEBUG.*stream_id=2/);
+  assert.equal(logs.count(/level=WARN/), 0, logs.lines.join(""));
+});
+
+Deno.test("shared leg: a stream waiting for a slot when the listener stops gets 1001, no WARN", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  const slots = new Slots(1);
+  const leg = sharedLeg([echo.addr], slots, 60_000, 60_000);
+  const one = await request(leg.opener, echo.addr);
+  const waiter = leg.opener.open();
+  await waiter.send(encodeEnvelope({ version: 1, target: echo.addr, bridge_id: "W" }));
+  await logs.waitFor(/msg="stream waits for a connection slot".*stream_id=2/);
+  leg.stop.abort();
+  assert.equal(await waiter.receive(), null);
+  assert.deepEqual(waiter.closeInfo, { code: 1001, reason: "shutting down" });
+  await waiter.close(1001);
+  await one.s.close();
+  await leg.served;
+  await leg.opener.done;
+  await Promise.all(leg.tasks);
   assert.equal(logs.count(/level=WARN/), 0, logs.lines.join(""));
 });
