@@ -65,6 +65,18 @@ export interface OpenOptions {
   earlyData?: ClientInput;
 }
 
+/**
+ * A ready socket that was lost before its answer. `full`: the listener closed it with 1013 after
+ * waiting its --connect-timeout for a connection slot, so its other legs would wait the same: the
+ * client goes to the cold dial (its own retries, perhaps another listener) instead.
+ */
+class LostSocket {
+  readonly full: boolean;
+  constructor(closeCode?: number) {
+    this.full = closeCode === 1013;
+  }
+}
+
 /** A socket ready for an envelope: a warm leg, or a stream of a shared one. */
 interface ReadySocket {
   socket: MessageSocket;
@@ -152,8 +164,9 @@ export class TunnelSource {
         }
         if (shared) {
           sharing = false;
-          const opened = await this.#onStream(shared, req, tunnelOpts, opts.earlyData);
-          if (opened) return opened;
+          const got = await this.#onStream(shared, req, tunnelOpts, opts.earlyData);
+          if (!(got instanceof LostSocket)) return got;
+          if (got.full) break;
           continue;
         }
         // Until a warm leg has been tried, a miss waits for the pool's next leg (at most its own
@@ -161,8 +174,9 @@ export class TunnelSource {
         const leg = ready ?? (legs === 0 ? await this.pool?.next(opts.signal) : undefined);
         if (!leg) break;
         legs++;
-        const opened = await this.#onWarmLeg(leg, req, tunnelOpts, opts.earlyData);
-        if (opened) return opened;
+        const got = await this.#onWarmLeg(leg, req, tunnelOpts, opts.earlyData);
+        if (!(got instanceof LostSocket)) return got;
+        if (got.full) break;
       }
       const tunnel = await dialTunnel(req, tunnelOpts);
       opts.earlyData?.accepted(0);
@@ -182,7 +196,7 @@ export class TunnelSource {
   }
 
   /**
-   * The exchange on a warm leg; undefined when the leg turned out dead before any answer (the
+   * The exchange on a warm leg; a LostSocket when the leg turned out dead before any answer (the
    * caller tries elsewhere). Throws as `exchangeEnvelope` otherwise.
    */
   async #onWarmLeg(
@@ -190,7 +204,7 @@ export class TunnelSource {
     req: TunnelRequest,
     tunnelOpts: EnvelopeTunnelOptions,
     input: ClientInput | undefined,
-  ): Promise<OpenedTunnel | undefined> {
+  ): Promise<OpenedTunnel | LostSocket> {
     const early = input && leg.earlyData ? input.pump() : undefined;
     req.log.debug("warm leg used", { leg_id: leg.id, early_data: early !== undefined });
     return await this.#exchange(req, tunnelOpts, input, {
@@ -208,7 +222,7 @@ export class TunnelSource {
     req: TunnelRequest,
     tunnelOpts: EnvelopeTunnelOptions,
     input: ClientInput | undefined,
-  ): Promise<OpenedTunnel | undefined> {
+  ): Promise<OpenedTunnel | LostSocket> {
     const { stream, legId } = shared;
     const early = input && shared.earlyData ? input.pump() : undefined;
     req.log.debug("shared leg used", {
@@ -242,7 +256,7 @@ export class TunnelSource {
     tunnelOpts: EnvelopeTunnelOptions,
     input: ClientInput | undefined,
     on: ReadySocket,
-  ): Promise<OpenedTunnel | undefined> {
+  ): Promise<OpenedTunnel | LostSocket> {
     const { early } = on;
     try {
       const tunnel = await exchangeEnvelope(on.socket, req, tunnelOpts, {
@@ -267,7 +281,7 @@ export class TunnelSource {
         throw err;
       }
       on.lost();
-      return undefined;
+      return new LostSocket(err.closeCode);
     }
   }
 

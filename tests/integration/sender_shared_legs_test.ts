@@ -2,7 +2,8 @@
  * Shared legs (issue 10, bursts) against relay-server and the real listener: a burst beyond the
  * ready legs rides one shared leg, each tunnel byte-exact with its own flow control and early data;
  * a refused stream leaves the leg serving; an idle shared leg is recycled; `streams: 0` shares
- * nothing. Opens are started in one turn so which client gets which leg is deterministic.
+ * nothing; a lost stream or leg is retried elsewhere (a 1013 straight to a cold dial). Opens are
+ * started in one turn so which client gets which leg is deterministic.
  */
 import assert from "node:assert/strict";
 import { runListener } from "../../lib/listener/service.ts";
@@ -256,4 +257,29 @@ Deno.test("shared: close() waits for the shared leg's last tunnel, then the leg 
     await stack.logs.waitFor(/msg="shared leg ended" side=listener/);
     await own.socket.close(1000, "done");
   });
+});
+
+Deno.test("retry: a leg closed 1013 at --max-connections sends the client to a cold dial, not another leg", async () => {
+  await using target = startTarget(echo);
+  await withSource({ min: 2, max: 2 }, async (rig) => {
+    const { source, stack } = rig;
+    await coldFirst(rig, target.addr, echoed);
+    await warmed(rig, 2);
+    const holder = await source.open(target.addr);
+    const second = source.open(target.addr);
+    await stack.logs.waitFor(/msg="warm leg waits for a connection slot"/);
+    // The leg waits out --connect-timeout (300 ms) and is closed 1013; the cold dial that follows
+    // gets 503 until the holder leaves.
+    await stack.logs.waitFor(/msg="envelope exchange failed".*close_code=1013/);
+    await holder.socket.close(1000, "done");
+    const tunnel = await second;
+    const id = tunnel.bridgeId;
+    const tried = stack.logs.count(new RegExp(`msg="warm leg used" side=sender bridge_id=${id}`));
+    assert.equal(tried, 1, "one warm leg tried, then cold");
+    assert.equal(
+      stack.logs.count(new RegExp(`msg="shared leg used" side=sender bridge_id=${id}`)),
+      0,
+    );
+    await tunnel.socket.close(1000, "done");
+  }, { maxConnections: 1, connectTimeoutMs: 300 });
 });
