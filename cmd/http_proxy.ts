@@ -60,11 +60,20 @@ export async function proxyAuthFlag(
   return new ProxyAuth(text.replace(/\r?\n$/, ""), `--proxy-auth-file ${proxyAuthFile}`);
 }
 
+/** Said once at start when the password came as a flag: every local user's `ps` shows it. */
+export const AUTH_ON_COMMAND_LINE =
+  "--proxy-auth on the command line is visible to other local users (ps); " +
+  "use AZTUNNEL_PROXY_AUTH or --proxy-auth-file";
+
 /** Validates the proxy's own flags, then returns the service runner for `runService`. */
 export async function httpProxyRunner(
   flags: ProxyAuthFlags,
   cmd: OptionSources,
 ): Promise<(opts: TunnelServiceOptions) => Promise<void>> {
   const auth = await proxyAuthFlag(flags, cmd);
-  return (opts) => runHttpProxy({ ...opts, auth });
+  const onCommandLine = auth !== undefined && cmd.getOptionValueSource("proxyAuth") === "cli";
+  return (opts) => {
+    if (onCommandLine) opts.logger.warn(AUTH_ON_COMMAND_LINE);
+    return runHttpProxy({ ...opts, auth });
+  };
 }

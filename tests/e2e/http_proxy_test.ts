@@ -135,6 +135,10 @@ Deno.test({
     closed.close();
 
     assert.equal(await status(["http://127.0.0.1:1/"]), "407");
+    assert.ok(
+      !proxy.proc.stderrLines.join("").includes("visible to other local"),
+      "env: no warning",
+    );
     assert.equal(await status(["-U", "ann:wrong", "http://127.0.0.1:1/"]), "407");
     assert.equal(await status(["-U", "ann:pw", "http://localhost:8080/"]), "403");
     assert.equal(await status(["-U", "ann:pw", `http://127.0.0.1:${closedPort}/`]), "502");
@@ -245,4 +249,13 @@ Deno.test({
       await Deno.remove(cache, { recursive: true });
     }
   },
+});
+
+Deno.test("http-proxy: --proxy-auth as a flag warns that ps shows it and never logs the password", async () => {
+  await using relay = await startRelayServer();
+  await using proxy = await startHttpProxy(relay, ["--proxy-auth", "ann:pw"]);
+  await proxy.proc.waitForLine(
+    /level=WARN msg="--proxy-auth on the command line is visible to other local users \(ps\); use AZTUNNEL_PROXY_AUTH or --proxy-auth-file"/,
+  );
+  assert.ok(!proxy.proc.stderrLines.join("").includes("ann:pw"), "the password is never logged");
 });
