@@ -73,14 +73,14 @@ export class SharedLegs {
 
   /** A stream on the carrier with room, or undefined (none yet: one is prepared for the next). */
   open(): SharedStream | undefined {
-    this.refill();
+    this.#refill();
     const c = this.#current;
     if (!c) return undefined;
     const stream = c.session.open();
     if (c.session.streams >= this.#limit) {
       c.leg.logger.debug("shared leg full", { streams: c.session.streams });
       this.#current = undefined;
-      this.refill();
+      this.#refill();
     }
     return {
       stream,
@@ -92,20 +92,23 @@ export class SharedLegs {
 
   /** A new leg from the pool: kept as the carrier when there is none with room. */
   claim(leg: WarmLeg): boolean {
-    if (this.#closed || this.#limit === 0 || !leg.features.includes(FEATURE_MUX)) return false;
-    if (this.#current?.session.ended) this.#current = undefined;
-    if (this.#current) return false;
+    if (!this.#wantsCarrier() || !grantsMux(leg)) return false;
     this.#share(leg);
     return true;
   }
 
   /** Takes a ready leg that grants `mux` as the carrier with room, when there is none. */
-  refill(): void {
-    if (this.#closed || this.#limit === 0) return;
-    if (this.#current?.session.ended) this.#current = undefined;
-    if (this.#current) return;
-    const leg = this.#opts.pool.take((l) => l.features.includes(FEATURE_MUX));
+  #refill(): void {
+    if (!this.#wantsCarrier()) return;
+    const leg = this.#opts.pool.take(grantsMux);
     if (leg) this.#share(leg);
+  }
+
+  /** Sharing is on and no live carrier has room. */
+  #wantsCarrier(): boolean {
+    if (this.#closed || this.#limit === 0) return false;
+    if (this.#current?.session.ended) this.#current = undefined;
+    return this.#current === undefined;
   }
 
   /** Closes the idle carriers at once and resolves once every carrier has ended. */
@@ -151,7 +154,7 @@ export class SharedLegs {
     const lifeLeft = Math.max(0, recycleAgeMs - (performance.now() - leg.readyAt));
     c.timers.push(setTimeout(() => {
       this.#stopUsing(c);
-      this.refill();
+      this.#refill();
     }, lifeLeft));
     this.#track(session.done.then(() => {
       for (const t of c.timers.splice(0)) clearTimeout(t);
@@ -159,7 +162,7 @@ export class SharedLegs {
       log.debug("shared leg ended");
       if (this.#current === c) {
         this.#current = undefined;
-        this.refill();
+        this.#refill();
       }
     }));
   }
@@ -199,6 +202,8 @@ export class SharedLegs {
     this.#tasks.add(t);
   }
 }
+
+const grantsMux = (leg: WarmLeg) => leg.features.includes(FEATURE_MUX);
 
 /** `socket`, whose first `receive()` is the one already pending since the hello (`pending`). */
 function resumed(socket: MessageSocket, pending: Promise<WsMessage | null>): MessageSocket {

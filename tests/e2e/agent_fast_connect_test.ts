@@ -14,7 +14,7 @@ import {
   startListener,
   startRelayServer,
 } from "../helpers/proc.ts";
-import { startEchoServer, startRequestReplyServer } from "../helpers/servers.ts";
+import { startCanary, startEchoServer, startRequestReplyServer } from "../helpers/servers.ts";
 
 const DEBUG = ["--log-level", "debug"];
 
@@ -135,37 +135,25 @@ Deno.test("fast connect: stdin sent before the agent's answer goes out as early 
 
 Deno.test("fast connect: refused after early bytes: the CLI's error, exit 1, the canary untouched", async () => {
   await using echo = startEchoServer();
-  const canary = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let canaryAccepts = 0;
-  const watching = (async () => {
-    for await (const c of canary) {
-      canaryAccepts++;
-      c.close();
-    }
-  })();
-  try {
-    await withAgent(async (relay, runtime, agent) => {
-      await warmUp(relay, runtime, agent, echo.addr);
-      const res = await connect(
-        relay,
-        runtime,
-        `127.0.0.1:${canary.addr.port}`,
-        new TextEncoder().encode("secret early bytes"),
-      );
-      assert.equal(res.code, 1, res.stderr);
-      assert.equal(
-        res.stderr,
-        "aztunnel: fast path: through agent\n" +
-          "aztunnel: error: connection rejected (not_allowed): target not allowed\n",
-      );
-      assert.equal(res.stdout.length, 0);
-      await agent.waitForLine(/msg="warm leg used".* early_data=true/);
-    }, { allow: [echo.addr], agentGlobals: DEBUG });
-    assert.equal(canaryAccepts, 0);
-  } finally {
-    canary.close();
-    await watching;
-  }
+  await using canary = startCanary();
+  await withAgent(async (relay, runtime, agent) => {
+    await warmUp(relay, runtime, agent, echo.addr);
+    const res = await connect(
+      relay,
+      runtime,
+      canary.addr,
+      new TextEncoder().encode("secret early bytes"),
+    );
+    assert.equal(res.code, 1, res.stderr);
+    assert.equal(
+      res.stderr,
+      "aztunnel: fast path: through agent\n" +
+        "aztunnel: error: connection rejected (not_allowed): target not allowed\n",
+    );
+    assert.equal(res.stdout.length, 0);
+    await agent.waitForLine(/msg="warm leg used".* early_data=true/);
+  }, { allow: [echo.addr], agentGlobals: DEBUG });
+  assert.equal(canary.accepts, 0);
 });
 
 Deno.test("fast connect: no agent, debug logging or an unknown flag leave it to the CLI", async () => {

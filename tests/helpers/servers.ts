@@ -152,6 +152,34 @@ export function startSlowReader(bytesPerSecond: number): TcpTarget & { readonly 
   };
 }
 
+/** A target that must never be reached: it counts (and drops) every connection it gets. */
+export interface Canary extends AsyncDisposable {
+  /** `127.0.0.1:PORT` */
+  readonly addr: string;
+  readonly accepts: number;
+}
+
+export function startCanary(): Canary {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepts = 0;
+  const watching = (async () => {
+    for await (const c of listener) {
+      accepts++;
+      c.close();
+    }
+  })();
+  return {
+    addr: `127.0.0.1:${listener.addr.port}`,
+    get accepts() {
+      return accepts;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await watching;
+    },
+  };
+}
+
 /** Writes all of `data` and half-closes while reading the peer's answer until its EOF. */
 export async function sendAndReadAll(conn: Deno.Conn, data: Uint8Array): Promise<Uint8Array> {
   const [, back] = await Promise.all([

@@ -26,7 +26,7 @@ import {
   startRelayServer,
   withDeadline,
 } from "../helpers/proc.ts";
-import { readAll, startEchoServer, tcpPair, writeAll } from "../helpers/servers.ts";
+import { readAll, startCanary, startEchoServer, tcpPair, writeAll } from "../helpers/servers.ts";
 import {
   dec,
   enc,
@@ -214,35 +214,23 @@ Deno.test("agent: stdin's EOF before the answer reaches the target after it (war
 
 Deno.test("agent: ERR after early bytes: connect throws, the canary target gets nothing", async () => {
   await using allowed = startEchoServer();
-  const canary = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let canaryAccepts = 0;
-  const watching = (async () => {
-    for await (const c of canary) {
-      canaryAccepts++;
-      c.close();
-    }
-  })();
-  try {
-    await using stack = await startStack({ allowlist: parseAllowlist([allowed.addr]) });
-    await withRuntimeDir(async (runtime) => {
-      await using agent = await startWarmAgent(stack, runtime, allowed.addr);
-      const [user, local] = await tcpPair();
-      await writeAll(user, enc.encode("secret early bytes"));
-      await assert.rejects(
-        connectVia(agent.paths, `127.0.0.1:${canary.addr.port}`, local),
-        (err: Error) => err instanceof AgentRefused && err.code === "not_allowed",
-      );
-      assert.match(stack.logs.lines.join(""), /msg="warm leg used".* early_data=true/);
-      local.close();
-      assert.equal((await readAll(user)).length, 0, "stdout got nothing");
-      assert.equal(agent.pool.earlyBytes, 0, "nothing counted as delivered");
-      user.close();
-    });
-    assert.equal(canaryAccepts, 0);
-  } finally {
-    canary.close();
-    await watching;
-  }
+  await using canary = startCanary();
+  await using stack = await startStack({ allowlist: parseAllowlist([allowed.addr]) });
+  await withRuntimeDir(async (runtime) => {
+    await using agent = await startWarmAgent(stack, runtime, allowed.addr);
+    const [user, local] = await tcpPair();
+    await writeAll(user, enc.encode("secret early bytes"));
+    await assert.rejects(
+      connectVia(agent.paths, canary.addr, local),
+      (err: Error) => err instanceof AgentRefused && err.code === "not_allowed",
+    );
+    assert.match(stack.logs.lines.join(""), /msg="warm leg used".* early_data=true/);
+    local.close();
+    assert.equal((await readAll(user)).length, 0, "stdout got nothing");
+    assert.equal(agent.pool.earlyBytes, 0, "nothing counted as delivered");
+    user.close();
+  });
+  assert.equal(canary.accepts, 0);
 });
 
 Deno.test("agent: a client of the older protocol (OK before any data) is served as before", async () => {

@@ -24,6 +24,7 @@ import {
   roundTrip,
   sendAndReadAll,
   socks5Connect,
+  startCanary,
   tcpPair,
   writeAll,
 } from "../helpers/servers.ts";
@@ -288,14 +289,7 @@ Deno.test("warm: unused legs are recycled at their age and replaced", async () =
 Deno.test("warm: early data to a refused target: client closed, the canary gets nothing", async () => {
   await using logs = await captureLogs();
   await using allowed = startTarget(echo);
-  const canary = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let canaryAccepts = 0;
-  const watching = (async () => {
-    for await (const c of canary) {
-      canaryAccepts++;
-      c.close();
-    }
-  })();
+  await using canary = startCanary();
   const listen = (local: LocalRelay) =>
     listenOn(local, { allowlist: parseAllowlist([allowed.addr]) });
   const sourceOn = (local: LocalRelay, pool: PoolRecorder) => {
@@ -307,33 +301,28 @@ Deno.test("warm: early data to a refused target: client closed, the canary gets 
     });
     return Promise.resolve({ source, stop: () => source.close() });
   };
-  try {
-    await withForward(listen, sourceOn, async ({ pool, fwd: { source } }) => {
-      const [client, server] = await tcpPair();
-      try {
-        const cold = await source.open(allowed.addr);
-        await cold.socket.close(1000, "done");
-        await pool.until((r) => r.ready >= 1, "a warm leg");
+  await withForward(listen, sourceOn, async ({ pool, fwd: { source } }) => {
+    const [client, server] = await tcpPair();
+    try {
+      const cold = await source.open(allowed.addr);
+      await cold.socket.close(1000, "done");
+      await pool.until((r) => r.ready >= 1, "a warm leg");
 
-        await writeAll(client, enc("secret early bytes"));
-        const input = new ClientInput(server);
-        const refused = await source.open(`127.0.0.1:${canary.addr.port}`, { earlyData: input })
-          .then(() => null, (err) => err);
-        assert.ok(refused instanceof EnvelopeRejected, String(refused));
-        assert.equal(refused.code, "not_allowed");
-        assert.match(logs.lines.join(""), /msg="warm leg used".* early_data=true/);
-        server.close();
-        assert.equal((await readAll(client)).length, 0, "the client got nothing but its close");
-        assert.equal(canaryAccepts, 0);
-        assert.equal(pool.earlyBytes, 0, "nothing counted as delivered");
-      } finally {
-        client.close();
-      }
-    });
-  } finally {
-    canary.close();
-    await watching;
-  }
+      await writeAll(client, enc("secret early bytes"));
+      const input = new ClientInput(server);
+      const refused = await source.open(canary.addr, { earlyData: input })
+        .then(() => null, (err) => err);
+      assert.ok(refused instanceof EnvelopeRejected, String(refused));
+      assert.equal(refused.code, "not_allowed");
+      assert.match(logs.lines.join(""), /msg="warm leg used".* early_data=true/);
+      server.close();
+      assert.equal((await readAll(client)).length, 0, "the client got nothing but its close");
+      assert.equal(canary.accepts, 0);
+      assert.equal(pool.earlyBytes, 0, "nothing counted as delivered");
+    } finally {
+      client.close();
+    }
+  });
 });
 
 function enc(text: string): Uint8Array {
