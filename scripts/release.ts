@@ -23,6 +23,7 @@ import {
   VERSION_FILE,
 } from "./compile.ts";
 import { REPO_ROOT, resolveVersion, takeVersionFlag } from "./version.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 export interface ArchiveEntry {
   name: string;
@@ -74,7 +75,7 @@ export function tar(entries: readonly ArchiveEntry[], mtime: number): Uint8Array
     parts.push(tarHeader(e, mtime), e.data, new Uint8Array((512 - e.data.length % 512) % 512));
   }
   parts.push(new Uint8Array(1024)); // two zero blocks end the archive
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 /** gzip with mtime 0 and no file name in the header (Deno's CompressionStream writes neither). */
@@ -146,27 +147,17 @@ export async function zip(entries: readonly ArchiveEntry[], mtime: number): Prom
     centrals.push(new Uint8Array(central.buffer), name);
     offset += 30 + name.length + body.length;
   }
-  const cd = concat(centrals);
+  const cd = concatBytes(centrals);
   const end = new DataView(new ArrayBuffer(22));
   end.setUint32(0, 0x06054b50, true);
   end.setUint16(8, entries.length, true);
   end.setUint16(10, entries.length, true);
   end.setUint32(12, cd.length, true);
   end.setUint32(16, offset, true);
-  return concat([...locals, cd, new Uint8Array(end.buffer)]);
+  return concatBytes([...locals, cd, new Uint8Array(end.buffer)]);
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 async function pipe(data: Uint8Array, t: CompressionStream): Promise<Uint8Array> {
   const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(t);

@@ -2,6 +2,7 @@
  * A minimal DER encoder (ITU-T X.690) for the few ASN.1 types an X.509 certificate needs. Every
  * function returns the complete TLV bytes.
  */
+import { concatBytes } from "../bytes.ts";
 
 /** Any tag with its content; the length in definite form. */
 export function tlv(tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -21,18 +22,8 @@ export function tlv(tag: number, content: Uint8Array): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
-export const sequence = (...items: Uint8Array[]) => tlv(0x30, concat(items));
-export const set = (...items: Uint8Array[]) => tlv(0x31, concat(items));
+export const sequence = (...items: Uint8Array[]) => tlv(0x30, concatBytes(items));
+export const set = (...items: Uint8Array[]) => tlv(0x31, concatBytes(items));
 export const octetString = (bytes: Uint8Array) => tlv(0x04, bytes);
 export const utf8String = (text: string) => tlv(0x0c, new TextEncoder().encode(text));
 export const boolean = (value: boolean) => tlv(0x01, new Uint8Array([value ? 0xff : 0]));
@@ -46,14 +37,14 @@ export function unsignedInteger(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   let i = 0;
   while (i < bytes.length - 1 && bytes[i] === 0) i++;
   const body = bytes.subarray(i);
-  return tlv(0x02, body[0] & 0x80 ? concat([new Uint8Array([0]), body]) : body);
+  return tlv(0x02, body[0] & 0x80 ? concatBytes([new Uint8Array([0]), body]) : body);
 }
 
 export const smallInteger = (n: number) => unsignedInteger(new Uint8Array([n]));
 
 /** A BIT STRING of whole bytes, or of named bits (`unusedBits` low bits of the last byte unused). */
 export function bitString(bytes: Uint8Array, unusedBits = 0): Uint8Array<ArrayBuffer> {
-  return tlv(0x03, concat([new Uint8Array([unusedBits]), bytes]));
+  return tlv(0x03, concatBytes([new Uint8Array([unusedBits]), bytes]));
 }
 
 /** An OBJECT IDENTIFIER from its dotted form. */

@@ -10,6 +10,7 @@
  */
 import type { ByteStream } from "../tunnel/bridge.ts";
 import { HttpProxyError } from "./http_proxy_reply.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** How a forwarded request's body ends (RFC 9112 §6.3): after `length` bytes, or the last chunk. */
 export type BodyFraming = { kind: "length"; length: number } | { kind: "chunked" };
@@ -200,7 +201,7 @@ export class ProxyClientStream implements ByteStream {
     if (this.#body && this.#buffered.length > 0) {
       const own = this.#buffered.subarray(0, this.#body.take(this.#buffered));
       this.#buffered = new Uint8Array(0);
-      this.#prefix = concat(this.#prefix, own);
+      this.#prefix = concatBytes([this.#prefix, own]);
     }
     if (this.#prefix.length > 0) {
       const n = Math.min(p.length, this.#prefix.length);
@@ -237,11 +238,4 @@ export class ProxyClientStream implements ByteStream {
   close(): void {
     this.#conn.close();
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

@@ -12,6 +12,7 @@ import { connectWebSocket } from "../../lib/ws/client.ts";
 import type { WebSocketConn } from "../../lib/ws/conn.ts";
 import type { MessageSocket } from "../../lib/ws/types.ts";
 import type { Stack } from "./tunnel_stack.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 export const WAIT_MS = 10_000;
 const dec = new TextDecoder();
@@ -64,17 +65,7 @@ export async function finish(ws: MessageSocket): Promise<Uint8Array> {
     if (msg.type === "binary") chunks.push(msg.data);
   }
   await ws.close();
-  return concat(chunks);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** An echo round trip on an open tunnel leg. */

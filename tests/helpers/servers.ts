@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { closeQuietly, delay } from "../../lib/async.ts";
 import { writeAll } from "../../lib/net/write_all.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 export interface TcpTarget extends AsyncDisposable {
   readonly port: number;
@@ -192,21 +193,13 @@ export async function sendAndReadAll(conn: Deno.Conn, data: Uint8Array): Promise
 /** Reads until EOF. */
 export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  let total = 0;
   const buf = new Uint8Array(64 * 1024);
   while (true) {
     const n = await conn.read(buf);
     if (n === null) break;
     chunks.push(buf.slice(0, n));
-    total += n;
   }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** Reads exactly `n` bytes or throws at EOF. */

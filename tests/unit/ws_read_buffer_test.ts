@@ -17,20 +17,11 @@ import {
   parseFrameHeader,
 } from "../../lib/ws/frame.ts";
 import { pattern } from "../helpers/bytes.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 const KiB = 1024;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 /**
  * A Deno.Conn stand-in: each read returns the rest of the current scripted chunk, cut to the room
@@ -150,7 +141,7 @@ Deno.test("BufferedConn: starts at 8 KiB, doubles after each read that fills it,
     [8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB, 64 * KiB + 64, 64 * KiB + 64],
   );
   assert.deepEqual(conn.offered.slice(0, 6), sizes.slice(0, 6), "each read gets the whole buffer");
-  assert.deepEqual(concat(got), data);
+  assert.deepEqual(concatBytes(got), data);
 });
 
 Deno.test("BufferedConn: partial reads keep the size; a streak of small ones shrinks it, keeping unconsumed bytes", async () => {
@@ -179,13 +170,13 @@ Deno.test("BufferedConn: partial reads keep the size; a streak of small ones shr
   const kept = io.buf.slice(io.start, io.end);
   assert.ok(await io.fill());
   assert.equal(io.buf.length, 8 * KiB, "back to the initial size");
-  assert.deepEqual(io.buf.subarray(0, io.end), concat([kept, small[SHRINK_AFTER_READS]]));
+  assert.deepEqual(io.buf.subarray(0, io.end), concatBytes([kept, small[SHRINK_AFTER_READS]]));
 });
 
 Deno.test("BufferedConn: an HTTP head bigger than the initial buffer, with frame bytes in the same read", async () => {
   const head = `HTTP/1.1 101 Switching Protocols\r\nX-Filler: ${"a".repeat(12 * KiB)}`;
   const after = pattern(5000);
-  const wire = concat([enc.encode(head + "\r\n\r\n"), after]);
+  const wire = concatBytes([enc.encode(head + "\r\n\r\n"), after]);
   const conn = new ScriptedConn([wire]);
   const io = new BufferedConn(conn.asConn());
   const got = await io.readHead(16 * KiB);
@@ -198,7 +189,7 @@ Deno.test("BufferedConn: an HTTP head bigger than the initial buffer, with frame
     rest.push(io.buf.slice(io.start, io.end));
     io.start = io.end;
   }
-  assert.deepEqual(concat(rest), after);
+  assert.deepEqual(concatBytes(rest), after);
 });
 
 Deno.test("BufferedConn: a head over the limit is refused while the buffer grows", async () => {
@@ -245,13 +236,13 @@ Deno.test("WebSocketConn over a growing buffer: frames straddling every boundary
   const tail = [30_000, 100_000, 9000].map((n) => pattern(n, n));
   const expected: (string | Uint8Array)[] = [...bulk, fragmented, ...tiny, ...tail];
 
-  const bulkWire = concat([
+  const bulkWire = concatBytes([
     ...bulk.map((d) => clientFrame(OP_BINARY, d)),
     clientFrame(OP_BINARY, fragmented.subarray(0, 10_000), false),
     clientFrame(OP_CONTINUATION, fragmented.subarray(10_000, 10_001), false),
     clientFrame(OP_CONTINUATION, fragmented.subarray(10_001), true),
   ]);
-  const tailWire = concat([
+  const tailWire = concatBytes([
     ...tail.map((d) => clientFrame(OP_BINARY, d)),
     clientFrame(OP_CLOSE, encodeClosePayload(1000, "bye")),
   ]);
